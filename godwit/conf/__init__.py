@@ -1,0 +1,156 @@
+"""Configuration options, registered on an explicit ``ConfigOpts``.
+
+Every service builds its configuration with :func:`parse_args`; code receives
+the resulting object as an argument instead of reaching for a global, so one
+process (``godwit-all``, the functional tests) can run several services with
+different settings.
+"""
+
+import importlib
+import os
+import socket
+
+import oslo_messaging
+from oslo_config import cfg
+from oslo_log import log as logging
+from oslo_messaging import transport as oslo_messaging_transport
+from oslo_messaging.rpc import client as oslo_messaging_client
+
+DEFAULT_OPTS = [
+    cfg.StrOpt("host", default=socket.gethostname(), sample_default="<hostname>",
+               help="Name of this host. Compute agents use it as their RPC server name "
+                    "and as the name of their service and compute node."),
+    cfg.StrOpt("state_path", default="/var/lib/godwit",
+               help="Top-level directory for Godwit's state: the SQLite database of the "
+                    "embedded default, instance directories, and the fake hosts' state."),
+    cfg.StrOpt("instances_path", default="$state_path/instances",
+               help="Where instance directories live. When two compute hosts see the same "
+                    "directory here (shared storage) live migration needs no disk copy."),
+    cfg.IntOpt("report_interval", default=10, min=1,
+               help="Seconds between service heartbeats."),
+    cfg.IntOpt("service_down_time", default=60, min=1,
+               help="A service whose last heartbeat is older than this many seconds is "
+                    "considered down. Keep it well above report_interval."),
+    cfg.IntOpt("max_concurrent_live_migrations", default=1, min=0,
+               help="Outgoing live migrations a compute host runs at once; further ones "
+                    "wait in status 'queued'. 0 means unlimited."),
+    cfg.IntOpt("migrate_max_retries", default=-1, min=-1,
+               help="How many other destinations the scheduler tries after the first one "
+                    "refuses a live migration. -1 tries until no host is left."),
+    cfg.IntOpt("long_rpc_timeout", default=1800, min=1,
+               help="Timeout in seconds for RPC calls that do long work on a host, such "
+                    "as pre_live_migration."),
+    cfg.FloatOpt("cpu_allocation_ratio", default=4.0, min=0.0,
+                 help="vCPUs the scheduler may place per physical CPU of a host."),
+    cfg.FloatOpt("ram_allocation_ratio", default=1.0, min=0.0,
+                 help="Virtual RAM the scheduler may place per MiB of host RAM."),
+    cfg.FloatOpt("disk_allocation_ratio", default=1.0, min=0.0,
+                 help="Virtual disk the scheduler may place per GiB of host disk."),
+    cfg.IntOpt("live_migration_deadline", default=3600, min=1,
+               help="Seconds a live migration may take from acceptance to a final status "
+                    "before it is rolled back and marked failed."),
+]
+
+DATABASE_OPTS = [
+    cfg.StrOpt("connection", default="sqlite:///$state_path/godwit.sqlite", secret=True,
+               help="SQLAlchemy URL of the database. The default is a SQLite file under "
+                    "state_path; use postgresql+psycopg2://... or mysql+pymysql://... for "
+                    "real deployments."),
+    cfg.BoolOpt("echo", default=False, help="Log every SQL statement (debugging)."),
+]
+
+API_OPTS = [
+    cfg.HostAddressOpt("listen", default="127.0.0.1", help="Address the API listens on."),
+    cfg.PortOpt("port", default=8774, help="Port the API listens on (Nova's by default)."),
+    cfg.IntOpt("threads", default=8, min=1, help="WSGI server worker threads."),
+    cfg.StrOpt("auth_strategy", default="noauth2", choices=["noauth2", "keystone"],
+               help="noauth2 trusts the X-Auth-Token '<user>:<project>' (development); "
+                    "keystone validates tokens with keystonemiddleware."),
+]
+
+COMPUTE_OPTS = [
+    cfg.StrOpt("virt_driver", default="fake",
+               help="Hypervisor driver, an entry point in 'godwit.virt_drivers'."),
+    cfg.StrOpt("vif_driver", default="fake",
+               help="Virtual interface driver, an entry point in 'godwit.vif_drivers'."),
+    cfg.StrOpt("volume_driver", default="fake",
+               help="Volume connector driver, an entry point in 'godwit.volume_drivers'."),
+    cfg.StrOpt("firewall_driver", default="fake",
+               help="Firewall filter driver, an entry point in 'godwit.firewall_drivers'."),
+]
+
+FAKE_OPTS = [
+    cfg.StrOpt("hosts_path", default="$state_path/fake-hosts",
+               help="Each fake host keeps what exists on it (domains, disks, VIFs, volume "
+                    "connections, filter rules) under <hosts_path>/<host>/."),
+    cfg.IntOpt("memory_mb", default=32768, min=1, help="RAM a fake host reports."),
+    cfg.IntOpt("vcpus", default=16, min=1, help="vCPUs a fake host reports."),
+    cfg.IntOpt("disk_gb", default=500, min=1, help="Local disk a fake host reports."),
+    cfg.StrOpt("hypervisor_type", default="fake", help="Hypervisor type a fake host reports."),
+    cfg.IntOpt("hypervisor_version", default=1000000,
+               help="Hypervisor version a fake host reports (libvirt's integer form)."),
+    cfg.StrOpt("cpu_model", default="Haswell-noTSX", help="CPU model a fake host reports."),
+    cfg.StrOpt("security_driver", default="none",
+               help="Security driver (none, apparmor, selinux) a fake host reports."),
+    cfg.ListOpt("faults", default=[],
+                help="Faults to inject, each '<step>:<action>[:<seconds>]' with action "
+                     "fail, hang or delay, e.g. 'pre_live_migration:fail'. A test can also "
+                     "write <hosts_path>/<host>/faults.json while the host runs."),
+    cfg.IntOpt("migration_bandwidth_mb", default=0, min=0,
+               help="Simulated live migration bandwidth in MiB/s; 0 moves memory at once."),
+    cfg.IntOpt("migration_dirty_rate_mb", default=0, min=0,
+               help="MiB/s of guest memory re-dirtied while a simulated migration runs."),
+]
+
+ALL_OPTS = [
+    cfg.IntOpt("compute_hosts", default=3, min=1,
+               help="How many fake compute hosts godwit-all starts (compute1..N)."),
+]
+
+
+def register_opts(conf):
+    conf.register_opts(DEFAULT_OPTS)
+    conf.register_opts(DATABASE_OPTS, group="database")
+    conf.register_opts(API_OPTS, group="api")
+    conf.register_opts(COMPUTE_OPTS, group="compute")
+    conf.register_opts(FAKE_OPTS, group="fake")
+    conf.register_opts(ALL_OPTS, group="all")
+    logging.register_options(conf)
+    # Register oslo.messaging's transport options now (it would on first use,
+    # with these same objects) so that transport_url can be read and defaulted
+    # before any transport exists. Its list_opts() returns copies, which would
+    # clash with the originals later.
+    conf.register_opts(oslo_messaging_transport._transport_opts)
+    conf.register_opts(oslo_messaging_client._client_opts)  # rpc_response_timeout
+    _register_global_messaging_opts(conf)
+    oslo_messaging.set_transport_defaults("godwit")
+
+
+def _register_global_messaging_opts(conf):
+    """oslo.messaging >= 17 reads [oslo_messaging_tracing] and
+    [oslo_messaging_metrics] on every call but registers them on the global
+    cfg.CONF only; give our ConfigOpts the same option objects."""
+    for module, attr, group in (("oslo_messaging._tracing.client", "oslo_messaging_tracing",
+                                 "oslo_messaging_tracing"),
+                                ("oslo_messaging._metrics.client", "oslo_messaging_metrics",
+                                 "oslo_messaging_metrics")):
+        try:
+            opts = getattr(importlib.import_module(module), attr)
+        except (ImportError, AttributeError):  # an oslo.messaging without it
+            continue
+        conf.register_opts(opts, group=group)
+
+
+def new_conf():
+    """A fresh ConfigOpts with every Godwit option registered."""
+    conf = cfg.ConfigOpts()
+    register_opts(conf)
+    return conf
+
+
+def parse_args(argv, conf=None, default_config_files=None, prog=None):
+    conf = conf if conf is not None else new_conf()
+    if default_config_files is None:
+        default_config_files = [p for p in ("/etc/godwit/godwit.conf",) if os.path.exists(p)]
+    conf(argv, project="godwit", prog=prog, default_config_files=default_config_files)
+    return conf

@@ -1,0 +1,208 @@
+"""SQLAlchemy models: the whole schema Godwit keeps.
+
+Only the control plane (API and conductor) opens the database; compute agents
+read and write through conductor RPCs. Schema changes go through alembic
+(``godwit/db/alembic``); a test checks that these models and the migrations
+agree.
+"""
+
+import datetime
+
+from sqlalchemy import Boolean, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+def utcnow():
+    # Naive UTC everywhere: SQLite and MySQL keep no zone.
+    return datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
+
+
+class Base(DeclarativeBase):
+    def to_dict(self):
+        return {c.key: getattr(self, c.key) for c in self.__mapper__.column_attrs}
+
+
+class TimestampMixin:
+    created_at: Mapped[datetime.datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[datetime.datetime | None] = mapped_column(DateTime, onupdate=utcnow)
+
+
+class Service(Base, TimestampMixin):
+    __tablename__ = "services"
+    __table_args__ = (UniqueConstraint("host", "binary", name="uniq_services0host0binary"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    uuid: Mapped[str] = mapped_column(String(36), unique=True)
+    host: Mapped[str] = mapped_column(String(255))
+    binary: Mapped[str] = mapped_column(String(255))
+    topic: Mapped[str | None] = mapped_column(String(255))
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    disabled_reason: Mapped[str | None] = mapped_column(String(255))
+    forced_down: Mapped[bool] = mapped_column(Boolean, default=False)
+    last_seen_up: Mapped[datetime.datetime | None] = mapped_column(DateTime)
+    report_count: Mapped[int] = mapped_column(Integer, default=0)
+    version: Mapped[str | None] = mapped_column(String(32))
+
+
+class ComputeNode(Base, TimestampMixin):
+    __tablename__ = "compute_nodes"
+    __table_args__ = (UniqueConstraint("host", "hypervisor_hostname",
+                                       name="uniq_compute_nodes0host0hypervisor_hostname"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    uuid: Mapped[str] = mapped_column(String(36), unique=True)
+    host: Mapped[str] = mapped_column(String(255))
+    hypervisor_hostname: Mapped[str] = mapped_column(String(255))
+    host_ip: Mapped[str | None] = mapped_column(String(64))
+    vcpus: Mapped[int] = mapped_column(Integer, default=0)
+    memory_mb: Mapped[int] = mapped_column(Integer, default=0)
+    local_gb: Mapped[int] = mapped_column(Integer, default=0)
+    vcpus_used: Mapped[int] = mapped_column(Integer, default=0)
+    memory_mb_used: Mapped[int] = mapped_column(Integer, default=0)
+    local_gb_used: Mapped[int] = mapped_column(Integer, default=0)
+    running_vms: Mapped[int] = mapped_column(Integer, default=0)
+    hypervisor_type: Mapped[str] = mapped_column(String(255))
+    hypervisor_version: Mapped[int] = mapped_column(Integer, default=0)
+    cpu_info: Mapped[str] = mapped_column(Text, default="{}")
+    security_driver: Mapped[str | None] = mapped_column(String(64))
+    instances_path: Mapped[str | None] = mapped_column(String(1024))
+
+
+class Flavor(Base, TimestampMixin):
+    __tablename__ = "flavors"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    flavorid: Mapped[str] = mapped_column(String(255), unique=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    memory_mb: Mapped[int] = mapped_column(Integer)
+    vcpus: Mapped[int] = mapped_column(Integer)
+    root_gb: Mapped[int] = mapped_column(Integer, default=0)
+    ephemeral_gb: Mapped[int] = mapped_column(Integer, default=0)
+    swap: Mapped[int] = mapped_column(Integer, default=0)
+    is_public: Mapped[bool] = mapped_column(Boolean, default=True)
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    description: Mapped[str | None] = mapped_column(Text)
+
+
+class Instance(Base, TimestampMixin):
+    __tablename__ = "instances"
+    __table_args__ = (Index("instances_host_idx", "host"),
+                      Index("instances_project_idx", "project_id"))
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    uuid: Mapped[str] = mapped_column(String(36), unique=True)
+    display_name: Mapped[str] = mapped_column(String(255))
+    user_id: Mapped[str | None] = mapped_column(String(255))
+    project_id: Mapped[str | None] = mapped_column(String(255))
+    host: Mapped[str | None] = mapped_column(String(255))
+    node: Mapped[str | None] = mapped_column(String(255))
+    availability_zone: Mapped[str | None] = mapped_column(String(255))
+    instance_type_id: Mapped[int] = mapped_column(Integer, ForeignKey("flavors.id"))
+    memory_mb: Mapped[int] = mapped_column(Integer)
+    vcpus: Mapped[int] = mapped_column(Integer)
+    root_gb: Mapped[int] = mapped_column(Integer, default=0)
+    ephemeral_gb: Mapped[int] = mapped_column(Integer, default=0)
+    image_ref: Mapped[str | None] = mapped_column(String(255))
+    config_drive: Mapped[bool] = mapped_column(Boolean, default=False)
+    vm_state: Mapped[str] = mapped_column(String(255))
+    task_state: Mapped[str | None] = mapped_column(String(255))
+    power_state: Mapped[int] = mapped_column(Integer, default=0)
+    progress: Mapped[int] = mapped_column(Integer, default=0)
+    launched_at: Mapped[datetime.datetime | None] = mapped_column(DateTime)
+    terminated_at: Mapped[datetime.datetime | None] = mapped_column(DateTime)
+    deleted_at: Mapped[datetime.datetime | None] = mapped_column(DateTime)
+    fault_message: Mapped[str | None] = mapped_column(Text)
+
+
+class Migration(Base, TimestampMixin):
+    __tablename__ = "migrations"
+    __table_args__ = (Index("migrations_instance_uuid_idx", "instance_uuid"),
+                      Index("migrations_status_idx", "status"),
+                      Index("migrations_updated_at_idx", "updated_at", "id"))
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    uuid: Mapped[str] = mapped_column(String(36), unique=True)
+    instance_uuid: Mapped[str] = mapped_column(String(36))
+    migration_type: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(32))
+    source_compute: Mapped[str | None] = mapped_column(String(255))
+    dest_compute: Mapped[str | None] = mapped_column(String(255))
+    source_node: Mapped[str | None] = mapped_column(String(255))
+    dest_node: Mapped[str | None] = mapped_column(String(255))
+    dest_host: Mapped[str | None] = mapped_column(String(255))
+    old_instance_type_id: Mapped[int | None] = mapped_column(Integer)
+    new_instance_type_id: Mapped[int | None] = mapped_column(Integer)
+    block_migration: Mapped[bool | None] = mapped_column(Boolean)
+    hidden: Mapped[bool] = mapped_column(Boolean, default=False)
+    memory_total: Mapped[int | None] = mapped_column(Integer)
+    memory_processed: Mapped[int | None] = mapped_column(Integer)
+    memory_remaining: Mapped[int | None] = mapped_column(Integer)
+    disk_total: Mapped[int | None] = mapped_column(Integer)
+    disk_processed: Mapped[int | None] = mapped_column(Integer)
+    disk_remaining: Mapped[int | None] = mapped_column(Integer)
+    user_id: Mapped[str | None] = mapped_column(String(255))
+    project_id: Mapped[str | None] = mapped_column(String(255))
+    error_message: Mapped[str | None] = mapped_column(Text)
+    deadline_at: Mapped[datetime.datetime | None] = mapped_column(DateTime)
+
+
+class BlockDeviceMapping(Base, TimestampMixin):
+    __tablename__ = "block_device_mappings"
+    __table_args__ = (Index("bdm_instance_uuid_idx", "instance_uuid"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    uuid: Mapped[str] = mapped_column(String(36), unique=True)
+    instance_uuid: Mapped[str] = mapped_column(String(36))
+    source_type: Mapped[str] = mapped_column(String(32))
+    destination_type: Mapped[str] = mapped_column(String(32))
+    device_type: Mapped[str | None] = mapped_column(String(32))
+    device_name: Mapped[str | None] = mapped_column(String(255))
+    boot_index: Mapped[int | None] = mapped_column(Integer)
+    volume_id: Mapped[str | None] = mapped_column(String(36))
+    volume_size: Mapped[int | None] = mapped_column(Integer)
+    connection_info: Mapped[str | None] = mapped_column(Text)
+    delete_on_termination: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class VirtualInterface(Base, TimestampMixin):
+    __tablename__ = "virtual_interfaces"
+    __table_args__ = (Index("vif_instance_uuid_idx", "instance_uuid"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    uuid: Mapped[str] = mapped_column(String(36), unique=True)
+    instance_uuid: Mapped[str] = mapped_column(String(36))
+    address: Mapped[str] = mapped_column(String(32))
+    network_id: Mapped[str | None] = mapped_column(String(255))
+    vif_type: Mapped[str | None] = mapped_column(String(64))
+    details: Mapped[str] = mapped_column(Text, default="{}")
+
+
+class InstanceAction(Base):
+    __tablename__ = "instance_actions"
+    __table_args__ = (Index("instance_actions_uuid_idx", "instance_uuid"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    action: Mapped[str] = mapped_column(String(255))
+    instance_uuid: Mapped[str] = mapped_column(String(36))
+    request_id: Mapped[str | None] = mapped_column(String(255))
+    user_id: Mapped[str | None] = mapped_column(String(255))
+    project_id: Mapped[str | None] = mapped_column(String(255))
+    start_time: Mapped[datetime.datetime] = mapped_column(DateTime, default=utcnow)
+    finish_time: Mapped[datetime.datetime | None] = mapped_column(DateTime)
+    message: Mapped[str | None] = mapped_column(String(255))
+    updated_at: Mapped[datetime.datetime | None] = mapped_column(DateTime, onupdate=utcnow)
+
+
+class InstanceActionEvent(Base):
+    __tablename__ = "instance_action_events"
+    __table_args__ = (Index("instance_action_events_action_idx", "action_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    action_id: Mapped[int] = mapped_column(Integer, ForeignKey("instance_actions.id"))
+    event: Mapped[str] = mapped_column(String(255))
+    start_time: Mapped[datetime.datetime] = mapped_column(DateTime, default=utcnow)
+    finish_time: Mapped[datetime.datetime | None] = mapped_column(DateTime)
+    result: Mapped[str | None] = mapped_column(String(255))
+    traceback: Mapped[str | None] = mapped_column(Text)
+    host: Mapped[str | None] = mapped_column(String(255))
+    details: Mapped[str | None] = mapped_column(Text)

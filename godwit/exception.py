@@ -1,0 +1,151 @@
+"""Exceptions shared by all services.
+
+Each carries an HTTP ``code`` so the API can answer with it, and a message
+template that names the cause and, where there is one, what to do about it.
+Exceptions cross RPC by name (oslo.messaging re-raises them on the caller
+when this module is in ``allowed_remote_exmods``), so the API can turn a
+conductor's refusal into the right HTTP status.
+"""
+
+
+class GodwitException(Exception):
+    msg_fmt = "An unknown error occurred."
+    code = 500
+
+    def __init__(self, message=None, **kwargs):
+        self.kwargs = kwargs
+        if message is None:
+            try:
+                message = self.msg_fmt % kwargs
+            except (KeyError, TypeError):
+                message = self.msg_fmt
+        self.message = message
+        super().__init__(message)
+
+    def __str__(self):
+        return self.message
+
+
+class Invalid(GodwitException):
+    code = 400
+    msg_fmt = "Invalid request: %(reason)s"
+
+
+class Forbidden(GodwitException):
+    code = 403
+    msg_fmt = "Policy does not allow %(action)s to be performed."
+
+
+class NotFound(GodwitException):
+    code = 404
+    msg_fmt = "Resource could not be found."
+
+
+class Conflict(GodwitException):
+    code = 409
+    msg_fmt = "Conflict: %(reason)s"
+
+
+class ServiceUnavailable(GodwitException):
+    code = 503
+    msg_fmt = "%(reason)s"
+
+
+# --- not found ---
+class InstanceNotFound(NotFound):
+    msg_fmt = "Instance %(instance_id)s could not be found."
+
+
+class MigrationNotFound(NotFound):
+    msg_fmt = "Migration %(migration_id)s could not be found."
+
+
+class MigrationNotFoundForInstance(NotFound):
+    msg_fmt = "Migration %(migration_id)s is not a migration of instance %(instance_id)s."
+
+
+class FlavorNotFound(NotFound):
+    msg_fmt = "Flavor %(flavor_id)s could not be found."
+
+
+class ComputeHostNotFound(NotFound):
+    msg_fmt = ("Compute host %(host)s could not be found. 'godwit service list' shows the "
+               "compute hosts that exist.")
+
+
+class ServiceNotFound(NotFound):
+    msg_fmt = "Service %(service_id)s could not be found."
+
+
+# --- bad requests ---
+class DestinationIsSource(Invalid):
+    msg_fmt = ("The requested destination %(host)s is the host the instance already runs on; "
+               "name another host, or give none and let the scheduler choose.")
+
+
+class DestinationHostUnknown(Invalid):
+    msg_fmt = ("Compute host %(host)s could not be found. 'godwit service list' shows the "
+               "compute hosts that exist.")
+
+
+class ComputeServiceUnavailable(Invalid):
+    msg_fmt = ("Compute service of %(host)s is down (last heartbeat %(age)s ago). Start "
+               "godwit-compute on that host, or choose another destination.")
+
+
+class ComputeServiceDisabled(Invalid):
+    msg_fmt = ("Compute service of %(host)s is disabled%(reason)s. Enable it with "
+               "'godwit service enable %(host)s' or choose another destination.")
+
+
+class MigrationPreCheckError(Invalid):
+    msg_fmt = "Migration pre-check error: %(reason)s"
+
+
+class NoValidHost(Invalid):
+    msg_fmt = "No valid host was found. %(reason)s"
+
+
+class InvalidMigrationTransition(GodwitException):
+    code = 409
+    msg_fmt = ("A %(migration_type)s migration cannot move from status %(old)s to %(new)s.")
+
+
+class FlavorExists(Conflict):
+    msg_fmt = "Flavor with name or id %(name)s already exists."
+
+
+# --- conflicts ---
+class InstanceInvalidState(Conflict):
+    msg_fmt = ("Cannot '%(action)s' instance %(instance_id)s while it is in %(attr)s "
+               "%(state)s.%(hint)s")
+
+    def __init__(self, message=None, hint="", **kwargs):
+        super().__init__(message, hint=(" " + hint if hint else ""), **kwargs)
+
+
+class InstanceBusy(Conflict):
+    msg_fmt = ("Instance %(instance_id)s is busy with task %(task_state)s; wait for it to "
+               "finish (see 'godwit server show %(instance_id)s').")
+
+
+class ConcurrentUpdate(Conflict):
+    msg_fmt = ("%(what)s changed while this request ran (expected %(expected)s, found "
+               "%(found)s); read it again and retry if still wanted.")
+
+
+# --- host-side failures (raised by drivers, carried back over RPC) ---
+class HypervisorError(GodwitException):
+    msg_fmt = "Hypervisor error on %(host)s: %(reason)s"
+
+
+class InjectedFault(GodwitException):
+    msg_fmt = "Injected fault at step %(step)s on host %(host)s."
+
+
+class InstanceExists(Conflict):
+    msg_fmt = "Instance %(instance_id)s already exists on host %(host)s."
+
+
+class HostCapacityExceeded(Invalid):
+    msg_fmt = "%(host)s lacks %(resource)s: %(needed)s needed, %(free)s free."
