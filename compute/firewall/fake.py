@@ -1,0 +1,23 @@
+"""Fake firewall driver: records each instance's filter rules on the fake host."""
+
+from compute.fake_host import FakeHost
+from compute.fault_injection import FaultInjector
+from compute.firewall import base
+
+
+class FakeFirewallDriver(base.FirewallDriver):
+    def __init__(self, conf, host):
+        super().__init__(conf, host)
+        self.fake = FakeHost(conf.fake.hosts_path, host)
+        self.faults = FaultInjector(host, self.fake.root, conf.fake.faults)
+
+    def apply_instance_filter(self, instance, network_info):
+        self.faults.check("apply_instance_filter")
+        rules = [{"direction": "ingress", "mac": v["address"], "action": "accept-established"}
+                 for v in network_info or []]
+        self.fake.put("filters", instance["uuid"], {"instance_uuid": instance["uuid"],
+                                                    "rules": rules})
+
+    def unfilter_instance(self, instance, network_info):
+        self.faults.check("unfilter_instance")
+        self.fake.delete("filters", instance["uuid"])

@@ -1,0 +1,70 @@
+"""Client for the compute agents (RPC topic ``compute``, server = host name).
+
+Calls wait for the host's answer; casts return at once and the host reports
+back through the conductor. As in Nova, the live migration itself is a cast
+to the source, which then drives the destination with calls.
+
+Version history:
+
+* 1.0 - Initial version: build_and_run_instance, terminate_instance,
+  check_can_live_migrate_destination, check_can_live_migrate_source,
+  live_migration, pre_live_migration, post_live_migration_at_destination,
+  rollback_live_migration_at_destination, ping.
+"""
+
+from godwit import rpc
+
+TOPIC = "compute"
+VERSION_CAP = "1.0"
+
+
+class ComputeAPI:
+    def __init__(self, transport, timeout=None, long_timeout=1800, version_cap=VERSION_CAP):
+        self.client = rpc.get_client(transport, TOPIC, version_cap=version_cap,
+                                     timeout=timeout)
+        self.long_timeout = long_timeout
+
+    def _at(self, host, timeout=None):
+        return self.client.prepare(server=host, timeout=timeout)
+
+    def ping(self, ctxt, host, timeout=None):
+        return self._at(host, timeout).call(ctxt, "ping")
+
+    def build_and_run_instance(self, ctxt, host, instance_uuid):
+        self._at(host).cast(ctxt, "build_and_run_instance", instance_uuid=instance_uuid)
+
+    def terminate_instance(self, ctxt, host, instance_uuid):
+        self._at(host).cast(ctxt, "terminate_instance", instance_uuid=instance_uuid)
+
+    def check_can_live_migrate_destination(self, ctxt, dest, instance_uuid, source,
+                                           block_migration):
+        return self._at(dest).call(ctxt, "check_can_live_migrate_destination",
+                                   instance_uuid=instance_uuid, source=source,
+                                   block_migration=block_migration)
+
+    def check_can_live_migrate_source(self, ctxt, source, instance_uuid, dest_check_data):
+        return self._at(source).call(ctxt, "check_can_live_migrate_source",
+                                     instance_uuid=instance_uuid,
+                                     dest_check_data=dest_check_data)
+
+    def live_migration(self, ctxt, source, instance_uuid, migration_id, dest, migrate_data):
+        self._at(source).cast(ctxt, "live_migration", instance_uuid=instance_uuid,
+                              migration_id=migration_id, dest=dest, migrate_data=migrate_data)
+
+    def pre_live_migration(self, ctxt, dest, migration_id, migrate_data):
+        return self._at(dest, self.long_timeout).call(
+            ctxt, "pre_live_migration", migration_id=migration_id, migrate_data=migrate_data)
+
+    def post_live_migration_at_destination(self, ctxt, dest, migration_id, migrate_data):
+        return self._at(dest, self.long_timeout).call(
+            ctxt, "post_live_migration_at_destination", migration_id=migration_id,
+            migrate_data=migrate_data)
+
+    def rollback_live_migration_at_destination(self, ctxt, dest, migration_id, migrate_data,
+                                               destroy_disks):
+        # A call, not Nova's cast: the source marks the migration failed only
+        # once the destination says it is clean, so nothing is left behind
+        # unnoticed.
+        return self._at(dest, self.long_timeout).call(
+            ctxt, "rollback_live_migration_at_destination", migration_id=migration_id,
+            migrate_data=migrate_data, destroy_disks=destroy_disks)

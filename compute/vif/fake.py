@@ -1,0 +1,22 @@
+"""Fake VIF driver: records each plugged VIF in the fake host's directory."""
+
+from compute.fake_host import FakeHost
+from compute.fault_injection import FaultInjector
+from compute.vif import base
+
+
+class FakeVifDriver(base.VifDriver):
+    def __init__(self, conf, host):
+        super().__init__(conf, host)
+        self.fake = FakeHost(conf.fake.hosts_path, host)
+        self.faults = FaultInjector(host, self.fake.root, conf.fake.faults)
+
+    def plug(self, instance, vif):
+        self.faults.check("vif_plug")
+        self.fake.put("vifs", vif["uuid"], {"instance_uuid": instance["uuid"],
+                                            "address": vif["address"],
+                                            "network_id": vif.get("network_id")})
+
+    def unplug(self, instance, vif):
+        self.faults.check("vif_unplug")
+        self.fake.delete("vifs", vif["uuid"])

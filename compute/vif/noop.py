@@ -1,0 +1,11 @@
+"""No-op VIF driver, for hosts whose networking is managed outside Godwit."""
+
+from compute.vif import base
+
+
+class NoopVifDriver(base.VifDriver):
+    def plug(self, instance, vif):
+        pass
+
+    def unplug(self, instance, vif):
+        pass

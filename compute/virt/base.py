@@ -1,0 +1,116 @@
+"""The hypervisor driver interface.
+
+A driver manages the domains of one host. Every method receives plain dicts
+(``instance`` is the instances row, ``network_info`` the list of
+virtual_interfaces rows, ``block_device_info`` the list of
+block_device_mappings rows) and must be safe to call twice: undo methods on
+something already gone return quietly. The compute manager never touches the
+hypervisor except through this class.
+"""
+
+import abc
+
+
+class VirtDriver(abc.ABC):
+    """A hypervisor host, as the compute manager sees it."""
+
+    def __init__(self, conf, host, instances_path):
+        self.conf = conf
+        self.host = host
+        self.instances_path = instances_path
+
+    def init_host(self):
+        """Connect to the hypervisor; called once before the agent serves RPC."""
+
+    def cleanup_host(self):
+        """Release connections; called when the agent stops."""
+
+    @abc.abstractmethod
+    def get_host_info(self):
+        """What the compute node record says about this host.
+
+        :returns: dict with vcpus, memory_mb, local_gb, hypervisor_type,
+            hypervisor_version (int), cpu_info (JSON str), security_driver,
+            host_ip and instances_path.
+        """
+
+    @abc.abstractmethod
+    def list_instances(self):
+        """UUIDs of the domains that exist on this host."""
+
+    @abc.abstractmethod
+    def spawn(self, instance, network_info, block_device_info):
+        """Create the instance's disks and domain, and start it.
+
+        :raises: HypervisorError when the domain cannot be created.
+        """
+
+    @abc.abstractmethod
+    def destroy(self, instance, network_info, block_device_info, destroy_disks=True):
+        """Stop and undefine the domain; delete its files if ``destroy_disks``."""
+
+    @abc.abstractmethod
+    def get_power_state(self, instance):
+        """The domain's power state (godwit.states.RUNNING, SHUTDOWN, ...)."""
+
+    # --- live migration -------------------------------------------------
+    @abc.abstractmethod
+    def check_can_live_migrate_destination(self, instance, block_migration):
+        """Run on the destination before anything moves.
+
+        Checks what only this host can tell (CPU, hypervisor) and leaves a
+        probe for shared-storage detection.
+
+        :returns: dest_check_data dict, passed to the source's check.
+        :raises: MigrationPreCheckError naming the cause.
+        """
+
+    @abc.abstractmethod
+    def cleanup_live_migration_destination_check(self, dest_check_data):
+        """Remove what check_can_live_migrate_destination left (the probe)."""
+
+    @abc.abstractmethod
+    def check_can_live_migrate_source(self, instance, dest_check_data):
+        """Run on the source: shared storage detection, source-only checks.
+
+        :returns: migrate_data dict (is_shared_instance_path, block_migration,
+            and whatever the destination's check returned).
+        :raises: MigrationPreCheckError naming the cause.
+        """
+
+    @abc.abstractmethod
+    def pre_live_migration(self, instance, block_device_info, network_info, migrate_data):
+        """Prepare the destination: instance directory and disks.
+
+        :returns: migrate_data, possibly extended for the source.
+        """
+
+    @abc.abstractmethod
+    def live_migration(self, instance, dest, migrate_data, monitor):
+        """Move the running guest to ``dest``; return once it runs there.
+
+        ``monitor`` is a :class:`compute.live_migration.MigrationMonitor`: the
+        driver reports progress to it and asks it whether to abort.
+
+        :raises: HypervisorError (or any exception) if the guest stayed on
+            the source.
+        """
+
+    @abc.abstractmethod
+    def post_live_migration_at_source(self, instance, block_device_info, migrate_data):
+        """Source, after the switch: hypervisor-side cleanup of the old domain."""
+
+    @abc.abstractmethod
+    def post_live_migration_at_destination(self, instance, network_info, block_device_info,
+                                           migrate_data):
+        """Destination, after the switch: make the domain persistent."""
+
+    @abc.abstractmethod
+    def rollback_live_migration_at_destination(self, instance, network_info,
+                                               block_device_info, destroy_disks,
+                                               migrate_data):
+        """Destination, after a failure: remove the domain and files it got."""
+
+    @abc.abstractmethod
+    def cleanup_source_files(self, instance, migrate_data):
+        """Source, after success: delete the instance directory unless shared."""

@@ -1,0 +1,27 @@
+"""Fake volume connector: records each volume connection on the fake host."""
+
+from compute.fake_host import FakeHost
+from compute.fault_injection import FaultInjector
+from compute.volume import base
+
+
+class FakeVolumeDriver(base.VolumeDriver):
+    def __init__(self, conf, host):
+        super().__init__(conf, host)
+        self.fake = FakeHost(conf.fake.hosts_path, host)
+        self.faults = FaultInjector(host, self.fake.root, conf.fake.faults)
+
+    @staticmethod
+    def _key(instance, bdm):
+        return f"{instance['uuid']}-{bdm['volume_id']}"
+
+    def connect_volume(self, instance, bdm):
+        self.faults.check("connect_volume")
+        info = {"driver_volume_type": "fake", "volume_id": bdm["volume_id"],
+                "instance_uuid": instance["uuid"], "host": self.host}
+        self.fake.put("volumes", self._key(instance, bdm), info)
+        return info
+
+    def disconnect_volume(self, instance, bdm):
+        self.faults.check("disconnect_volume")
+        self.fake.delete("volumes", self._key(instance, bdm))

@@ -1,0 +1,111 @@
+"""Pre-checks for moving an instance, each refusal a clear error.
+
+These read only the database (the API-facing conductor owns it) and run
+before anything is written, so a refused request changes nothing. Checks
+that need the hosts themselves (CPU, shared storage, hypervisor reachability)
+run afterwards over RPC in :mod:`conductor.live_migrate`.
+"""
+
+import json
+
+from godwit import exception, states
+from godwit.db import api as db_api
+
+
+def check_instance_can_live_migrate(instance):
+    """The instance is ACTIVE or PAUSED, running, and not busy with another task."""
+    if instance["vm_state"] not in (states.ACTIVE, states.PAUSED):
+        raise exception.InstanceInvalidState(
+            action="os-migrateLive", instance_id=instance["uuid"], attr="vm_state",
+            state=instance["vm_state"],
+            hint="Only ACTIVE or PAUSED servers can be live-migrated.")
+    if instance["task_state"] is not None:
+        raise exception.InstanceBusy(instance_id=instance["uuid"],
+                                     task_state=instance["task_state"])
+    if instance["power_state"] not in (states.RUNNING, states.PAUSED_POWER):
+        raise exception.InstanceInvalidState(
+            action="os-migrateLive", instance_id=instance["uuid"], attr="power_state",
+            state=instance["power_state"], hint="The guest must be running or paused.")
+    if not instance.get("host"):
+        raise exception.InstanceInvalidState(
+            action="os-migrateLive", instance_id=instance["uuid"], attr="host", state="none",
+            hint="The server was never placed on a host.")
+
+
+def check_service_up(db, conf, host):
+    svc = db.service_get_by_host(host)
+    if svc is None:
+        raise exception.DestinationHostUnknown(host=host)
+    if not db_api.is_service_up(svc, conf.service_down_time):
+        raise exception.ComputeServiceUnavailable(host=host, age=db_api.heartbeat_age(svc))
+    return svc
+
+
+def _cpu(node):
+    try:
+        return json.loads(node.get("cpu_info") or "{}")
+    except ValueError:
+        return {}
+
+
+def free_resources(db, conf, node):
+    used = db.host_usage(node["host"])
+    return {
+        "memory_mb": int(node["memory_mb"] * conf.ram_allocation_ratio) - used["memory_mb"],
+        "vcpus": int(node["vcpus"] * conf.cpu_allocation_ratio) - used["vcpus"],
+        "disk_gb": int(node["local_gb"] * conf.disk_allocation_ratio) - used["disk_gb"],
+    }
+
+
+def check_capacity(db, conf, node, need):
+    """``need`` holds memory_mb, vcpus, disk_gb."""
+    free = free_resources(db, conf, node)
+    for resource, unit in (("memory_mb", "MiB RAM"), ("vcpus", "vCPUs"), ("disk_gb", "GiB disk")):
+        if need[resource] > free[resource]:
+            raise exception.MigrationPreCheckError(
+                reason=f"destination {node['host']} lacks {unit}: {need[resource]} needed, "
+                       f"{max(free[resource], 0)} free")
+
+
+def check_destination(db, conf, instance, source_node, dest):
+    """Every database-level check of a requested destination, in order."""
+    if dest == instance["host"]:
+        raise exception.DestinationIsSource(host=dest)
+    svc = check_service_up(db, conf, dest)
+    if svc["disabled"]:
+        reason = f" ({svc['disabled_reason']})" if svc.get("disabled_reason") else ""
+        raise exception.ComputeServiceDisabled(host=dest, reason=reason)
+    node = db.compute_node_get_by_host(dest)
+    if node is None:
+        raise exception.DestinationHostUnknown(host=dest)
+    check_capacity(db, conf, node, {"memory_mb": instance["memory_mb"],
+                                    "vcpus": instance["vcpus"],
+                                    "disk_gb": instance["root_gb"] + instance["ephemeral_gb"]})
+    check_hypervisor_compatible(source_node, node)
+    return node
+
+
+def check_hypervisor_compatible(source_node, dest_node):
+    src, dst = source_node, dest_node
+    if src["hypervisor_type"] != dst["hypervisor_type"]:
+        raise exception.MigrationPreCheckError(
+            reason=f"destination {dst['host']} runs hypervisor {dst['hypervisor_type']}, "
+                   f"the source runs {src['hypervisor_type']}; both must be the same")
+    if dst["hypervisor_version"] < src["hypervisor_version"]:
+        raise exception.MigrationPreCheckError(
+            reason=f"destination {dst['host']} runs hypervisor version "
+                   f"{dst['hypervisor_version']}, older than the source's "
+                   f"{src['hypervisor_version']}; a guest cannot move to an older hypervisor")
+    s_cpu, d_cpu = _cpu(src), _cpu(dst)
+    if s_cpu.get("arch") != d_cpu.get("arch") or s_cpu.get("model") != d_cpu.get("model"):
+        raise exception.MigrationPreCheckError(
+            reason=f"CPU of destination {dst['host']} ({d_cpu.get('arch')} "
+                   f"{d_cpu.get('model')}) is not compatible with the source's "
+                   f"({s_cpu.get('arch')} {s_cpu.get('model')})")
+    if (src.get("security_driver") or "none") != (dst.get("security_driver") or "none"):
+        raise exception.MigrationPreCheckError(
+            reason=f"destination {dst['host']} uses security driver "
+                   f"{dst.get('security_driver')!r} and the source "
+                   f"{src.get('security_driver')!r}; the guest's security label would not "
+                   "be understood there (libvirt's 'Unable to find security driver for "
+                   "label'). Configure the same security_driver on both hosts")

@@ -1,0 +1,127 @@
+"""Conductor side of live migration: check, choose the destination, hand over.
+
+``LiveMigrationTask.execute`` runs inside the API's RPC call, so every
+refusal reaches the user as an error:
+
+1. Database-level checks (instance state, source up, requested destination
+   exists/up/enabled/has room/compatible). Nothing has been written yet,
+   so a refusal changes nothing.
+2. Claim the instance: task_state None -> MIGRATING by compare-and-swap (the
+   loser of two concurrent requests gets 409), record the instance action
+   and the migration row (``accepted``).
+3. Host-level checks over RPC: check_can_live_migrate_destination on the
+   destination, which asks the source in turn. Without a requested host, the
+   scheduler's candidates are tried in order, up to ``migrate_max_retries``
+   re-tries, each refusal remembered.
+4. Cast ``live_migration`` to the source; from here the hosts drive it.
+
+A refusal after step 2 ends the migration in ``error`` (with the reason),
+clears task_state and leaves the instance as it was.
+"""
+
+import oslo_messaging as messaging
+from oslo_log import log as logging
+
+from conductor import checks
+from conductor import scheduler as scheduler_mod
+from godwit import exception, states
+
+LOG = logging.getLogger(__name__)
+
+
+class LiveMigrationTask:
+    def __init__(self, conductor, ctxt, instance_uuid, requested_host, block_migration):
+        self.c = conductor
+        self.db = conductor.db
+        self.conf = conductor.conf
+        self.ctxt = ctxt
+        self.instance_uuid = instance_uuid
+        self.requested_host = requested_host
+        self.block_migration = block_migration
+        self.migration = None
+
+    def execute(self):
+        instance = self.db.instance_get(self.instance_uuid)
+        source = instance["host"]
+        # 1. Checks that write nothing.
+        checks.check_instance_can_live_migrate(instance)
+        checks.check_service_up(self.db, self.conf, source)
+        source_node = self.db.compute_node_get_by_host(source)
+        need = {"memory_mb": instance["memory_mb"], "vcpus": instance["vcpus"],
+                "disk_gb": instance["root_gb"] + instance["ephemeral_gb"]}
+        if self.requested_host:
+            dest_node = checks.check_destination(self.db, self.conf, instance, source_node,
+                                                 self.requested_host)
+            candidates = [dest_node["host"]]
+        else:
+            candidates, refusals = self.c.scheduler.candidates(
+                need, exclude={source},
+                check=lambda node: checks.check_hypervisor_compatible(source_node, node))
+            if not candidates:
+                raise exception.NoValidHost(reason=scheduler_mod.explain(refusals))
+
+        # 2. Claim the instance and record the move.
+        self.db.instance_update(self.instance_uuid, {"task_state": states.MIGRATING},
+                                expected={"task_state": None,
+                                          "vm_state": (states.ACTIVE, states.PAUSED)})
+        action = self.db.action_start(self.ctxt, self.instance_uuid,
+                                      states.ACTION_LIVE_MIGRATION)
+        self.migration = self.db.migration_create({
+            "instance_uuid": self.instance_uuid, "migration_type": states.LIVE_MIGRATION,
+            "source_compute": source, "source_node": instance["node"],
+            "dest_compute": self.requested_host, "old_instance_type_id":
+                instance["instance_type_id"], "new_instance_type_id":
+                instance["instance_type_id"], "user_id": self.ctxt.user_id,
+            "project_id": self.ctxt.project_id})
+        try:
+            with self.c.event(self.ctxt, self.instance_uuid, "conductor_live_migrate_instance"):
+                dest, migrate_data = self._choose_destination(source, candidates)
+                self.migration = self.db.migration_update(
+                    self.migration["id"],
+                    {"dest_compute": dest, "dest_node": dest,
+                     "dest_host": migrate_data.get("dest_host_ip"),
+                     "block_migration": bool(migrate_data.get("block_migration"))},
+                    expected_status=states.ACCEPTED)
+        except Exception as e:
+            self._refused(e)
+            self.db.action_finish(action["id"], message="Error")
+            raise
+        # 4. Hand over to the source.
+        self.c.compute_rpc.live_migration(self.ctxt, source, self.instance_uuid,
+                                          self.migration["id"], dest, migrate_data)
+        return self.migration
+
+    def _choose_destination(self, source, candidates):
+        refusals = {}
+        max_retries = self.conf.migrate_max_retries
+        for attempt, dest in enumerate(candidates):
+            if self.requested_host is None and max_retries >= 0 and attempt > max_retries:
+                refusals["(others)"] = (f"not tried: migrate_max_retries={max_retries} "
+                                        "reached")
+                break
+            try:
+                migrate_data = self.c.compute_rpc.check_can_live_migrate_destination(
+                    self.ctxt, dest, self.instance_uuid, source, self.block_migration)
+                return dest, migrate_data
+            except messaging.MessagingTimeout:
+                reason = f"compute service of {dest} did not answer the pre-check in time"
+                if self.requested_host:
+                    raise exception.MigrationPreCheckError(reason=reason) from None
+                refusals[dest] = reason
+            except exception.GodwitException as e:
+                if self.requested_host:
+                    raise
+                refusals[dest] = str(e)
+        raise exception.NoValidHost(reason=scheduler_mod.explain(refusals))
+
+    def _refused(self, error):
+        LOG.info("Live migration of %s refused: %s", self.instance_uuid, error)
+        try:
+            self.db.migration_transition(
+                self.migration["id"], states.ACCEPTED, states.ERROR_MIGRATION,
+                values={"error_message": str(error)[:4000]},
+                instance_values={"task_state": None},
+                instance_expected={"task_state": states.MIGRATING})
+        except exception.GodwitException:
+            LOG.exception("Could not record the refusal of migration %s",
+                          self.migration["id"])
