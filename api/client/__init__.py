@@ -1,0 +1,1 @@
+"""The ``godwit`` admin command-line client (cliff) for the compute API."""

@@ -1,0 +1,57 @@
+"""godwit-api: the compute REST API, served by waitress.
+
+waitress is a production-grade multi-threaded WSGI server in pure Python,
+which fits the no-eventlet design and embeds in godwit-all.
+"""
+
+import threading
+
+import waitress
+from waitress import wasyncore
+from oslo_log import log as logging
+
+from api import compute_api, router
+from conductor import rpcapi as conductor_rpcapi
+from godwit import rpc, service
+from godwit.cmd import common
+from godwit.db import api as db_api
+
+LOG = logging.getLogger(__name__)
+
+
+class APIServer:
+    """The WSGI app on a waitress server in a background thread."""
+
+    def __init__(self, conf, transport, host=None, port=None):
+        db = db_api.get_database(conf.database.connection, conf.database.echo)
+        self.api = compute_api.ComputeAPI(conf, db, conductor_rpcapi.ConductorAPI(transport))
+        self.app = router.build_app(self.api)
+        self.server = waitress.create_server(
+            self.app, host=host or conf.api.listen,
+            port=conf.api.port if port is None else port, threads=conf.api.threads,
+            ident="godwit-api")
+        self.port = self.server.effective_port
+        self.host = host or conf.api.listen
+        self.url = f"http://{self.host}:{self.port}/v2.1"
+        self._thread = threading.Thread(target=self.server.run, name="godwit-api", daemon=True)
+
+    def start(self):
+        self._thread.start()
+        LOG.info("Compute API listening on %s", self.url)
+
+    def stop(self):
+        # waitress's loop runs until its socket map is empty; closing only the
+        # listener would leave keep-alive client connections holding it open.
+        wasyncore.close_all(self.server._map)
+        self.server.task_dispatcher.shutdown(timeout=5)
+
+    def wait(self):
+        self._thread.join(5)
+
+
+def main(argv=None):
+    conf = common.init(argv, prog="godwit-api")
+    server = APIServer(conf, rpc.get_transport(conf))
+    server.start()
+    service.wait_for_signal([server])
+    rpc.cleanup()

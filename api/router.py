@@ -1,0 +1,36 @@
+"""Every route of the API, on one screen."""
+
+from api import admin, servers, wsgi
+
+V = "/v2.1"
+
+ROUTES = {
+    "/": {"GET": admin.versions},
+    V: {"GET": admin.version},
+    V + "/": {"GET": admin.version},
+    V + "/servers": {"GET": servers.list_servers, "POST": servers.create_server},
+    V + "/servers/detail": {"GET": servers.list_servers_detail},
+    V + "/servers/{server_id}": {"GET": servers.show_server, "DELETE": servers.delete_server},
+    V + "/servers/{server_id}/action": {"POST": servers.server_action},
+    V + "/servers/{server_id}/migrations": {"GET": servers.list_server_migrations},
+    V + "/servers/{server_id}/migrations/{migration_id}": {
+        "GET": servers.show_server_migration},
+    V + "/servers/{server_id}/os-instance-actions": {"GET": servers.list_instance_actions},
+    V + "/servers/{server_id}/os-instance-actions/{request_id}": {
+        "GET": servers.show_instance_action},
+    V + "/os-migrations": {"GET": admin.list_migrations},
+    V + "/flavors": {"GET": admin.list_flavors},
+    V + "/flavors/detail": {"GET": admin.list_flavors_detail},
+    V + "/flavors/{flavor_id}": {"GET": admin.show_flavor},
+    V + "/os-services": {"GET": admin.list_services},
+    V + "/os-services/disable": {"PUT": admin.disable_service},
+    V + "/os-services/disable-log-reason": {"PUT": admin.disable_service_log_reason},
+    V + "/os-services/enable": {"PUT": admin.enable_service},
+    V + "/os-services/{service_id}": {"PUT": admin.update_service},
+    V + "/os-hypervisors": {"GET": admin.list_hypervisors},
+    V + "/os-hypervisors/detail": {"GET": admin.list_hypervisors_detail},
+}
+
+
+def build_app(compute_api):
+    return wsgi.Application(compute_api, ROUTES)

@@ -1,0 +1,114 @@
+"""/servers: the servers, their actions, migrations and instance actions."""
+
+from api import schemas, views
+from godwit import exception
+
+
+def _flavors(req):
+    return {f["id"]: f for f in req.api.list_flavors(req.context)}
+
+
+def _limit(req):
+    value = req.params.get("limit")
+    if value is None:
+        return None
+    if not value.isdigit():
+        raise exception.Invalid(reason=f"limit must be a non-negative integer, not {value!r}")
+    return int(value)
+
+
+def list_servers(req, detail=False):
+    filters = {}
+    for param, key in (("host", "host"), ("name", "name"), ("node", "node")):
+        if req.params.get(param):
+            filters[key] = req.params[param]
+    status = req.params.get("status")
+    if status:
+        vm_state = views.STATUS_TO_VM_STATE.get(status.upper())
+        if vm_state is None:
+            raise exception.Invalid(reason=f"unknown status {status!r}; use one of "
+                                           f"{', '.join(sorted(views.STATUS_TO_VM_STATE))}")
+        filters["vm_state"] = vm_state
+    all_projects = req.params.get("all_tenants", "0").lower() not in ("0", "false", "")
+    instances = req.api.list_servers(req.context, filters, limit=_limit(req),
+                                     marker=req.params.get("marker"),
+                                     all_projects=all_projects)
+    flavors = _flavors(req) if detail else {}
+    return 200, {"servers": [views.server(req, i, flavors, brief=not detail)
+                             for i in instances]}
+
+
+def list_servers_detail(req):
+    return list_servers(req, detail=True)
+
+
+def show_server(req, server_id):
+    instance = req.api.get_server(req.context, server_id)
+    return 200, {"server": views.server(req, instance, _flavors(req))}
+
+
+def create_server(req):
+    schemas.validate(req, schemas.CREATE_SERVER, req.json)
+    body = req.json["server"]
+    instance = req.api.create_server(req.context, body["name"], body["flavorRef"],
+                                     body.get("availability_zone"))
+    view = views.server(req, instance, {}, brief=True)
+    view.update({"OS-DCF:diskConfig": "MANUAL", "security_groups": [{"name": "default"}],
+                 "adminPass": ""})
+    return 202, {"server": view}
+
+
+def delete_server(req, server_id):
+    req.api.delete_server(req.context, server_id)
+    return 204, None
+
+
+def server_action(req, server_id):
+    body = req.json
+    if not isinstance(body, dict) or len(body) != 1:
+        raise exception.Invalid(reason="the body must be an object with exactly one action, "
+                                       'e.g. {"os-migrateLive": {...}}')
+    name = next(iter(body))
+    handler = ACTIONS.get(name)
+    if handler is None:
+        raise exception.Invalid(reason=f"there is no action {name!r}; Godwit supports "
+                                       f"{', '.join(sorted(ACTIONS))}")
+    return handler(req, server_id, body)
+
+
+def migrate_live(req, server_id, body):
+    schemas.validate(req, schemas.MIGRATE_LIVE, body)
+    args = body["os-migrateLive"]
+    block = args["block_migration"]
+    block = "auto" if block == "auto" else schemas.to_bool(block)
+    req.api.live_migrate(req.context, server_id, args.get("host"), block)
+    return 202, None
+
+
+ACTIONS = {"os-migrateLive": migrate_live}
+
+
+def list_server_migrations(req, server_id):
+    if not req.api_version.matches("2.23"):
+        raise exception.NotFound("Server migrations need API version 2.23 or later.")
+    migrations = req.api.server_migrations(req.context, server_id)
+    return 200, {"migrations": [views.server_migration(req, m) for m in migrations]}
+
+
+def show_server_migration(req, server_id, migration_id):
+    if not req.api_version.matches("2.23"):
+        raise exception.NotFound("Server migrations need API version 2.23 or later.")
+    m = req.api.server_migration(req.context, server_id, migration_id)
+    return 200, {"migration": views.server_migration(req, m)}
+
+
+def list_instance_actions(req, server_id):
+    actions = req.api.list_actions(req.context, server_id)
+    return 200, {"instanceActions": [views.action(a) for a in actions]}
+
+
+def show_instance_action(req, server_id, request_id):
+    action, events = req.api.get_action(req.context, server_id, request_id)
+    view = views.action(action)
+    view["events"] = [views.event(e) for e in events]
+    return 200, {"instanceAction": view}
