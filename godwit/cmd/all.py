@@ -1,0 +1,93 @@
+"""godwit-all: API, conductor and several fake compute hosts in one process.
+
+For trying Godwit out, for the demo and for functional tests. The default
+transport is ``kombu+memory:////`` (in-process, no broker) and the default
+database is SQLite under the state path; both can be pointed at RabbitMQ and
+PostgreSQL with the usual options. :class:`LocalCloud` is the same thing as a
+Python object, which our functional tests and users' tests can start and
+stop.
+"""
+
+import concurrent.futures
+import os
+
+from oslo_log import log as logging
+
+from api import cmd as api_cmd
+from compute import cmd as compute_cmd
+from conductor import cmd as conductor_cmd
+from godwit import rpc, service
+from godwit.cmd import common
+from godwit.db import api as db_api
+from godwit.db import migration
+
+LOG = logging.getLogger(__name__)
+IN_PROCESS_TRANSPORT = "kombu+memory:////"
+
+
+class LocalCloud:
+    """A conductor, ``hosts`` compute agents and (optionally) the API."""
+
+    def __init__(self, conf, hosts=None, api=True, api_port=None, host_paths=None):
+        self.conf = conf
+        n = conf.all.compute_hosts
+        self.host_names = list(hosts) if hosts else [f"compute{i}" for i in range(1, n + 1)]
+        self.transport_url = conf.transport_url or IN_PROCESS_TRANSPORT
+        self.with_api = api
+        self.api_port = api_port
+        self.host_paths = host_paths or {}
+        self.conductor = None
+        self.computes = {}
+        self.api = None
+        self.db = None
+
+    def start(self):
+        url = self.conf.database.connection
+        migration.db_sync(url)
+        self.db = db_api.get_database(url, self.conf.database.echo)
+        self.db.ensure_default_flavors()
+        transport = rpc.get_transport(self.conf, self.transport_url)
+        self.conductor = conductor_cmd.build(self.conf, transport)
+        self.conductor.start()
+        for host in self.host_names:
+            self.start_compute(host)
+        if self.with_api:
+            self.api = api_cmd.APIServer(self.conf, transport, port=self.api_port)
+            self.api.start()
+        return self
+
+    def start_compute(self, host):
+        transport = rpc.get_transport(self.conf, self.transport_url)
+        svc = compute_cmd.build(self.conf, transport, host=host,
+                                instances_path=self.host_paths.get(host))
+        svc.start()
+        self.computes[host] = svc
+        return svc
+
+    def stop_compute(self, host):
+        svc = self.computes.pop(host)
+        svc.stop()
+        svc.wait()
+
+    def stop(self):
+        parts = ([self.api] if self.api else []) + list(self.computes.values()) + \
+            ([self.conductor] if self.conductor else [])
+        # Each RPC server needs up to a second to leave its poll loop; stopping
+        # them side by side makes that one second, not one per service.
+        with concurrent.futures.ThreadPoolExecutor(max(len(parts), 1)) as pool:
+            list(pool.map(lambda p: (p.stop(), p.wait()), parts))
+        self.computes.clear()
+
+    @property
+    def api_url(self):
+        return self.api.url if self.api else None
+
+
+def main(argv=None):
+    conf = common.init(argv, prog="godwit-all")
+    os.makedirs(conf.state_path, exist_ok=True)
+    cloud = LocalCloud(conf).start()
+    print(f"godwit-all: API at {cloud.api_url}, hosts {', '.join(cloud.host_names)}; "
+          f"database {conf.database.connection}; Ctrl-C stops", flush=True)
+    service.wait_for_signal([cloud])
+    rpc.cleanup()
