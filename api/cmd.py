@@ -7,8 +7,8 @@ which fits the no-eventlet design and embeds in godwit-all.
 import threading
 
 import waitress
-from waitress import wasyncore
 from oslo_log import log as logging
+from waitress import wasyncore
 
 from api import compute_api, router
 from conductor import rpcapi as conductor_rpcapi
