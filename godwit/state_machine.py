@@ -49,10 +49,13 @@ TRANSITIONS = {
     s.RESIZE: COLD_TRANSITIONS,
 }
 
-# Order of the forward path, used to tell whether a status has been passed.
-LIVE_ORDER = [s.ACCEPTED, s.QUEUED, s.PREPARING, s.RUNNING_MIGRATION, s.POST_MIGRATING,
-              s.COMPLETED]
-COLD_ORDER = [s.ACCEPTED, s.PRE_MIGRATING, s.MIGRATING_COLD, s.POST_MIGRATING, s.FINISHED]
+# The forward paths, used to tell whether a status has been passed. A cold
+# migration's path forks after 'finished' into confirm or revert.
+LIVE_PATHS = [[s.ACCEPTED, s.QUEUED, s.PREPARING, s.RUNNING_MIGRATION, s.POST_MIGRATING,
+               s.COMPLETED]]
+_COLD_TRUNK = [s.ACCEPTED, s.PRE_MIGRATING, s.MIGRATING_COLD, s.POST_MIGRATING, s.FINISHED]
+COLD_PATHS = [_COLD_TRUNK + [s.CONFIRMING, s.CONFIRMED],
+              _COLD_TRUNK + [s.REVERTING, s.REVERTED]]
 
 
 def allowed(migration_type, old, new):
@@ -76,9 +79,8 @@ def is_reached(migration_type, current, target):
 
     A retried step asks this to learn that its transition already happened.
     """
-    order = LIVE_ORDER if migration_type == s.LIVE_MIGRATION else COLD_ORDER
     if current == target:
         return True
-    if current in order and target in order:
-        return order.index(current) > order.index(target)
-    return False
+    paths = LIVE_PATHS if migration_type == s.LIVE_MIGRATION else COLD_PATHS
+    return any(current in p and target in p and p.index(current) > p.index(target)
+               for p in paths)

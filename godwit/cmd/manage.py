@@ -9,6 +9,8 @@
 import argparse
 import sys
 
+import sqlalchemy.exc
+
 from godwit import conf as godwit_conf
 from godwit import exception
 from godwit.db import api as db_api
@@ -69,6 +71,11 @@ def main(argv=None):
         return _run(args, conf, url)
     except exception.GodwitException as e:
         print(f"error: {e}", file=sys.stderr)
+        return 1
+    except sqlalchemy.exc.SQLAlchemyError as e:
+        print(f"error: database {url.split('@')[-1]} cannot be used: "
+              f"{str(e).splitlines()[0]}. If its schema is missing or old, run "
+              "'godwit-manage db sync'.", file=sys.stderr)
         return 1
 
 

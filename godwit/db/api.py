@@ -65,6 +65,11 @@ class Database:
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
         else:
             kwargs.update(pool_pre_ping=True, pool_size=10, max_overflow=20)
+        if url.startswith("mysql"):
+            # MySQL/MariaDB default to REPEATABLE READ, where the re-read after a
+            # lost compare-and-swap would show the transaction's old snapshot
+            # instead of the winner's value.
+            kwargs["isolation_level"] = "READ COMMITTED"
         self.engine = sa.create_engine(url, **kwargs)
         if url.startswith("sqlite"):
             event.listen(self.engine, "connect", _sqlite_pragmas)

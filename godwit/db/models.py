@@ -9,7 +9,12 @@ agree.
 import datetime
 
 from sqlalchemy import Boolean, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.dialects import mysql
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# Microsecond timestamps everywhere: MySQL/MariaDB's DATETIME keeps whole
+# seconds unless told otherwise, which would reorder events and migrations.
+DateTime = DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
 
 
 def utcnow():

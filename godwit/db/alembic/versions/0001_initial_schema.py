@@ -7,11 +7,15 @@ Create Date: 2026-11-25
 
 import sqlalchemy as sa
 from alembic import op
+from sqlalchemy.dialects import mysql
 
 revision = '0001'
 down_revision = None
 branch_labels = None
 depends_on = None
+
+# Microsecond precision on MySQL/MariaDB too (see godwit.db.models).
+TIMESTAMP = sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
 
 
 def upgrade():
@@ -28,8 +32,8 @@ def upgrade():
     sa.Column('volume_size', sa.Integer(), nullable=True),
     sa.Column('connection_info', sa.Text(), nullable=True),
     sa.Column('delete_on_termination', sa.Boolean(), nullable=False),
-    sa.Column('created_at', sa.DateTime(), nullable=False),
-    sa.Column('updated_at', sa.DateTime(), nullable=True),
+    sa.Column('created_at', TIMESTAMP, nullable=False),
+    sa.Column('updated_at', TIMESTAMP, nullable=True),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('uuid')
     )
@@ -54,8 +58,8 @@ def upgrade():
     sa.Column('cpu_info', sa.Text(), nullable=False),
     sa.Column('security_driver', sa.String(length=64), nullable=True),
     sa.Column('instances_path', sa.String(length=1024), nullable=True),
-    sa.Column('created_at', sa.DateTime(), nullable=False),
-    sa.Column('updated_at', sa.DateTime(), nullable=True),
+    sa.Column('created_at', TIMESTAMP, nullable=False),
+    sa.Column('updated_at', TIMESTAMP, nullable=True),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('host', 'hypervisor_hostname', name='uniq_compute_nodes0host0hypervisor_hostname'),
     sa.UniqueConstraint('uuid')
@@ -72,8 +76,8 @@ def upgrade():
     sa.Column('is_public', sa.Boolean(), nullable=False),
     sa.Column('disabled', sa.Boolean(), nullable=False),
     sa.Column('description', sa.Text(), nullable=True),
-    sa.Column('created_at', sa.DateTime(), nullable=False),
-    sa.Column('updated_at', sa.DateTime(), nullable=True),
+    sa.Column('created_at', TIMESTAMP, nullable=False),
+    sa.Column('updated_at', TIMESTAMP, nullable=True),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('flavorid'),
     sa.UniqueConstraint('name')
@@ -85,10 +89,10 @@ def upgrade():
     sa.Column('request_id', sa.String(length=255), nullable=True),
     sa.Column('user_id', sa.String(length=255), nullable=True),
     sa.Column('project_id', sa.String(length=255), nullable=True),
-    sa.Column('start_time', sa.DateTime(), nullable=False),
-    sa.Column('finish_time', sa.DateTime(), nullable=True),
+    sa.Column('start_time', TIMESTAMP, nullable=False),
+    sa.Column('finish_time', TIMESTAMP, nullable=True),
     sa.Column('message', sa.String(length=255), nullable=True),
-    sa.Column('updated_at', sa.DateTime(), nullable=True),
+    sa.Column('updated_at', TIMESTAMP, nullable=True),
     sa.PrimaryKeyConstraint('id')
     )
     with op.batch_alter_table('instance_actions', schema=None) as batch_op:
@@ -118,9 +122,9 @@ def upgrade():
     sa.Column('user_id', sa.String(length=255), nullable=True),
     sa.Column('project_id', sa.String(length=255), nullable=True),
     sa.Column('error_message', sa.Text(), nullable=True),
-    sa.Column('deadline_at', sa.DateTime(), nullable=True),
-    sa.Column('created_at', sa.DateTime(), nullable=False),
-    sa.Column('updated_at', sa.DateTime(), nullable=True),
+    sa.Column('deadline_at', TIMESTAMP, nullable=True),
+    sa.Column('created_at', TIMESTAMP, nullable=False),
+    sa.Column('updated_at', TIMESTAMP, nullable=True),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('uuid')
     )
@@ -138,11 +142,11 @@ def upgrade():
     sa.Column('disabled', sa.Boolean(), nullable=False),
     sa.Column('disabled_reason', sa.String(length=255), nullable=True),
     sa.Column('forced_down', sa.Boolean(), nullable=False),
-    sa.Column('last_seen_up', sa.DateTime(), nullable=True),
+    sa.Column('last_seen_up', TIMESTAMP, nullable=True),
     sa.Column('report_count', sa.Integer(), nullable=False),
     sa.Column('version', sa.String(length=32), nullable=True),
-    sa.Column('created_at', sa.DateTime(), nullable=False),
-    sa.Column('updated_at', sa.DateTime(), nullable=True),
+    sa.Column('created_at', TIMESTAMP, nullable=False),
+    sa.Column('updated_at', TIMESTAMP, nullable=True),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('host', 'binary', name='uniq_services0host0binary'),
     sa.UniqueConstraint('uuid')
@@ -155,8 +159,8 @@ def upgrade():
     sa.Column('network_id', sa.String(length=255), nullable=True),
     sa.Column('vif_type', sa.String(length=64), nullable=True),
     sa.Column('details', sa.Text(), nullable=False),
-    sa.Column('created_at', sa.DateTime(), nullable=False),
-    sa.Column('updated_at', sa.DateTime(), nullable=True),
+    sa.Column('created_at', TIMESTAMP, nullable=False),
+    sa.Column('updated_at', TIMESTAMP, nullable=True),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('uuid')
     )
@@ -167,8 +171,8 @@ def upgrade():
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('action_id', sa.Integer(), nullable=False),
     sa.Column('event', sa.String(length=255), nullable=False),
-    sa.Column('start_time', sa.DateTime(), nullable=False),
-    sa.Column('finish_time', sa.DateTime(), nullable=True),
+    sa.Column('start_time', TIMESTAMP, nullable=False),
+    sa.Column('finish_time', TIMESTAMP, nullable=True),
     sa.Column('result', sa.String(length=255), nullable=True),
     sa.Column('traceback', sa.Text(), nullable=True),
     sa.Column('host', sa.String(length=255), nullable=True),
@@ -199,12 +203,12 @@ def upgrade():
     sa.Column('task_state', sa.String(length=255), nullable=True),
     sa.Column('power_state', sa.Integer(), nullable=False),
     sa.Column('progress', sa.Integer(), nullable=False),
-    sa.Column('launched_at', sa.DateTime(), nullable=True),
-    sa.Column('terminated_at', sa.DateTime(), nullable=True),
-    sa.Column('deleted_at', sa.DateTime(), nullable=True),
+    sa.Column('launched_at', TIMESTAMP, nullable=True),
+    sa.Column('terminated_at', TIMESTAMP, nullable=True),
+    sa.Column('deleted_at', TIMESTAMP, nullable=True),
     sa.Column('fault_message', sa.Text(), nullable=True),
-    sa.Column('created_at', sa.DateTime(), nullable=False),
-    sa.Column('updated_at', sa.DateTime(), nullable=True),
+    sa.Column('created_at', TIMESTAMP, nullable=False),
+    sa.Column('updated_at', TIMESTAMP, nullable=True),
     sa.ForeignKeyConstraint(['instance_type_id'], ['flavors.id'], ),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('uuid')

@@ -1,0 +1,472 @@
+"""``godwit.db.api.Database`` against real databases.
+
+Most tests use a SQLite file made by ``db_sync``; the compare-and-swap and
+race tests also run on PostgreSQL and MariaDB, each in a fresh database.
+"""
+
+import datetime
+import functools
+import os
+import threading
+import uuid
+
+import pytest
+import sqlalchemy as sa
+
+from godwit import exception, states
+from godwit.db import api as db_api
+from godwit.db import migration as db_migration
+from tests.conftest import require_service
+
+MARIADB_ADMIN_URL = os.environ.get("GODWIT_TEST_MARIADB", "mysql+pymysql://root@127.0.0.1:3306/")
+RACE_ROUNDS = 20
+
+
+# ------------------------------------------------------------------ fixtures
+def _open(url):
+    db_migration.db_sync(url)
+    return db_api.Database(url)
+
+
+@pytest.fixture
+def sqlite_url(tmp_path):
+    return f"sqlite:///{tmp_path}/g.sqlite"
+
+
+@pytest.fixture
+def mariadb_url():
+    """A fresh MariaDB database for one test, dropped afterwards."""
+    require_service("MariaDB", "127.0.0.1", 3306)
+    name = "godwit_t_" + uuid.uuid4().hex[:12]
+    admin = sa.create_engine(MARIADB_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4"))
+        yield MARIADB_ADMIN_URL.rstrip("/") + f"/{name}?charset=utf8mb4"
+        with admin.connect() as conn:
+            conn.execute(sa.text(f"DROP DATABASE IF EXISTS `{name}`"))
+    finally:
+        admin.dispose()
+
+
+@pytest.fixture
+def db(sqlite_url):
+    database = _open(sqlite_url)
+    yield database
+    database.engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql", "mariadb"])
+def any_db(request):
+    """The same schema on each backend Godwit supports."""
+    fixture = {"sqlite": "sqlite_url", "postgresql": "postgres_url",
+               "mariadb": "mariadb_url"}[request.param]
+    database = _open(request.getfixturevalue(fixture))
+    yield database
+    database.engine.dispose()
+
+
+# ------------------------------------------------------------------ helpers
+def _flavor(database, name="f1", memory_mb=512, vcpus=1, root_gb=1, ephemeral_gb=0):
+    return database.flavor_create({"flavorid": name, "name": name, "memory_mb": memory_mb,
+                                   "vcpus": vcpus, "root_gb": root_gb,
+                                   "ephemeral_gb": ephemeral_gb})
+
+
+def _instance(database, flavor, host="h1", **values):
+    row = {"display_name": "vm", "instance_type_id": flavor["id"], "host": host,
+           "memory_mb": flavor["memory_mb"], "vcpus": flavor["vcpus"],
+           "root_gb": flavor["root_gb"], "ephemeral_gb": flavor["ephemeral_gb"],
+           "vm_state": states.ACTIVE, "task_state": None}
+    row.update(values)
+    return database.instance_create(row)
+
+
+def _migration(database, instance, dest="h2", mtype=states.LIVE_MIGRATION, **values):
+    row = {"instance_uuid": instance["uuid"], "migration_type": mtype,
+           "source_compute": instance["host"], "dest_compute": dest}
+    row.update(values)
+    return database.migration_create(row)
+
+
+def _run_together(*funcs):
+    """Run each function in its own thread, released together; return outcomes."""
+    barrier = threading.Barrier(len(funcs), timeout=10)
+    outcomes = [None] * len(funcs)
+
+    def run(i, func):
+        barrier.wait()
+        try:
+            outcomes[i] = func()
+        except Exception as e:  # the outcome is what the test asserts on
+            outcomes[i] = e
+
+    threads = [threading.Thread(target=run, args=(i, f)) for i, f in enumerate(funcs)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+        assert not t.is_alive(), "a racing thread hung"
+    return outcomes
+
+
+# ----------------------------------------------- migration_transition (CAS)
+def test_transition_moves_status_and_sets_values(any_db):
+    inst = _instance(any_db, _flavor(any_db))
+    mig = _migration(any_db, inst)
+    assert mig["status"] == states.ACCEPTED
+
+    row = any_db.migration_transition(mig["id"], states.ACCEPTED, states.QUEUED,
+                                      values={"error_message": "note"})
+    assert row["status"] == states.QUEUED
+    assert row["error_message"] == "note"
+    assert row["updated_at"] is not None
+    assert any_db.migration_get(mig["id"])["status"] == states.QUEUED
+
+
+def test_transition_with_wrong_old_raises_and_changes_nothing(any_db):
+    inst = _instance(any_db, _flavor(any_db))
+    mig = _migration(any_db, inst)
+    any_db.migration_transition(mig["id"], states.ACCEPTED, states.QUEUED)
+    before = any_db.migration_get(mig["id"])
+
+    # accepted -> cancelled is a legal edge, but the row is no longer accepted.
+    with pytest.raises(exception.ConcurrentUpdate) as info:
+        any_db.migration_transition(mig["id"], states.ACCEPTED, states.CANCELLED,
+                                    values={"error_message": "x"})
+    assert info.value.kwargs["expected"] == states.ACCEPTED
+    assert info.value.kwargs["found"] == states.QUEUED
+    assert any_db.migration_get(mig["id"]) == before
+
+
+def test_transition_along_illegal_edge_raises_and_changes_nothing(any_db):
+    inst = _instance(any_db, _flavor(any_db))
+    mig = any_db.migration_get(_migration(any_db, inst)["id"])
+    with pytest.raises(exception.InvalidMigrationTransition):
+        any_db.migration_transition(mig["id"], states.ACCEPTED, states.COMPLETED)
+    with pytest.raises(exception.InvalidMigrationTransition):  # cold-only edge on a live one
+        any_db.migration_transition(mig["id"], states.ACCEPTED, states.PRE_MIGRATING)
+    assert any_db.migration_get(mig["id"]) == mig
+
+
+def test_transition_of_missing_migration_raises_not_found(any_db):
+    with pytest.raises(exception.MigrationNotFound):
+        any_db.migration_transition(12345, states.ACCEPTED, states.QUEUED)
+
+
+def test_transition_updates_instance_in_same_transaction(any_db):
+    inst = _instance(any_db, _flavor(any_db), host="h1", task_state=states.MIGRATING)
+    mig = _migration(any_db, inst, dest="h2")
+    for old, new in ((states.ACCEPTED, states.QUEUED), (states.QUEUED, states.PREPARING),
+                     (states.PREPARING, states.RUNNING_MIGRATION)):
+        any_db.migration_transition(mig["id"], old, new)
+
+    row = any_db.migration_transition(
+        mig["id"], states.RUNNING_MIGRATION, states.POST_MIGRATING,
+        instance_values={"host": "h2", "node": "h2"},
+        instance_expected={"host": "h1", "task_state": states.MIGRATING})
+    assert row["status"] == states.POST_MIGRATING
+    moved = any_db.instance_get(inst["uuid"])
+    assert (moved["host"], moved["node"], moved["task_state"]) == ("h2", "h2", states.MIGRATING)
+
+
+def test_transition_rolls_back_when_instance_guard_fails(any_db):
+    inst = _instance(any_db, _flavor(any_db), host="h1", task_state=states.MIGRATING)
+    mig = any_db.migration_get(_migration(any_db, inst, dest="h2")["id"])
+    inst_before = any_db.instance_get(inst["uuid"])
+
+    with pytest.raises(exception.ConcurrentUpdate) as info:
+        any_db.migration_transition(
+            mig["id"], states.ACCEPTED, states.ERROR_MIGRATION,
+            values={"error_message": "refused"},
+            instance_values={"task_state": None, "vm_state": states.ERROR},
+            instance_expected={"task_state": states.DELETING})
+    assert info.value.kwargs["found"] == {"task_state": states.MIGRATING}
+
+    # Neither row changed: the migration's update was rolled back with the instance's.
+    assert any_db.migration_get(mig["id"]) == mig
+    assert any_db.instance_get(inst["uuid"]) == inst_before
+
+
+def test_racing_the_same_edge_exactly_one_wins(any_db):
+    inst = _instance(any_db, _flavor(any_db))
+    for _ in range(RACE_ROUNDS):
+        mig = _migration(any_db, inst)
+
+        def attempt(mig_id=mig["id"]):
+            return any_db.migration_transition(mig_id, states.ACCEPTED, states.QUEUED)
+
+        outcomes = _run_together(attempt, attempt)
+        winners = [o for o in outcomes if isinstance(o, dict)]
+        losers = [o for o in outcomes if isinstance(o, exception.ConcurrentUpdate)]
+        assert len(winners) == 1 and len(losers) == 1, outcomes
+        assert winners[0]["status"] == states.QUEUED
+        assert any_db.migration_get(mig["id"])["status"] == states.QUEUED
+
+
+def test_race_loser_is_told_the_winners_status(any_db):
+    # On MySQL/MariaDB this holds because the engine runs at READ COMMITTED.
+    inst = _instance(any_db, _flavor(any_db))
+    found = []
+    for _ in range(RACE_ROUNDS):
+        mig = _migration(any_db, inst)
+
+        def attempt(mig_id=mig["id"]):
+            return any_db.migration_transition(mig_id, states.ACCEPTED, states.QUEUED)
+
+        found += [o.kwargs["found"] for o in _run_together(attempt, attempt)
+                  if isinstance(o, exception.ConcurrentUpdate)]
+    assert found == [states.QUEUED] * RACE_ROUNDS
+
+
+def test_racing_two_migrations_for_one_instance_exactly_one_wins(any_db):
+    """The instance guard inside migration_transition is a CAS too."""
+    inst = _instance(any_db, _flavor(any_db))
+    for _ in range(RACE_ROUNDS):
+        migs = [_migration(any_db, inst), _migration(any_db, inst)]
+
+        def attempt(mig_id):
+            return any_db.migration_transition(
+                mig_id, states.ACCEPTED, states.QUEUED,
+                instance_values={"task_state": states.MIGRATING},
+                instance_expected={"task_state": None})
+
+        outcomes = _run_together(functools.partial(attempt, migs[0]["id"]),
+                                 functools.partial(attempt, migs[1]["id"]))
+        won = [i for i, o in enumerate(outcomes) if isinstance(o, dict)]
+        lost = [i for i, o in enumerate(outcomes) if isinstance(o, exception.ConcurrentUpdate)]
+        assert len(won) == 1 and len(lost) == 1, outcomes
+        assert any_db.migration_get(migs[won[0]]["id"])["status"] == states.QUEUED
+        assert any_db.migration_get(migs[lost[0]]["id"])["status"] == states.ACCEPTED
+        assert any_db.instance_get(inst["uuid"])["task_state"] == states.MIGRATING
+        any_db.instance_update(inst["uuid"], {"task_state": None})
+
+
+# ------------------------------------------------------- instance_update CAS
+def test_instance_update_with_matching_expected(db):
+    inst = _instance(db, _flavor(db), task_state=None)
+    row = db.instance_update(inst["uuid"], {"task_state": states.MIGRATING},
+                             expected={"task_state": None, "vm_state": states.ACTIVE})
+    assert row["task_state"] == states.MIGRATING
+    assert db.instance_get(inst["uuid"])["task_state"] == states.MIGRATING
+
+
+def test_instance_update_expected_none_does_not_match_a_value(db):
+    inst = _instance(db, _flavor(db), task_state=states.MIGRATING)
+    with pytest.raises(exception.ConcurrentUpdate) as info:
+        db.instance_update(inst["uuid"], {"task_state": states.DELETING},
+                           expected={"task_state": None})
+    assert info.value.kwargs["found"] == {"task_state": states.MIGRATING}
+    assert db.instance_get(inst["uuid"])["task_state"] == states.MIGRATING
+
+
+def test_instance_update_mismatch_changes_nothing(db):
+    inst = _instance(db, _flavor(db))
+    before = db.instance_get(inst["uuid"])
+    with pytest.raises(exception.ConcurrentUpdate):
+        db.instance_update(inst["uuid"], {"host": "elsewhere", "task_state": states.DELETING},
+                           expected={"vm_state": states.STOPPED})
+    assert db.instance_get(inst["uuid"]) == before
+
+
+@pytest.mark.parametrize("current, accepted, matches", [
+    (None, (None, states.MIGRATING), True),
+    (states.MIGRATING, (None, states.MIGRATING), True),
+    (states.DELETING, (None, states.MIGRATING), False),
+    (None, (states.MIGRATING, states.SPAWNING), False),
+    (states.SPAWNING, [states.MIGRATING, states.SPAWNING], True),
+    (None, (None,), True),
+    (states.SPAWNING, (None,), False),
+    (states.SPAWNING, (), False),
+])
+def test_instance_update_expected_tuple_of_values(db, current, accepted, matches):
+    inst = _instance(db, _flavor(db), task_state=current)
+    update = {"task_state": states.POWERING_OFF}
+    if matches:
+        assert db.instance_update(inst["uuid"], update,
+                                  expected={"task_state": accepted})["task_state"] == \
+            states.POWERING_OFF
+    else:
+        with pytest.raises(exception.ConcurrentUpdate):
+            db.instance_update(inst["uuid"], update, expected={"task_state": accepted})
+        assert db.instance_get(inst["uuid"])["task_state"] == current
+
+
+def test_instance_update_of_missing_instance_raises_not_found(db):
+    with pytest.raises(exception.InstanceNotFound):
+        db.instance_update(str(uuid.uuid4()), {"task_state": None}, expected={"task_state": None})
+
+
+# ----------------------------------------------------------------- host_usage
+def test_host_usage_counts_instances_on_the_host(db):
+    small = _flavor(db, "small", memory_mb=512, vcpus=1, root_gb=1, ephemeral_gb=2)
+    big = _flavor(db, "big", memory_mb=2048, vcpus=2, root_gb=20)
+    _instance(db, small, host="h1")
+    _instance(db, big, host="h1")
+    _instance(db, big, host="h2")
+    _instance(db, big, host="h1", deleted_at=datetime.datetime(2020, 1, 1))
+
+    assert db.host_usage("h1") == {"memory_mb": 2560, "vcpus": 3, "disk_gb": 23,
+                                   "running_vms": 2}
+    assert db.host_usage("nowhere") == {"memory_mb": 0, "vcpus": 0, "disk_gb": 0,
+                                        "running_vms": 0}
+
+
+def test_host_usage_counts_incoming_migration_until_final(db):
+    small = _flavor(db, "small", memory_mb=512, vcpus=1, root_gb=1)
+    big = _flavor(db, "big", memory_mb=2048, vcpus=2, root_gb=20)
+    _instance(db, big, host="h2")
+    moving = _instance(db, small, host="h1")
+    mig = _migration(db, moving, dest="h2")
+    # a finished move to h2 and a move elsewhere hold nothing on h2
+    done = _migration(db, moving, dest="h2")
+    db.migration_transition(done["id"], states.ACCEPTED, states.FAILED)
+    _migration(db, moving, dest="h3")
+
+    h2_alone = {"memory_mb": 2048, "vcpus": 2, "disk_gb": 20, "running_vms": 1}
+    assert db.host_usage("h2") == {"memory_mb": 2560, "vcpus": 3, "disk_gb": 21,
+                                   "running_vms": 1}
+    # the source still holds the guest
+    assert db.host_usage("h1")["memory_mb"] == 512
+
+    for old, new in ((states.ACCEPTED, states.QUEUED), (states.QUEUED, states.PREPARING),
+                     (states.PREPARING, states.RUNNING_MIGRATION)):
+        db.migration_transition(mig["id"], old, new)
+        assert db.host_usage("h2")["memory_mb"] == 2560
+    # After the switch-over the instance is on h2: counted once, not twice.
+    db.migration_transition(mig["id"], states.RUNNING_MIGRATION, states.POST_MIGRATING,
+                            instance_values={"host": "h2"})
+    assert db.host_usage("h2") == {"memory_mb": 2560, "vcpus": 3, "disk_gb": 21,
+                                   "running_vms": 2}
+    assert db.host_usage("h1")["memory_mb"] == 0
+
+    db.migration_transition(mig["id"], states.POST_MIGRATING, states.ERROR_MIGRATION,
+                            instance_values={"host": "h1"})
+    assert db.host_usage("h2") == h2_alone
+
+
+def test_host_usage_counts_resize_at_the_new_flavor(db):
+    small = _flavor(db, "small", memory_mb=512, vcpus=1, root_gb=1)
+    big = _flavor(db, "big", memory_mb=2048, vcpus=2, root_gb=20, ephemeral_gb=5)
+    inst = _instance(db, small, host="h1")
+    _migration(db, inst, dest="h2", mtype=states.RESIZE, old_instance_type_id=small["id"],
+               new_instance_type_id=big["id"])
+    assert db.host_usage("h2") == {"memory_mb": 2048, "vcpus": 2, "disk_gb": 25,
+                                   "running_vms": 0}
+
+
+# ------------------------------------------------------------- migration_list
+def _ids(rows):
+    return [r["id"] for r in rows]
+
+
+def test_migration_list_filters(db):
+    inst = _instance(db, _flavor(db), host="h1")
+    m1 = _migration(db, inst, dest="h2")
+    m2 = _migration(db, inst, dest="h3")
+    m3 = _migration(db, inst, dest="h2", source_compute="h3")
+    db.migration_transition(m2["id"], states.ACCEPTED, states.QUEUED)
+    db.migration_transition(m3["id"], states.ACCEPTED, states.FAILED)
+
+    assert _ids(db.migration_list()) == [m3["id"], m2["id"], m1["id"]]
+    assert _ids(db.migration_list({"status": [states.ACCEPTED, states.QUEUED]})) == \
+        [m2["id"], m1["id"]]
+    assert _ids(db.migration_list({"status": states.FAILED})) == [m3["id"]]
+    assert _ids(db.migration_list({"host": "h3"})) == [m3["id"], m2["id"]]   # dest or source
+    assert _ids(db.migration_list({"host": "h1"})) == [m2["id"], m1["id"]]
+    assert _ids(db.migration_list({"host": "h2", "status": [states.ACCEPTED]})) == [m1["id"]]
+    assert db.migration_list({"host": "h9"}) == []
+
+
+def test_migration_list_changes_since_and_before(db):
+    inst = _instance(db, _flavor(db))
+    t0 = datetime.datetime(2000, 1, 1)
+    hour = datetime.timedelta(hours=1)
+    old = _migration(db, inst, created_at=t0)
+    mid = _migration(db, inst, created_at=t0 + hour)
+    new = _migration(db, inst, created_at=t0 + 2 * hour)
+
+    assert _ids(db.migration_list({"changes_since": t0 + hour})) == [new["id"], mid["id"]]
+    assert _ids(db.migration_list({"changes_before": t0 + hour})) == [mid["id"], old["id"]]
+    assert db.migration_list({"changes_since": t0 + 3 * hour}) == []
+
+    # An update is a change: the old row now counts as changed just now.
+    db.migration_update(old["id"], {"memory_total": 1})
+    assert _ids(db.migration_list({"changes_since": t0 + hour})) == \
+        [new["id"], mid["id"], old["id"]]
+    assert _ids(db.migration_list({"changes_before": t0 + hour})) == [mid["id"]]
+    recent = db_api.utcnow() - datetime.timedelta(minutes=5)
+    assert _ids(db.migration_list({"changes_since": recent})) == [old["id"]]
+
+
+def test_migration_list_pagination_newest_first(db):
+    inst = _instance(db, _flavor(db))
+    migs = [_migration(db, inst) for _ in range(5)]
+    newest_first = [m["id"] for m in reversed(migs)]
+
+    page1 = db.migration_list(limit=2)
+    assert _ids(page1) == newest_first[:2]
+    page2 = db.migration_list(limit=2, marker=page1[-1]["uuid"])
+    assert _ids(page2) == newest_first[2:4]
+    page3 = db.migration_list(limit=2, marker=page2[-1]["uuid"])
+    assert _ids(page3) == newest_first[4:]
+    assert db.migration_list(limit=2, marker=page3[-1]["uuid"]) == []
+    with pytest.raises(exception.MigrationNotFound):
+        db.migration_list(marker=str(uuid.uuid4()))
+
+
+# ----------------------------------------------------------------- services
+def test_service_heartbeat_updates_last_seen(db):
+    svc = db.service_register("h1", states.SERVICE_COMPUTE, "compute", "1")
+    assert svc["report_count"] == 0
+    assert db.service_heartbeat("h1", states.SERVICE_COMPUTE) is True
+    assert db.service_heartbeat("h1", states.SERVICE_COMPUTE) is True
+    after = db.service_get(svc["id"])
+    assert after["report_count"] == 2
+    assert after["last_seen_up"] >= svc["last_seen_up"]
+    assert db.service_heartbeat("h1", states.SERVICE_CONDUCTOR) is False
+    assert db.service_heartbeat("nowhere", states.SERVICE_COMPUTE) is False
+
+
+def test_is_service_up_honours_down_time(db):
+    svc = db.service_register("h1", states.SERVICE_COMPUTE, "compute", "1")
+    last = svc["last_seen_up"]
+    seconds = datetime.timedelta(seconds=1)
+    assert db_api.is_service_up(svc, 60)
+    assert db_api.is_service_up(svc, 60, now=last + 60 * seconds)
+    assert not db_api.is_service_up(svc, 60, now=last + 61 * seconds)
+    assert not db_api.is_service_up(dict(svc, forced_down=True), 60, now=last)
+    assert not db_api.is_service_up({"last_seen_up": None, "created_at": None}, 60)
+    # without a heartbeat the creation time stands in
+    assert db_api.is_service_up({"last_seen_up": None, "created_at": last}, 60, now=last)
+
+
+def test_service_registered_again_keeps_its_row(db):
+    first = db.service_register("h1", states.SERVICE_COMPUTE, "compute", "1")
+    again = db.service_register("h1", states.SERVICE_COMPUTE, "compute", "2")
+    assert again["id"] == first["id"] and again["version"] == "2"
+    assert len(db.service_list()) == 1
+
+
+# ------------------------------------------------------------------ flavors
+def test_flavor_create_duplicate_name_or_id_raises(db):
+    _flavor(db, "m9.x")
+    with pytest.raises(exception.FlavorExists):
+        _flavor(db, "m9.x")
+    with pytest.raises(exception.FlavorExists):  # same flavorid, other name
+        db.flavor_create({"flavorid": "m9.x", "name": "other", "memory_mb": 1, "vcpus": 1})
+    assert [f["name"] for f in db.flavor_list()] == ["m9.x"]
+
+
+def test_ensure_default_flavors_is_idempotent(db):
+    db.ensure_default_flavors()
+    first = db.flavor_list()
+    db.ensure_default_flavors()
+    assert db.flavor_list() == first
+    assert sorted(f["name"] for f in first) == sorted(f[1] for f in db_api.DEFAULT_FLAVORS)
+
+
+def test_ensure_default_flavors_leaves_existing_flavors_alone(db):
+    _flavor(db, "custom")
+    db.ensure_default_flavors()
+    assert [f["name"] for f in db.flavor_list()] == ["custom"]
