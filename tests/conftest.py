@@ -11,7 +11,7 @@ warnings.filterwarnings("ignore", message=".*Eventlet is deprecated.*")
 
 from godwit import rpc  # noqa: E402
 from godwit.cmd import common  # noqa: E402
-from godwit.cmd.all import LocalCloud  # noqa: E402
+from godwit.cmd.all import IN_PROCESS_TRANSPORT, LocalCloud  # noqa: E402
 from godwit.testing import Client  # noqa: E402
 
 RABBIT_URL = os.environ.get("GODWIT_TEST_RABBIT", "rabbit://guest:guest@127.0.0.1:5672/")
@@ -67,6 +67,7 @@ def postgres_url():
 
 def make_conf(state_path, **overrides):
     defaults = {"state_path": (str(state_path), None), "report_interval": (1, None),
+                "transport_url": (IN_PROCESS_TRANSPORT, None),
                 "service_down_time": (3, None), "rpc_response_timeout": (15, None),
                 "debug": (False, None)}
     for key, value in overrides.items():

@@ -1,7 +1,8 @@
 """godwit-all: API, conductor and several fake compute hosts in one process.
 
 For trying Godwit out, for the demo and for functional tests. The default
-transport is ``kombu+memory:////`` (in-process, no broker) and the default
+transport is ``kombu+memory:////`` (in-process, no broker; oslo.messaging's
+own default would be ``rabbit://``) and the default
 database is SQLite under the state path; both can be pointed at RabbitMQ and
 PostgreSQL with the usual options. :class:`LocalCloud` is the same thing as a
 Python object, which our functional tests and users' tests can start and
@@ -32,7 +33,7 @@ class LocalCloud:
         self.conf = conf
         n = conf.all.compute_hosts
         self.host_names = list(hosts) if hosts else [f"compute{i}" for i in range(1, n + 1)]
-        self.transport_url = conf.transport_url or IN_PROCESS_TRANSPORT
+        self.transport_url = conf.transport_url
         self.with_api = api
         self.api_port = api_port
         self.host_paths = host_paths or {}
@@ -84,7 +85,8 @@ class LocalCloud:
 
 
 def main(argv=None):
-    conf = common.init(argv, prog="godwit-all")
+    conf = common.init(argv, prog="godwit-all",
+                       defaults={"transport_url": (IN_PROCESS_TRANSPORT, None)})
     os.makedirs(conf.state_path, exist_ok=True)
     cloud = LocalCloud(conf).start()
     print(f"godwit-all: API at {cloud.api_url}, hosts {', '.join(cloud.host_names)}; "

@@ -18,7 +18,7 @@ import requests  # noqa: E402
 
 from godwit import rpc  # noqa: E402
 from godwit.cmd import common  # noqa: E402
-from godwit.cmd.all import LocalCloud  # noqa: E402
+from godwit.cmd.all import IN_PROCESS_TRANSPORT, LocalCloud  # noqa: E402
 
 HEADERS = {"X-Auth-Token": "admin:admin", "OpenStack-API-Version": "compute 2.80"}
 FINAL = ("completed", "failed", "error", "cancelled")
@@ -43,13 +43,15 @@ def main(argv=None):
     os.makedirs(args.state_path)
     conf = common.init([], prog="godwit-demo", defaults={
         "state_path": (args.state_path, None),
+        "transport_url": (IN_PROCESS_TRANSPORT, None),
         "log_file": (os.path.join(args.state_path, "godwit.log"), None)})
     cloud = LocalCloud(conf, api_port=0).start()
     api = cloud.api_url
     s = requests.Session()
     s.headers.update(HEADERS)
     try:
-        print(f"Godwit demo: API {api}, database {conf.database.connection}")
+        print(f"Godwit demo: API {api}, database {conf.database.connection}, "
+              f"transport {conf.transport_url}")
         print(f"Compute hosts: {', '.join(cloud.host_names)} (fake hypervisors, "
               f"state under {conf.fake.hosts_path})")
         ids = []
