@@ -11,6 +11,7 @@ from oslo_log import log as logging
 from waitress import wasyncore
 
 from api import compute_api, router
+from compute import rpcapi as compute_rpcapi
 from conductor import rpcapi as conductor_rpcapi
 from godwit import rpc, service
 from godwit.cmd import common
@@ -24,7 +25,8 @@ class APIServer:
 
     def __init__(self, conf, transport, host=None, port=None):
         db = db_api.get_database(conf.database.connection, conf.database.echo)
-        self.api = compute_api.ComputeAPI(conf, db, conductor_rpcapi.ConductorAPI(transport))
+        self.api = compute_api.ComputeAPI(conf, db, conductor_rpcapi.ConductorAPI(transport),
+                                          compute_rpcapi.ComputeAPI(transport))
         self.app = router.build_app(self.api)
         self.server = waitress.create_server(
             self.app, host=host or conf.api.listen,

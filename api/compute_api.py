@@ -22,10 +22,11 @@ def _mac():
 
 
 class ComputeAPI:
-    def __init__(self, conf, db, conductor_api):
+    def __init__(self, conf, db, conductor_api, compute_rpc):
         self.conf = conf
         self.db = db
         self.conductor = conductor_api
+        self.compute_rpc = compute_rpc
         self.policy = policy_mod.Policy(conf)
 
     def authorize(self, ctxt, action, target=None):
@@ -120,6 +121,31 @@ class ComputeAPI:
             raise exception.MigrationNotFoundForInstance(migration_id=migration_id,
                                                          instance_id=server_id)
         return migration
+
+    def _live_migration_in(self, ctxt, server_id, migration_id, action, allowed):
+        m = self.server_migration(ctxt, server_id, migration_id)
+        if m["migration_type"] != states.LIVE_MIGRATION or m["status"] not in allowed:
+            raise exception.InvalidMigrationState(
+                migration_id=migration_id, instance_id=server_id, status=m["status"],
+                action=action, allowed=" or ".join(sorted(allowed)) + " live migration")
+        return m
+
+    def abort_live_migration(self, ctxt, server_id, migration_id, allow_early):
+        """Abort; queued and preparing migrations only when ``allow_early`` (2.65+)."""
+        self.authorize(ctxt, "os_compute_api:servers:migrations:delete")
+        allowed = {states.RUNNING_MIGRATION}
+        if allow_early:
+            allowed |= {states.QUEUED, states.PREPARING}
+        m = self._live_migration_in(ctxt, server_id, migration_id, "abort", allowed)
+        self.db.action_start(ctxt, server_id, "live_migration_abort")
+        self.compute_rpc.live_migration_abort(ctxt, m["source_compute"], m["id"])
+
+    def force_complete(self, ctxt, server_id, migration_id):
+        self.authorize(ctxt, "os_compute_api:servers:migrations:force_complete")
+        m = self._live_migration_in(ctxt, server_id, migration_id, "force_complete",
+                                    {states.RUNNING_MIGRATION})
+        self.db.action_start(ctxt, server_id, "live_migration_force_complete")
+        self.compute_rpc.live_migration_force_complete(ctxt, m["source_compute"], m["id"])
 
     # --- actions ---------------------------------------------------------------
     def list_actions(self, ctxt, server_id):

@@ -14,7 +14,9 @@ ROUTES = {
     V + "/servers/{server_id}/action": {"POST": servers.server_action},
     V + "/servers/{server_id}/migrations": {"GET": servers.list_server_migrations},
     V + "/servers/{server_id}/migrations/{migration_id}": {
-        "GET": servers.show_server_migration},
+        "GET": servers.show_server_migration, "DELETE": servers.abort_server_migration},
+    V + "/servers/{server_id}/migrations/{migration_id}/action": {
+        "POST": servers.server_migration_action},
     V + "/servers/{server_id}/os-instance-actions": {"GET": servers.list_instance_actions},
     V + "/servers/{server_id}/os-instance-actions/{request_id}": {
         "GET": servers.show_instance_action},

@@ -102,6 +102,23 @@ def show_server_migration(req, server_id, migration_id):
     return 200, {"migration": views.server_migration(req, m)}
 
 
+def abort_server_migration(req, server_id, migration_id):
+    if not req.api_version.matches("2.24"):
+        raise exception.NotFound("Aborting a migration needs API version 2.24 or later.")
+    req.api.abort_live_migration(req.context, server_id, migration_id,
+                                 allow_early=req.api_version.matches("2.65"))
+    return 202, None
+
+
+def server_migration_action(req, server_id, migration_id):
+    if not req.api_version.matches("2.22"):
+        raise exception.NotFound("force_complete needs API version 2.22 or later.")
+    if req.json != {"force_complete": None}:
+        raise exception.Invalid(reason='the body must be {"force_complete": null}')
+    req.api.force_complete(req.context, server_id, migration_id)
+    return 202, None
+
+
 def list_instance_actions(req, server_id):
     actions = req.api.list_actions(req.context, server_id)
     return 200, {"instanceActions": [views.action(a) for a in actions]}

@@ -4,74 +4,36 @@ The conductor has checked the move and cast ``live_migration`` to the
 source. The source then walks the migration along the state machine, one
 compare-and-swap per edge (through the conductor)::
 
-    accepted -> queued        slot requested (max_concurrent_live_migrations)
+    accepted -> queued        waits for a slot (max_concurrent_live_migrations)
     queued -> preparing       destination prepared by pre_live_migration (call)
-    preparing -> running      the hypervisor moves the guest
+    preparing -> running      the hypervisor job runs, steered by the monitor
     running -> post-migrating guest runs on the destination; instance.host
                               switches in the same transaction
     post-migrating -> completed  both hosts finalised, task_state cleared
 
-A failure before the switch rolls back both hosts and ends in ``error``
-(pre_live_migration failed, as in Nova), ``cancelled`` (aborted) or
-``failed``; instance stays ACTIVE on the source. A failure after the switch
-cannot move the guest back: the migration ends in ``error`` with what was
-left undone, and the instance stays on the destination.
+Before the switch-over a failure rolls both hosts back and the migration
+ends in ``error`` (pre_live_migration failed, as in Nova), ``cancelled``
+(aborted on request) or ``failed``; the instance stays ACTIVE on the source.
+After it the guest cannot go back: problems end the migration in ``error``
+with what was left undone, and the instance stays on the destination (ERROR
+only if the destination could not finish it).
+
+Abort has a defined outcome in every phase: queued -> cancelled at once;
+preparing -> cancelled once pre_live_migration returns, after rolling the
+destination back; running -> the job is cancelled, then as preparing.
 
 Every host step is idempotent, so a step retried after a crash does no harm.
 """
 
 import concurrent.futures
 import threading
-import time
 
 from oslo_log import log as logging
 
+from compute import migration_monitor
 from godwit import exception, state_machine, states
 
 LOG = logging.getLogger(__name__)
-
-
-class MigrationMonitor:
-    """Given to the driver during the transfer: progress in, abort out.
-
-    Progress is written to the migration record at most every
-    ``interval`` seconds; the instance's progress percentage never goes
-    backwards, even when dirty pages make ``remaining`` grow again.
-    """
-
-    def __init__(self, conductor, ctxt, migration, interval=0.5):
-        self.conductor = conductor
-        self.ctxt = ctxt
-        self.migration = migration
-        self.interval = interval
-        self.percent = 0
-        self._last = 0.0
-        self._abort = threading.Event()
-
-    def abort(self):
-        self._abort.set()
-
-    def should_abort(self):
-        return self._abort.is_set()
-
-    def report(self, force=False, **progress):
-        now = time.monotonic()
-        if not force and now - self._last < self.interval and progress.get(
-                "memory_remaining", 1) != 0:
-            return
-        self._last = now
-        total = (progress.get("memory_total") or 0) + (progress.get("disk_total") or 0)
-        remaining = (progress.get("memory_remaining") or 0) + (progress.get("disk_remaining")
-                                                                or 0)
-        if total:
-            self.percent = max(self.percent, int(100 * (total - remaining) / total))
-        try:
-            self.conductor.migration_update(self.ctxt, self.migration["id"],
-                                            dict(progress, progress=self.percent),
-                                            expected_status=states.RUNNING_MIGRATION)
-        except Exception:
-            LOG.warning("Could not record progress of migration %s", self.migration["id"],
-                        exc_info=True)
 
 
 class LiveMigrations:
@@ -80,22 +42,25 @@ class LiveMigrations:
     def __init__(self, manager):
         self.m = manager
         limit = manager.conf.max_concurrent_live_migrations
-        # A slot per concurrent outgoing migration; the rest wait in 'queued'.
+        # One worker per concurrent outgoing migration; the rest wait in 'queued'.
         self.executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=limit if limit > 0 else 64, thread_name_prefix="live-migration")
         self.monitors = {}
+        self.pending_aborts = set()
+        self._lock = threading.Lock()
 
     def shutdown(self):
         for monitor in list(self.monitors.values()):
-            monitor.abort()
+            monitor.request_abort()
         self.executor.shutdown(wait=False, cancel_futures=True)
 
     # --- checks ---------------------------------------------------------
     def check_destination(self, ctxt, instance_uuid, source, block_migration):
         m = self.m
         with m.event(ctxt, instance_uuid, "compute_check_can_live_migrate_destination"):
-            instance = m.conductor.instance_get(ctxt, instance_uuid)["instance"]
-            dest_check = m.driver.check_can_live_migrate_destination(instance, block_migration)
+            instance = m.conductor.instance_get(ctxt, instance_uuid)
+            dest_check = m.driver.check_can_live_migrate_destination(
+                instance["instance"], block_migration)
             try:
                 migrate_data = m.compute_rpc.check_can_live_migrate_source(
                     ctxt, source, instance_uuid, dest_check)
@@ -106,15 +71,58 @@ class LiveMigrations:
     def check_source(self, ctxt, instance_uuid, dest_check_data):
         m = self.m
         with m.event(ctxt, instance_uuid, "compute_check_can_live_migrate_source"):
-            instance = m.conductor.instance_get(ctxt, instance_uuid)["instance"]
-            return m.driver.check_can_live_migrate_source(instance, dest_check_data)
+            info = m.conductor.instance_get(ctxt, instance_uuid)
+            migrate_data = m.driver.check_can_live_migrate_source(info["instance"],
+                                                                  dest_check_data)
+            if migrate_data.get("block_migration"):
+                for bdm in info["block_device_info"]:
+                    if bdm.get("device_type") == "cdrom":
+                        raise exception.MigrationPreCheckError(
+                            reason="the instance has a CD-ROM, which cannot be "
+                                   "block-migrated")
+            return migrate_data
 
-    # --- source -----------------------------------------------------------
-    def start(self, ctxt, migration_id, dest, migrate_data):
-        """RPC cast target: queue the migration and return at once."""
+    # --- source: abort and force-complete -------------------------------------
+    def abort(self, ctxt, migration_id):
+        """Abort in whatever phase the migration is; see the module docstring."""
         m = self.m
         try:
-            m.conductor.migration_transition(ctxt, migration_id, states.ACCEPTED, states.QUEUED)
+            migration = m.conductor.migration_transition(
+                ctxt, migration_id, states.QUEUED, states.CANCELLED,
+                values={"error_message": "aborted on request while queued"},
+                instance_values={"task_state": None},
+                instance_expected={"task_state": states.MIGRATING})
+            m.notifier.info(ctxt, "instance.live_migration_abort.end",
+                            {"migration_id": migration_id, "phase": "queued"})
+            LOG.info("Migration %s cancelled while queued", migration["id"])
+            return
+        except exception.ConcurrentUpdate:
+            pass
+        with self._lock:
+            monitor = self.monitors.get(migration_id)
+            if monitor is None:
+                self.pending_aborts.add(migration_id)  # acted on after preparing
+                return
+        monitor.request_abort()
+
+    def _abort_pending(self, migration_id):
+        with self._lock:
+            return migration_id in self.pending_aborts
+
+    def force_complete(self, ctxt, migration_id):
+        monitor = self.monitors.get(migration_id)
+        if monitor is None:
+            LOG.warning("force_complete for migration %s, which is not running here",
+                        migration_id)
+            return
+        monitor.request_force_complete()
+
+    # --- source: the flow ---------------------------------------------------
+    def start(self, ctxt, migration_id, dest, migrate_data):
+        """RPC cast target: queue the migration and return at once."""
+        try:
+            self.m.conductor.migration_transition(ctxt, migration_id, states.ACCEPTED,
+                                                  states.QUEUED)
         except exception.ConcurrentUpdate:
             LOG.info("Migration %s already left 'accepted'; not starting it again",
                      migration_id)
@@ -126,6 +134,10 @@ class LiveMigrations:
             self._drive_source(ctxt, migration_id, dest, migrate_data)
         except Exception:
             LOG.exception("Live migration %s failed unexpectedly", migration_id)
+        finally:
+            with self._lock:
+                self.pending_aborts.discard(migration_id)
+                self.monitors.pop(migration_id, None)
 
     def _drive_source(self, ctxt, migration_id, dest, migrate_data):
         m = self.m
@@ -137,8 +149,10 @@ class LiveMigrations:
             m.conductor.migration_transition(ctxt, migration_id, states.QUEUED,
                                              states.PREPARING)
         except exception.ConcurrentUpdate:
-            LOG.info("Migration %s left 'queued' while waiting (aborted?)", migration_id)
+            LOG.info("Migration %s left 'queued' while waiting (aborted)", migration_id)
             return
+        rollback = lambda status, reason: self._rollback(  # noqa: E731
+            ctxt, migration, instance, nw, bdms, dest, migrate_data, status, reason)
 
         # Stage 1: prepare the destination.
         try:
@@ -146,41 +160,68 @@ class LiveMigrations:
                 migrate_data = m.compute_rpc.pre_live_migration(ctxt, dest, migration_id,
                                                                 migrate_data)
         except Exception as e:
-            self._rollback(ctxt, migration, instance, nw, bdms, dest, migrate_data,
-                           states.PREPARING, states.ERROR_MIGRATION,
-                           f"pre_live_migration on {dest} failed: {e}")
-            return
+            return rollback((states.PREPARING, states.ERROR_MIGRATION),
+                            f"pre_live_migration on {dest} failed: {e}")
+        if self._abort_pending(migration_id):
+            return rollback((states.PREPARING, states.CANCELLED),
+                            "aborted on request while preparing")
 
-        # Stage 2: the hypervisor moves the guest.
+        # Stage 2: the hypervisor moves the guest, steered by the monitor.
         migration = m.conductor.migration_transition(ctxt, migration_id, states.PREPARING,
                                                      states.RUNNING_MIGRATION)
-        monitor = MigrationMonitor(m.conductor, ctxt, migration)
-        self.monitors[migration_id] = monitor
         try:
             with m.event(ctxt, uuid, "compute_live_migration"):
-                m.driver.live_migration(instance, dest, migrate_data, monitor)
+                params = migration_monitor.initial_params(m.conf, instance, migrate_data)
+                job = m.driver.live_migration(instance, dest, migrate_data, params)
+                monitor = migration_monitor.Monitor(
+                    m.conf, job, instance, migrate_data,
+                    report=lambda stats, pct: self._report(ctxt, migration_id, stats, pct))
+                with self._lock:
+                    self.monitors[migration_id] = monitor
+                    if migration_id in self.pending_aborts:
+                        monitor.request_abort()
+                monitor.run()
+        except migration_monitor.MigrationAborted as e:
+            if e.by_request:
+                m.notifier.info(ctxt, "instance.live_migration_abort.end",
+                                {"migration_id": migration_id, "phase": "running"})
+            return rollback((states.RUNNING_MIGRATION,
+                             states.CANCELLED if e.by_request else states.FAILED), str(e))
         except Exception as e:
-            aborted = monitor.should_abort()
-            self._rollback(ctxt, migration, instance, nw, bdms, dest, migrate_data,
-                           states.RUNNING_MIGRATION,
-                           states.CANCELLED if aborted else states.FAILED,
-                           "aborted on request" if aborted
-                           else f"live migration to {dest} failed: {e}")
-            return
-        finally:
-            self.monitors.pop(migration_id, None)
+            return rollback((states.RUNNING_MIGRATION, states.FAILED),
+                            f"live migration to {dest} failed: {e}")
+        if monitor.forced:
+            migrate_data = dict(migrate_data, forced=monitor.forced)
+            m.notifier.info(ctxt, "instance.live_migration_force_complete.end",
+                            {"migration_id": migration_id, "how": monitor.forced})
 
         # The guest runs on the destination now: record that first.
-        dest_node = migration.get("dest_node") or dest
         m.conductor.migration_transition(
             ctxt, migration_id, states.RUNNING_MIGRATION, states.POST_MIGRATING,
-            instance_values={"host": dest, "node": dest_node, "progress": 100,
-                             "power_state": states.RUNNING},
+            instance_values={"host": dest, "node": migration.get("dest_node") or dest,
+                             "progress": 100, "power_state": states.RUNNING},
             instance_expected={"task_state": states.MIGRATING})
+        self._finish(ctxt, migration_id, instance, nw, bdms, dest, migrate_data)
 
-        # Stage 3: finalise both hosts. Each step is tried even if one fails.
+    def _report(self, ctxt, migration_id, stats, percent):
+        values = {k: int(stats[k]) for k in ("memory_total", "memory_processed",
+                                              "memory_remaining", "disk_total",
+                                              "disk_processed", "disk_remaining")
+                  if stats.get(k) is not None}
+        values["progress"] = percent
+        try:
+            self.m.conductor.migration_update(ctxt, migration_id, values,
+                                              expected_status=states.RUNNING_MIGRATION)
+        except Exception:
+            LOG.warning("Could not record progress of migration %s", migration_id,
+                        exc_info=True)
+
+    def _finish(self, ctxt, migration_id, instance, nw, bdms, dest, migrate_data):
+        """Stage 3: finalise both hosts; each step is tried even if one fails."""
+        m = self.m
         problems = []
-        with m.event(ctxt, uuid, "compute_post_live_migration"):
+        with m.event(ctxt, instance["uuid"], "compute_post_live_migration"), \
+                m.notifier.phase(ctxt, "live_migration_post", instance):
             for what, fn in (
                     ("source volume connections",
                      lambda: m.volume_driver.disconnect_all(instance, bdms)),
@@ -211,7 +252,8 @@ class LiveMigrations:
                 ctxt, migration_id, states.POST_MIGRATING, states.COMPLETED,
                 instance_values={"task_state": None},
                 instance_expected={"task_state": states.MIGRATING})
-            LOG.info("Live migration %s of %s to %s completed", migration_id, uuid, dest)
+            LOG.info("Live migration %s of %s to %s completed", migration_id,
+                     instance["uuid"], dest)
             return
         reason = "; ".join(problems)
         instance_values = {"task_state": None}
@@ -222,13 +264,15 @@ class LiveMigrations:
             values={"error_message": reason}, instance_values=instance_values,
             instance_expected={"task_state": states.MIGRATING})
 
-    def _rollback(self, ctxt, migration, instance, nw, bdms, dest, migrate_data, from_status,
-                  to_status, reason):
+    def _rollback(self, ctxt, migration, instance, nw, bdms, dest, migrate_data, edge,
+                  reason):
         """Guest is still on the source: undo the destination, end the migration."""
         m = self.m
+        from_status, to_status = edge
         LOG.warning("Rolling back live migration %s: %s", migration["id"], reason)
         problems = []
-        with m.event(ctxt, instance["uuid"], "compute_rollback_live_migration"):
+        with m.event(ctxt, instance["uuid"], "compute_rollback_live_migration"), \
+                m.notifier.phase(ctxt, "live_migration_rollback", instance):
             try:
                 m.compute_rpc.rollback_live_migration_at_destination(
                     ctxt, dest, migration["id"], migrate_data,
@@ -253,34 +297,36 @@ class LiveMigrations:
             instance_expected={"task_state": states.MIGRATING})
 
     # --- destination --------------------------------------------------------
+    def _context(self, ctxt, migration_id):
+        c = self.m.conductor.migration_context(ctxt, migration_id)
+        return c["instance"], c["network_info"], c["block_device_info"]
+
     def pre_at_destination(self, ctxt, migration_id, migrate_data):
         m = self.m
-        context = m.conductor.migration_context(ctxt, migration_id)
-        instance, nw, bdms = (context["instance"], context["network_info"],
-                              context["block_device_info"])
-        with m.event(ctxt, instance["uuid"], "compute_pre_live_migration_at_destination"):
+        instance, nw, bdms = self._context(ctxt, migration_id)
+        with m.event(ctxt, instance["uuid"], "compute_pre_live_migration_at_destination"), \
+                m.notifier.phase(ctxt, "live_migration_pre", instance):
             migrate_data = m.driver.pre_live_migration(instance, bdms, nw, migrate_data)
-            m.volume_driver.connect_all(instance, bdms)
+            connections = m.volume_driver.connect_all(instance, bdms)
             m.vif_driver.plug_all(instance, nw)
             m.firewall_driver.apply_instance_filter(instance, nw)
-        return migrate_data
+        return dict(migrate_data, dest_volume_connections=connections)
 
     def post_at_destination(self, ctxt, migration_id, migrate_data):
         m = self.m
-        context = m.conductor.migration_context(ctxt, migration_id)
-        instance, nw, bdms = (context["instance"], context["network_info"],
-                              context["block_device_info"])
-        with m.event(ctxt, instance["uuid"], "compute_post_live_migration_at_destination"):
+        instance, nw, bdms = self._context(ctxt, migration_id)
+        with m.event(ctxt, instance["uuid"], "compute_post_live_migration_at_destination"), \
+                m.notifier.phase(ctxt, "live_migration_post_dest", instance):
             m.driver.post_live_migration_at_destination(instance, nw, bdms, migrate_data)
         return True
 
     def rollback_at_destination(self, ctxt, migration_id, migrate_data, destroy_disks):
         m = self.m
-        context = m.conductor.migration_context(ctxt, migration_id)
-        instance, nw, bdms = (context["instance"], context["network_info"],
-                              context["block_device_info"])
+        instance, nw, bdms = self._context(ctxt, migration_id)
         problems = []
-        with m.event(ctxt, instance["uuid"], "compute_rollback_live_migration_at_destination"):
+        with m.event(ctxt, instance["uuid"],
+                     "compute_rollback_live_migration_at_destination"), \
+                m.notifier.phase(ctxt, "live_migration_rollback_dest", instance):
             for what, fn in (
                     ("volume connections",
                      lambda: m.volume_driver.disconnect_all(instance, bdms)),

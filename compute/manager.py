@@ -17,14 +17,14 @@ from compute import drivers, live_migration
 from compute import rpcapi as compute_rpcapi
 from conductor import rpcapi as conductor_rpcapi
 from godwit import context as godwit_context
-from godwit import events, states
+from godwit import events, notifications, states
 from godwit.db.models import utcnow
 
 LOG = logging.getLogger(__name__)
 
 
 class ComputeManager:
-    target = messaging.Target(version="1.0")
+    target = messaging.Target(version="1.1")
 
     def __init__(self, conf, host, transport, instances_path=None):
         self.conf = conf
@@ -38,6 +38,8 @@ class ComputeManager:
         self.vif_driver = drivers.load("vif", c.vif_driver, conf, host)
         self.volume_driver = drivers.load("volume", c.volume_driver, conf, host)
         self.firewall_driver = drivers.load("firewall", c.firewall_driver, conf, host)
+        self.notifier = notifications.Notifier(conf, getattr(transport, "godwit_url", None),
+                                               f"compute.{host}")
         self.live = live_migration.LiveMigrations(self)
 
     # --- service lifecycle ------------------------------------------------
@@ -139,6 +141,12 @@ class ComputeManager:
 
     def live_migration(self, ctxt, instance_uuid, migration_id, dest, migrate_data):
         self.live.start(ctxt, migration_id, dest, migrate_data)
+
+    def live_migration_abort(self, ctxt, migration_id):
+        self.live.abort(ctxt, migration_id)
+
+    def live_migration_force_complete(self, ctxt, migration_id):
+        self.live.force_complete(ctxt, migration_id)
 
     def pre_live_migration(self, ctxt, migration_id, migrate_data):
         return self.live.pre_at_destination(ctxt, migration_id, migrate_data)

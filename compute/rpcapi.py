@@ -10,12 +10,13 @@ Version history:
   check_can_live_migrate_destination, check_can_live_migrate_source,
   live_migration, pre_live_migration, post_live_migration_at_destination,
   rollback_live_migration_at_destination, ping.
+* 1.1 - live_migration_abort, live_migration_force_complete.
 """
 
 from godwit import rpc
 
 TOPIC = "compute"
-VERSION_CAP = "1.0"
+VERSION_CAP = "1.1"
 
 
 class ComputeAPI:
@@ -50,6 +51,14 @@ class ComputeAPI:
     def live_migration(self, ctxt, source, instance_uuid, migration_id, dest, migrate_data):
         self._at(source).cast(ctxt, "live_migration", instance_uuid=instance_uuid,
                               migration_id=migration_id, dest=dest, migrate_data=migrate_data)
+
+    def live_migration_abort(self, ctxt, source, migration_id):
+        self.client.prepare(server=source, version="1.1").cast(
+            ctxt, "live_migration_abort", migration_id=migration_id)
+
+    def live_migration_force_complete(self, ctxt, source, migration_id):
+        self.client.prepare(server=source, version="1.1").cast(
+            ctxt, "live_migration_force_complete", migration_id=migration_id)
 
     def pre_live_migration(self, ctxt, dest, migration_id, migrate_data):
         return self._at(dest, self.long_timeout).call(

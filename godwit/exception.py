@@ -111,6 +111,11 @@ class InvalidMigrationTransition(GodwitException):
     msg_fmt = ("A %(migration_type)s migration cannot move from status %(old)s to %(new)s.")
 
 
+class InvalidMigrationState(Invalid):
+    msg_fmt = ("Migration %(migration_id)s of instance %(instance_id)s is in status "
+               "%(status)s; %(action)s needs %(allowed)s.")
+
+
 class FlavorExists(Conflict):
     msg_fmt = "Flavor with name or id %(name)s already exists."
 

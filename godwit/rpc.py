@@ -41,8 +41,10 @@ def get_transport(conf, url=None):
     key = (id(conf), url)
     with _transports_lock:
         if key not in _transports:
-            _transports[key] = messaging.get_rpc_transport(
+            transport = messaging.get_rpc_transport(
                 conf, url=url, allowed_remote_exmods=ALLOWED_EXMODS)
+            transport.godwit_url = url  # notifications default to the same broker
+            _transports[key] = transport
         return _transports[key]
 
 

@@ -76,6 +76,24 @@ class Client:
                          {"os-migrateLive": {"host": host, "block_migration": block_migration}},
                          expect=202)
 
+    def abort_migration(self, sid, migration_id, version=None):
+        headers = {"OpenStack-API-Version": f"compute {version}"} if version else {}
+        return self.request("DELETE", f"/servers/{sid}/migrations/{migration_id}",
+                            expect=202, headers=headers)
+
+    def force_complete(self, sid, migration_id):
+        return self.post(f"/servers/{sid}/migrations/{migration_id}/action",
+                         {"force_complete": None}, expect=202)
+
+    def server_migrations(self, sid):
+        return self.get(f"/servers/{sid}/migrations")["migrations"]
+
+    def wait_status(self, sid, status, timeout=30):
+        """Wait until the newest migration of ``sid`` is in ``status``."""
+        return wait_for(f"migration of {sid} in {status}", lambda: (
+            lambda m: m if m and m["status"] == status else None)(
+            self.latest_migration(sid)), timeout)
+
     # --- migrations --------------------------------------------------------
     def migrations(self, **params):
         return self.get("/os-migrations", params=params)["migrations"]

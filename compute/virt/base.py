@@ -11,6 +11,48 @@ hypervisor except through this class.
 import abc
 
 
+class MigrationJob(abc.ABC):
+    """A hypervisor migration in progress, as the monitor sees it.
+
+    Every method is safe to call from the monitor's thread while the job
+    runs; steering calls on a finished job do nothing.
+    """
+
+    @abc.abstractmethod
+    def stats(self):
+        """Progress now: dict with memory_total/processed/remaining,
+        disk_total/processed/remaining (bytes), iteration, dirty_rate and
+        bandwidth (bytes/s), expected_downtime_ms, and post_copy/paused flags."""
+
+    @abc.abstractmethod
+    def wait(self, timeout):
+        """Block up to ``timeout`` seconds; True once the job has ended."""
+
+    @abc.abstractmethod
+    def result(self):
+        """After the end: return if the guest runs on the destination, else raise."""
+
+    @abc.abstractmethod
+    def set_max_downtime(self, ms):
+        """Allow the switch-over to pause the guest up to ``ms`` milliseconds."""
+
+    @abc.abstractmethod
+    def set_max_speed(self, mib_per_s):
+        """Cap the transfer bandwidth (0 = no cap)."""
+
+    @abc.abstractmethod
+    def abort(self):
+        """Cancel the job; the guest keeps running on the source."""
+
+    @abc.abstractmethod
+    def pause(self):
+        """Pause the guest on the source so that the copy converges."""
+
+    @abc.abstractmethod
+    def start_post_copy(self):
+        """Switch to post-copy: run on the destination, pull the rest on demand."""
+
+
 class VirtDriver(abc.ABC):
     """A hypervisor host, as the compute manager sees it."""
 
@@ -86,14 +128,16 @@ class VirtDriver(abc.ABC):
         """
 
     @abc.abstractmethod
-    def live_migration(self, instance, dest, migrate_data, monitor):
-        """Move the running guest to ``dest``; return once it runs there.
+    def live_migration(self, instance, dest, migrate_data, params):
+        """Start moving the running guest to ``dest``; return the running job.
 
-        ``monitor`` is a :class:`compute.live_migration.MigrationMonitor`: the
-        driver reports progress to it and asks it whether to abort.
+        ``params`` holds the starting tuning: ``bandwidth_mib`` (0 = no cap),
+        ``max_downtime_ms``, ``auto_converge`` and ``post_copy`` (permitted).
+        The compute agent's :mod:`compute.migration_monitor` then watches and
+        steers the job until it ends.
 
-        :raises: HypervisorError (or any exception) if the guest stayed on
-            the source.
+        :returns: a :class:`MigrationJob` already under way.
+        :raises: HypervisorError if the job could not start.
         """
 
     @abc.abstractmethod

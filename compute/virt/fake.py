@@ -16,6 +16,7 @@ instances_path is the same directory have shared storage.
 import json
 import os
 import shutil
+import threading
 import time
 import uuid
 
@@ -134,44 +135,29 @@ class FakeDriver(base.VirtDriver):
             open(os.path.join(d, "disk"), "a").close()
         return migrate_data
 
-    def live_migration(self, instance, dest, migrate_data, monitor):
+    def live_migration(self, instance, dest, migrate_data, params):
         self.faults.check("live_migration")
-        rec = self.fake.get("domains", instance["uuid"])
-        if rec is None:
+        if self.fake.get("domains", instance["uuid"]) is None:
             raise exception.HypervisorError(host=self.host,
                                             reason=f"domain {instance['uuid']} not found")
-        self._simulate_transfer(instance, monitor)
+        job = FakeMigrationJob(self, instance, dest, migrate_data, params)
+        job.start()
+        return job
+
+    def _switch_over(self, instance, dest, migrate_data, paused):
+        """The guest now runs on ``dest``: its domain moves there."""
+        rec = self.fake.get("domains", instance["uuid"])
         dest_host = FakeHost(self.conf.fake.hosts_path, dest)
         dest_dir = self._instance_dir(instance, migrate_data.get("dest_instances_path"))
         if migrate_data.get("block_migration"):
             src = os.path.join(self._instance_dir(instance), "disk")
             shutil.copyfile(src, os.path.join(dest_dir, "disk"))
-        rec = dict(rec, disk=os.path.join(dest_dir, "disk"), persistent=False)
         self.faults.check("live_migration_switch")
-        dest_host.put("domains", instance["uuid"], rec)
+        power = states.PAUSED_POWER if paused else states.RUNNING
+        dest_host.put("domains", instance["uuid"],
+                      dict(rec, disk=os.path.join(dest_dir, "disk"), persistent=False,
+                           power_state=power))
         self.fake.delete("domains", instance["uuid"])
-
-    def _simulate_transfer(self, instance, monitor):
-        """Send memory in rounds at the configured bandwidth, reporting progress."""
-        bandwidth = self.conf.fake.migration_bandwidth_mb
-        total = instance["memory_mb"] * 1024 * 1024
-        if bandwidth <= 0:
-            monitor.report(memory_total=total, memory_processed=total, memory_remaining=0)
-            return
-        dirty = self.conf.fake.migration_dirty_rate_mb * 1024 * 1024
-        rate = bandwidth * 1024 * 1024
-        tick = 0.05
-        processed, remaining = 0, total
-        while remaining > 0:
-            if monitor.should_abort():
-                raise exception.HypervisorError(host=self.host,
-                                                reason="migration job cancelled by client")
-            time.sleep(tick)
-            sent = min(remaining, rate * tick)
-            processed += sent
-            remaining = max(0, remaining - sent + min(dirty * tick, processed))
-            monitor.report(memory_total=total, memory_processed=int(processed),
-                           memory_remaining=int(remaining))
 
     def post_live_migration_at_source(self, instance, block_device_info, migrate_data):
         self.faults.check("post_live_migration_at_source")
@@ -184,7 +170,9 @@ class FakeDriver(base.VirtDriver):
         if rec is None:
             raise exception.HypervisorError(
                 host=self.host, reason=f"domain {instance['uuid']} did not arrive")
-        self.fake.put("domains", instance["uuid"], dict(rec, persistent=True))
+        # A guest paused to force completion runs again once it has arrived.
+        self.fake.put("domains", instance["uuid"],
+                      dict(rec, persistent=True, power_state=states.RUNNING))
 
     def rollback_live_migration_at_destination(self, instance, network_info,
                                                block_device_info, destroy_disks,
@@ -198,3 +186,154 @@ class FakeDriver(base.VirtDriver):
         self.faults.check("cleanup_source_files")
         if not migrate_data.get("is_shared_instance_path"):
             shutil.rmtree(self._instance_dir(instance), ignore_errors=True)
+
+
+MIB = 1024 * 1024
+
+
+class FakeMigrationJob(base.MigrationJob):
+    """A simulated pre-copy migration with the behaviour the monitor must handle.
+
+    Memory goes out in rounds at the effective bandwidth (the fake network's
+    ``[fake] migration_bandwidth_mb``, capped by set_max_speed); meanwhile the
+    guest dirties ``[fake] migration_dirty_rate_mb`` MiB/s, so remaining data
+    shrinks only when the bandwidth is higher. The switch-over happens once
+    the remaining data fits in the allowed downtime. Pausing stops the
+    dirtying; post-copy switches at once and pulls the rest afterwards;
+    auto-converge throttles the dirty rate by 20 % more each round that makes
+    no headway. With no bandwidth configured the transfer is instant.
+    """
+
+    TICK = 0.01
+
+    def __init__(self, driver, instance, dest, migrate_data, params):
+        self.driver = driver
+        self.instance = instance
+        self.dest = dest
+        self.migrate_data = migrate_data
+        conf = driver.conf.fake
+        self.network = conf.migration_bandwidth_mb * MIB
+        self.max_speed = (params.get("bandwidth_mib") or 0) * MIB
+        self.dirty_rate = conf.migration_dirty_rate_mb * MIB
+        self.max_downtime_ms = params.get("max_downtime_ms") or 500
+        self.auto_converge = bool(params.get("auto_converge"))
+        self.memory_total = instance["memory_mb"] * MIB
+        disk = os.path.join(driver._instance_dir(instance), "disk")
+        self.disk_total = (os.path.getsize(disk) if migrate_data.get("block_migration")
+                           and os.path.exists(disk) else 0)
+        self.remaining = self.memory_total + self.disk_total
+        self.processed = 0
+        self.iteration = 1
+        self.throttle = 0.0
+        self.paused = False
+        self.post_copy = False
+        self.downtime_ms = None
+        self._abort = threading.Event()
+        self._done = threading.Event()
+        self._error = None
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._run, daemon=True,
+                                        name=f"fake-migration-{instance['uuid'][:8]}")
+
+    def start(self):
+        self._thread.start()
+
+    def _rate(self):
+        rates = [r for r in (self.network, self.max_speed) if r > 0]
+        return min(rates) if rates else 0
+
+    def _run(self):
+        try:
+            self._transfer()
+            if self._abort.is_set():
+                raise exception.HypervisorError(
+                    host=self.driver.host, reason="migration job cancelled by client")
+            self.driver._switch_over(self.instance, self.dest, self.migrate_data,
+                                     self.paused)
+        except Exception as e:  # the monitor reads it through result()
+            self._error = e
+        finally:
+            self._done.set()
+
+    def _transfer(self):
+        round_left = self.remaining
+        progress_at_round_start = self.remaining
+        while not self._abort.is_set():
+            with self._lock:
+                rate = self._rate()
+                if rate == 0:  # instant
+                    self.processed += self.remaining
+                    self.remaining = 0
+                    return
+                expected_ms = self.remaining / rate * 1000
+                if self.post_copy or expected_ms <= self.max_downtime_ms:
+                    self.downtime_ms = min(expected_ms, self.max_downtime_ms)
+                    pause_for = 0 if self.post_copy else expected_ms / 1000
+                    break
+                sent = min(self.remaining, rate * self.TICK)
+                dirtied = 0 if self.paused else \
+                    self.dirty_rate * (1 - self.throttle) * self.TICK
+                self.processed += sent
+                self.remaining = min(self.memory_total + self.disk_total,
+                                     self.remaining - sent + dirtied)
+                round_left -= sent
+                if round_left <= 0:  # a full pass over what was dirty
+                    self.iteration += 1
+                    if self.auto_converge and self.remaining >= progress_at_round_start:
+                        self.throttle = min(0.99, self.throttle + 0.2)
+                    progress_at_round_start = self.remaining
+                    round_left = self.remaining
+            time.sleep(self.TICK)
+        else:
+            return
+        time.sleep(pause_for)
+        with self._lock:
+            self.processed += self.remaining
+            self.remaining = 0
+
+    def stats(self):
+        with self._lock:
+            mem_share = self.memory_total / max(self.memory_total + self.disk_total, 1)
+            rem_mem = int(self.remaining * mem_share)
+            rate = self._rate()
+            return {"memory_total": self.memory_total,
+                    "memory_remaining": rem_mem,
+                    "memory_processed": int(self.processed * mem_share),
+                    "disk_total": self.disk_total,
+                    "disk_remaining": int(self.remaining - rem_mem),
+                    "disk_processed": int(self.processed * (1 - mem_share)),
+                    "iteration": self.iteration,
+                    "dirty_rate": 0 if self.paused else int(self.dirty_rate *
+                                                            (1 - self.throttle)),
+                    "bandwidth": rate,
+                    "expected_downtime_ms": int(self.remaining / rate * 1000) if rate else 0,
+                    "post_copy": self.post_copy, "paused": self.paused,
+                    "throttle": self.throttle}
+
+    def wait(self, timeout):
+        return self._done.wait(timeout)
+
+    def result(self):
+        if not self._done.is_set():
+            raise RuntimeError("migration job still running")
+        if self._error is not None:
+            raise self._error
+
+    def set_max_downtime(self, ms):
+        with self._lock:
+            self.max_downtime_ms = ms
+
+    def set_max_speed(self, mib_per_s):
+        with self._lock:
+            self.max_speed = mib_per_s * MIB
+
+    def abort(self):
+        self._abort.set()
+
+    def pause(self):
+        with self._lock:
+            self.paused = True
+
+    def start_post_copy(self):
+        with self._lock:
+            self.post_copy = True

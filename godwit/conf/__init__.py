@@ -14,6 +14,7 @@ import oslo_messaging
 from oslo_config import cfg
 from oslo_log import log as logging
 from oslo_messaging import transport as oslo_messaging_transport
+from oslo_messaging.notify import notifier as oslo_messaging_notifier
 from oslo_messaging.rpc import client as oslo_messaging_client
 
 DEFAULT_OPTS = [
@@ -102,6 +103,40 @@ FAKE_OPTS = [
                help="MiB/s of guest memory re-dirtied while a simulated migration runs."),
 ]
 
+LIBVIRT_OPTS = [
+    cfg.StrOpt("connection_uri", default="qemu:///system",
+               help="libvirt connection URI of this host's hypervisor."),
+    cfg.StrOpt("live_migration_scheme", default="tcp",
+               help="Scheme of the URI the source's libvirt uses to reach the "
+                    "destination's (qemu+<scheme>://<host>/system)."),
+    cfg.StrOpt("live_migration_inbound_addr",
+               help="Address other hosts use for live migration traffic to this host."),
+    cfg.IntOpt("live_migration_bandwidth", default=0, min=0,
+               help="Maximum bandwidth of a live migration in MiB/s; 0 means unlimited."),
+    cfg.IntOpt("live_migration_downtime", default=500, min=100,
+               help="Maximum pause of the guest at the switch-over, in ms, reached in "
+                    "steps (see the two options below)."),
+    cfg.IntOpt("live_migration_downtime_steps", default=10, min=3,
+               help="Number of steps to raise the allowed downtime to its maximum."),
+    cfg.IntOpt("live_migration_downtime_delay", default=75, min=3,
+               help="Seconds per GiB of guest data (RAM plus copied disk, each counted "
+                    "as at least 2 GiB) between downtime steps."),
+    cfg.IntOpt("live_migration_completion_timeout", default=800, min=0,
+               help="Seconds per GiB of guest data a live migration may run before "
+                    "live_migration_timeout_action is taken; 0 disables."),
+    cfg.StrOpt("live_migration_timeout_action", default="abort",
+               choices=["abort", "force_complete"],
+               help="On completion timeout: abort the migration, or force it to complete "
+                    "(post-copy where permitted, otherwise pause the guest)."),
+    cfg.BoolOpt("live_migration_permit_post_copy", default=False,
+                help="Allow switching a migration that does not converge to post-copy."),
+    cfg.BoolOpt("live_migration_permit_auto_converge", default=False,
+                help="Allow throttling the guest's vCPUs so a migration converges."),
+    cfg.FloatOpt("live_migration_monitor_interval", default=0.5, min=0.01,
+                 help="Seconds between two looks at a running migration job (progress, "
+                      "downtime steps, timeouts, abort)."),
+]
+
 ALL_OPTS = [
     cfg.IntOpt("compute_hosts", default=3, min=1,
                help="How many fake compute hosts godwit-all starts (compute1..N)."),
@@ -115,6 +150,7 @@ def register_opts(conf):
     conf.register_opts(COMPUTE_OPTS, group="compute")
     conf.register_opts(FAKE_OPTS, group="fake")
     conf.register_opts(ALL_OPTS, group="all")
+    conf.register_opts(LIBVIRT_OPTS, group="libvirt")
     logging.register_options(conf)
     # Register oslo.messaging's transport options now (it would on first use,
     # with these same objects) so that transport_url can be read and defaulted
@@ -122,6 +158,8 @@ def register_opts(conf):
     # clash with the originals later.
     conf.register_opts(oslo_messaging_transport._transport_opts)
     conf.register_opts(oslo_messaging_client._client_opts)  # rpc_response_timeout
+    conf.register_opts(oslo_messaging_notifier._notifier_opts,
+                       group="oslo_messaging_notifications")
     _register_global_messaging_opts(conf)
     oslo_messaging.set_transport_defaults("godwit")
 

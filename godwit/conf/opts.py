@@ -11,4 +11,5 @@ def list_opts():
         ("compute", godwit_conf.COMPUTE_OPTS),
         ("fake", godwit_conf.FAKE_OPTS),
         ("all", godwit_conf.ALL_OPTS),
+        ("libvirt", godwit_conf.LIBVIRT_OPTS),
     ]
