@@ -47,13 +47,15 @@ class ComputeAPI:
             filters["project_id"] = ctxt.project_id
         return self.db.instance_list(filters, limit=limit, marker=marker)
 
-    def create_server(self, ctxt, name, flavor_ref, availability_zone=None):
+    def create_server(self, ctxt, name, flavor_ref, availability_zone=None,
+                      block_devices=(), config_drive=False):
         self.authorize(ctxt, "os_compute_api:servers:create")
         try:
             flavor = self.db.flavor_get_by_flavorid(str(flavor_ref).rstrip("/").split("/")[-1])
         except exception.FlavorNotFound:
             raise exception.Invalid(reason=f"Flavor {flavor_ref} could not be found; "
                                            "'godwit flavor list' shows the flavors.") from None
+        block_devices = [self._bdm_from_request(b) for b in block_devices]
         forced_host = None
         if availability_zone and ":" in availability_zone:
             self.authorize(ctxt, "os_compute_api:servers:create:forced_host")
@@ -66,12 +68,29 @@ class ComputeAPI:
             "memory_mb": flavor["memory_mb"], "vcpus": flavor["vcpus"],
             "root_gb": flavor["root_gb"], "ephemeral_gb": flavor["ephemeral_gb"],
             "image_ref": "", "vm_state": states.BUILDING, "task_state": states.SCHEDULING,
-            "power_state": states.NOSTATE})
+            "power_state": states.NOSTATE, "config_drive": bool(config_drive)})
+        for bdm in block_devices:
+            self.db.bdm_create(dict(bdm, instance_uuid=instance["uuid"]))
         self.db.vif_create({"instance_uuid": instance["uuid"], "address": _mac(),
                             "network_id": "public", "vif_type": "fake"})
         self.db.action_start(ctxt, instance["uuid"], states.ACTION_CREATE)
         self.conductor.build_instance(ctxt, instance["uuid"], forced_host)
         return instance
+
+    @staticmethod
+    def _bdm_from_request(b):
+        """A block_device_mapping_v2 entry; only volumes and CD-ROMs are modelled."""
+        if b.get("source_type") != "volume" or b.get("destination_type", "volume") != "volume":
+            raise exception.Invalid(
+                reason="block_device_mapping_v2 entries must have source_type 'volume' and "
+                       "destination_type 'volume' (images and blank disks are not supported)")
+        if not b.get("uuid"):
+            raise exception.Invalid(reason="a volume block device needs the volume's uuid")
+        return {"source_type": "volume", "destination_type": "volume",
+                "volume_id": b["uuid"], "device_type": b.get("device_type", "disk"),
+                "device_name": b.get("device_name"), "boot_index": b.get("boot_index"),
+                "volume_size": b.get("volume_size"),
+                "delete_on_termination": bool(b.get("delete_on_termination", False))}
 
     def delete_server(self, ctxt, server_id):
         instance = self.get_server(ctxt, server_id)

@@ -50,8 +50,10 @@ def show_server(req, server_id):
 def create_server(req):
     schemas.validate(req, schemas.CREATE_SERVER, req.json)
     body = req.json["server"]
-    instance = req.api.create_server(req.context, body["name"], body["flavorRef"],
-                                     body.get("availability_zone"))
+    instance = req.api.create_server(
+        req.context, body["name"], body["flavorRef"], body.get("availability_zone"),
+        block_devices=body.get("block_device_mapping_v2") or [],
+        config_drive=schemas.to_bool(body.get("config_drive", False)))
     view = views.server(req, instance, {}, brief=True)
     view.update({"OS-DCF:diskConfig": "MANUAL", "security_groups": [{"name": "default"}],
                  "adminPass": ""})

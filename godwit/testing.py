@@ -46,8 +46,8 @@ class Client:
         return self.request("POST", path, json=body, **kw)
 
     # --- servers -----------------------------------------------------------
-    def create_server(self, name, flavor="1", host=None, wait=True):
-        body = {"server": {"name": name, "flavorRef": flavor}}
+    def create_server(self, name, flavor="1", host=None, wait=True, **extra):
+        body = {"server": dict({"name": name, "flavorRef": flavor}, **extra)}
         if host:
             body["server"]["availability_zone"] = f"nova:{host}"
         sid = self.post("/servers", body, expect=202)["server"]["id"]

@@ -37,6 +37,24 @@ class FakeDriver(base.VirtDriver):
         self.fake = FakeHost(conf.fake.hosts_path, host)
         self.faults = FaultInjector(host, self.fake.root, conf.fake.faults)
         os.makedirs(instances_path, exist_ok=True)
+        # What a peer's hypervisor connection would find; a test may flip it.
+        self._write_json(os.path.join(self.fake.root, "hypervisor.json"),
+                         {"listening": conf.fake.accepts_migrations,
+                          "uri": f"fake://{host}/system"})
+
+    @staticmethod
+    def _write_json(path, data):
+        with open(path + ".tmp", "w") as f:
+            json.dump(data, f)
+        os.replace(path + ".tmp", path)
+
+    def _peer_listening(self, dest):
+        try:
+            with open(os.path.join(self.conf.fake.hosts_path, dest, "hypervisor.json")) as f:
+                info = json.load(f)
+        except (OSError, ValueError):
+            return False, f"fake://{dest}/system"
+        return info.get("listening", False), info.get("uri")
 
     def cleanup_host(self):
         self.faults.stopping.set()
@@ -91,7 +109,7 @@ class FakeDriver(base.VirtDriver):
         with open(os.path.join(self.instances_path, probe), "w") as f:
             f.write(self.host)
         return {"probe": probe, "dest_instances_path": self.instances_path,
-                "block_migration": block_migration}
+                "block_migration": block_migration, "dest_hostname": self.host}
 
     def cleanup_live_migration_destination_check(self, dest_check_data):
         probe = dest_check_data.get("probe")
@@ -106,6 +124,13 @@ class FakeDriver(base.VirtDriver):
         if self.fake.get("domains", instance["uuid"]) is None:
             raise exception.MigrationPreCheckError(
                 reason=f"instance {instance['uuid']} has no domain on source host {self.host}")
+        dest = dest_check_data.get("dest_hostname")
+        listening, uri = self._peer_listening(dest)
+        if not listening:
+            raise exception.MigrationPreCheckError(
+                reason=f"the hypervisor on {dest} is not listening for migrations "
+                       f"(connection to {uri} refused); enable its migration listener "
+                       "(for libvirt: listen_tcp or TLS in libvirtd.conf)")
         probe = dest_check_data.get("probe") or ""
         shared = bool(probe) and os.path.exists(os.path.join(self.instances_path, probe))
         block = dest_check_data.get("block_migration")

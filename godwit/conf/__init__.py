@@ -97,6 +97,9 @@ FAKE_OPTS = [
                 help="Faults to inject, each '<step>:<action>[:<seconds>]' with action "
                      "fail, hang or delay, e.g. 'pre_live_migration:fail'. A test can also "
                      "write <hosts_path>/<host>/faults.json while the host runs."),
+    cfg.BoolOpt("accepts_migrations", default=True,
+                help="Whether this fake host's hypervisor accepts incoming migrations; "
+                     "False simulates libvirtd not listening (connection refused)."),
     cfg.IntOpt("migration_bandwidth_mb", default=0, min=0,
                help="Simulated live migration bandwidth in MiB/s; 0 moves memory at once."),
     cfg.IntOpt("migration_dirty_rate_mb", default=0, min=0,
