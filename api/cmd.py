@@ -25,7 +25,9 @@ class APIServer:
 
     def __init__(self, conf, transport, host=None, port=None):
         db = db_api.get_database(conf.database.connection, conf.database.echo)
-        self.api = compute_api.ComputeAPI(conf, db, conductor_rpcapi.ConductorAPI(transport),
+        conductor = conductor_rpcapi.ConductorAPI(transport,
+                                                  long_timeout=conf.long_rpc_timeout)
+        self.api = compute_api.ComputeAPI(conf, db, conductor,
                                           compute_rpcapi.ComputeAPI(transport))
         self.app = router.build_app(self.api)
         self.server = waitress.create_server(

@@ -2,7 +2,10 @@
 
 A fault is ``<step>:<action>[:<seconds>]``: ``fail`` raises InjectedFault,
 ``hang`` blocks (up to ``seconds``, default one hour, or until the host stops),
-``delay`` sleeps ``seconds`` and then carries on. Faults come from
+``delay`` sleeps ``seconds`` and then carries on, ``crash`` makes the whole
+agent vanish at that step as if killed: its RPC server and heartbeats stop
+(in-process, through the handler ``godwit-all`` registers; in a process of
+its own, the process exits with status 137). Faults come from
 ``[fake] faults`` and from ``<host dir>/faults.json`` (a list of the same
 strings, re-read at every step), so a test can arm a fault in a running agent.
 A fault may be limited to one firing with a trailing ``:once``, e.g.
@@ -18,7 +21,19 @@ from oslo_log import log as logging
 from godwit import exception
 
 LOG = logging.getLogger(__name__)
-ACTIONS = ("fail", "hang", "delay")
+ACTIONS = ("fail", "hang", "delay", "crash")
+
+_injectors = {}
+_injectors_lock = threading.Lock()
+
+
+def for_host(host, host_dir, configured=()):
+    """The one FaultInjector of a host, shared by its four fake drivers."""
+    with _injectors_lock:
+        key = os.path.abspath(host_dir)
+        if key not in _injectors or _injectors[key].stopping.is_set():
+            _injectors[key] = FaultInjector(host, host_dir, configured)
+        return _injectors[key]
 
 
 def parse(spec):
@@ -37,6 +52,7 @@ class FaultInjector:
         self.configured = [parse(s) for s in configured if s.strip()]
         self.fired = set()
         self.stopping = threading.Event()
+        self.on_crash = None
 
     def _active(self):
         faults = list(self.configured)
@@ -66,3 +82,9 @@ class FaultInjector:
                 raise exception.InjectedFault(step=step, host=self.host)
             if action == "delay":
                 self.stopping.wait(seconds or 0)
+            if action == "crash":
+                if self.on_crash is None:
+                    os._exit(137)
+                self.on_crash()
+                self.stopping.wait(seconds if seconds is not None else 3600)
+                raise exception.InjectedFault(step=step, host=self.host)

@@ -28,6 +28,7 @@ Every host step is idempotent, so a step retried after a crash does no harm.
 import concurrent.futures
 import threading
 
+import oslo_messaging as messaging
 from oslo_log import log as logging
 
 from compute import migration_monitor
@@ -64,6 +65,10 @@ class LiveMigrations:
             try:
                 migrate_data = m.compute_rpc.check_can_live_migrate_source(
                     ctxt, source, instance_uuid, dest_check)
+            except messaging.MessagingTimeout:
+                raise exception.MigrationPreCheckError(
+                    reason=f"the source host {source} did not answer its pre-check in "
+                           "time; is its compute service running?") from None
             finally:
                 m.driver.cleanup_live_migration_destination_check(dest_check)
         return dict(migrate_data, dest_host=m.host)

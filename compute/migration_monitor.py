@@ -80,6 +80,7 @@ class Monitor:
         self.percent = 0
         self.forced = None  # "paused" or "post-copy" once forced
         self.timed_out = False
+        self._last_reported = None
 
     def request_abort(self):
         self.abort_requested.set()
@@ -118,7 +119,13 @@ class Monitor:
                 break
             elapsed = self.clock() - start
             stats = self.job.stats()
-            self.report(stats, self._progress(stats))
+            # Only movement is recorded: a job that stalls stops touching the
+            # record, which is what the conductor's watchdog looks for.
+            moved = (stats.get("memory_processed"), stats.get("disk_processed"),
+                     stats.get("memory_remaining"), stats.get("disk_remaining"))
+            if moved != self._last_reported:
+                self._last_reported = moved
+                self.report(stats, self._progress(stats))
             if self.abort_requested.is_set():
                 self.job.abort()
                 continue

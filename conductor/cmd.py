@@ -10,6 +10,8 @@ def build(conf, transport, host=None):
     mgr = conductor_manager.ConductorManager(conf, transport, host=host)
     svc = service.Service(conf, transport, conductor_rpcapi.TOPIC, mgr.host, [mgr], mgr)
     svc.add_periodic("conductor-heartbeat", conf.report_interval, mgr.heartbeat)
+    svc.add_periodic("migration-watchdog", conf.migration_watchdog_interval,
+                     mgr.watchdog_sweep)
     return svc
 
 

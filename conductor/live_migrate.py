@@ -109,9 +109,18 @@ class LiveMigrationTask:
                     raise exception.MigrationPreCheckError(reason=reason) from None
                 refusals[dest] = reason
             except exception.GodwitException as e:
+                if e.code >= 500:  # the host failed, rather than refused
+                    e = exception.MigrationPreCheckError(
+                        reason=f"pre-check on {dest} failed: {e}")
                 if self.requested_host:
-                    raise
+                    raise e from None
                 refusals[dest] = str(e)
+            except messaging.RemoteError as e:
+                # An error the hosts could not name (not a godwit exception).
+                reason = f"pre-check on {dest} failed: {e.exc_type}: {e.value}"
+                if self.requested_host:
+                    raise exception.MigrationPreCheckError(reason=reason) from None
+                refusals[dest] = reason
         raise exception.NoValidHost(reason=scheduler_mod.explain(refusals))
 
     def _refused(self, error):

@@ -13,8 +13,9 @@ from oslo_log import log as logging
 
 import godwit
 from compute import rpcapi as compute_rpcapi
-from conductor import checks, live_migrate
+from conductor import checks, live_migrate, watchdog
 from conductor import scheduler as scheduler_mod
+from godwit import context as godwit_context
 from godwit import events, exception, states
 from godwit.db import api as db_api
 from godwit.db.models import utcnow
@@ -43,6 +44,7 @@ class ConductorManager:
         self.compute_rpc = compute_rpcapi.ComputeAPI(transport,
                                                      long_timeout=conf.long_rpc_timeout)
         self.scheduler = scheduler_mod.Scheduler(self.db, conf)
+        self.watchdog = watchdog.Watchdog(self)
 
     # --- service lifecycle ------------------------------------------------
     def init_host(self):
@@ -51,6 +53,9 @@ class ConductorManager:
 
     def heartbeat(self):
         self.db.service_heartbeat(self.host, states.SERVICE_CONDUCTOR)
+
+    def watchdog_sweep(self):
+        self.watchdog.sweep(godwit_context.get_admin_context())
 
     def event(self, ctxt, instance_uuid, name):
         return events.step_event(lambda **kw: self.action_event(ctxt, **kw), instance_uuid,

@@ -19,9 +19,10 @@ VERSION_CAP = "1.0"
 
 
 class ConductorAPI:
-    def __init__(self, transport, timeout=None, version_cap=VERSION_CAP):
+    def __init__(self, transport, timeout=None, long_timeout=1800, version_cap=VERSION_CAP):
         self.client = rpc.get_client(transport, TOPIC, version_cap=version_cap,
                                      timeout=timeout)
+        self.long_timeout = long_timeout
 
     # --- for compute agents: their window onto the database ---------------
     def service_report(self, ctxt, host, binary, topic, version, node_info):
@@ -82,6 +83,8 @@ class ConductorAPI:
         Returns the migration once a destination accepted it; raises the
         check's error otherwise (the migration is then in status error).
         """
-        return self.client.call(ctxt, "live_migrate_instance", instance_uuid=instance_uuid,
-                                requested_host=requested_host,
-                                block_migration=block_migration)
+        # The checks call the destination, which calls the source: allow for
+        # those nested calls (and the scheduler trying several hosts).
+        return self.client.prepare(timeout=self.long_timeout).call(
+            ctxt, "live_migrate_instance", instance_uuid=instance_uuid,
+            requested_host=requested_host, block_migration=block_migration)

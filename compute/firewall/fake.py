@@ -1,7 +1,7 @@
 """Fake firewall driver: records each instance's filter rules on the fake host."""
 
+from compute import fault_injection
 from compute.fake_host import FakeHost
-from compute.fault_injection import FaultInjector
 from compute.firewall import base
 
 
@@ -9,7 +9,7 @@ class FakeFirewallDriver(base.FirewallDriver):
     def __init__(self, conf, host):
         super().__init__(conf, host)
         self.fake = FakeHost(conf.fake.hosts_path, host)
-        self.faults = FaultInjector(host, self.fake.root, conf.fake.faults)
+        self.faults = fault_injection.for_host(host, self.fake.root, conf.fake.faults)
 
     def apply_instance_filter(self, instance, network_info):
         self.faults.check("apply_instance_filter")

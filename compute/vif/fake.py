@@ -1,7 +1,7 @@
 """Fake VIF driver: records each plugged VIF in the fake host's directory."""
 
+from compute import fault_injection
 from compute.fake_host import FakeHost
-from compute.fault_injection import FaultInjector
 from compute.vif import base
 
 
@@ -9,7 +9,7 @@ class FakeVifDriver(base.VifDriver):
     def __init__(self, conf, host):
         super().__init__(conf, host)
         self.fake = FakeHost(conf.fake.hosts_path, host)
-        self.faults = FaultInjector(host, self.fake.root, conf.fake.faults)
+        self.faults = fault_injection.for_host(host, self.fake.root, conf.fake.faults)
 
     def plug(self, instance, vif):
         self.faults.check("vif_plug")

@@ -22,8 +22,8 @@ import uuid
 
 from oslo_log import log as logging
 
+from compute import fault_injection
 from compute.fake_host import FakeHost
-from compute.fault_injection import FaultInjector
 from compute.virt import base
 from godwit import exception, states
 
@@ -35,7 +35,7 @@ class FakeDriver(base.VirtDriver):
     def __init__(self, conf, host, instances_path):
         super().__init__(conf, host, instances_path)
         self.fake = FakeHost(conf.fake.hosts_path, host)
-        self.faults = FaultInjector(host, self.fake.root, conf.fake.faults)
+        self.faults = fault_injection.for_host(host, self.fake.root, conf.fake.faults)
         os.makedirs(instances_path, exist_ok=True)
         # What a peer's hypervisor connection would find; a test may flip it.
         self._write_json(os.path.join(self.fake.root, "hypervisor.json"),

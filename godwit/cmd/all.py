@@ -11,6 +11,7 @@ stop.
 
 import concurrent.futures
 import os
+import threading
 
 from oslo_log import log as logging
 
@@ -39,6 +40,7 @@ class LocalCloud:
         self.host_paths = host_paths or {}
         self.conductor = None
         self.computes = {}
+        self.crashed = []
         self.api = None
         self.db = None
 
@@ -63,7 +65,20 @@ class LocalCloud:
                                 instances_path=self.host_paths.get(host))
         svc.start()
         self.computes[host] = svc
+        svc.manager.driver.faults.on_crash = lambda: self.crash_compute(host)
         return svc
+
+    def crash_compute(self, host):
+        """Make ``host``'s agent vanish as if killed: no RPC, no heartbeats, no
+        clean-up. Its blocked threads are released only by stop()."""
+        svc = self.computes.pop(host, None)
+        if svc is None:
+            return
+        self.crashed.append(svc)
+        for task in svc.periodic:
+            task.stop()
+        # Called from one of the agent's own threads: stop its server from another.
+        threading.Thread(target=svc.rpcserver.stop, daemon=True).start()
 
     def stop_compute(self, host):
         svc = self.computes.pop(host)
@@ -77,7 +92,10 @@ class LocalCloud:
         # them side by side makes that one second, not one per service.
         with concurrent.futures.ThreadPoolExecutor(max(len(parts), 1)) as pool:
             list(pool.map(lambda p: (p.stop(), p.wait()), parts))
+        for svc in self.crashed:  # release threads still blocked in a crash
+            svc.manager.cleanup_host()
         self.computes.clear()
+        self.crashed.clear()
 
     @property
     def api_url(self):

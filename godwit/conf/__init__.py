@@ -47,9 +47,26 @@ DEFAULT_OPTS = [
                  help="Virtual RAM the scheduler may place per MiB of host RAM."),
     cfg.FloatOpt("disk_allocation_ratio", default=1.0, min=0.0,
                  help="Virtual disk the scheduler may place per GiB of host disk."),
-    cfg.IntOpt("live_migration_deadline", default=3600, min=1,
-               help="Seconds a live migration may take from acceptance to a final status "
-                    "before it is rolled back and marked failed."),
+    cfg.IntOpt("migration_watchdog_interval", default=10, min=1,
+               help="Seconds between two sweeps of the conductor's watchdog over "
+                    "unfinished live migrations."),
+    cfg.IntOpt("live_migration_accepted_timeout", default=300, min=1,
+               help="Seconds a live migration may stay 'accepted' (checks and hand-over "
+                    "to the source) before the watchdog ends it in 'error'."),
+    cfg.IntOpt("live_migration_queued_timeout", default=7200, min=1,
+               help="Seconds a live migration may wait in 'queued' for a slot on its "
+                    "source before the watchdog aborts it."),
+    cfg.IntOpt("live_migration_preparing_timeout", default=1900, min=1,
+               help="Seconds a live migration may stay 'preparing' (pre_live_migration "
+                    "on the destination) before the watchdog aborts it. Keep it above "
+                    "long_rpc_timeout."),
+    cfg.IntOpt("live_migration_progress_timeout", default=150, min=1,
+               help="Seconds a 'running' live migration may go without recording "
+                    "progress before the watchdog aborts it."),
+    cfg.IntOpt("live_migration_post_timeout", default=1900, min=1,
+               help="Seconds a live migration may stay 'post-migrating' before the "
+                    "watchdog ends it in 'error'. Keep it above long_rpc_timeout: the "
+                    "source may wait that long for the destination."),
 ]
 
 DATABASE_OPTS = [
