@@ -12,6 +12,7 @@ import oslo_messaging as messaging
 from oslo_log import log as logging
 
 from api import policy as policy_mod
+from conductor import migrate as cold_migrate
 from godwit import exception, states
 
 LOG = logging.getLogger(__name__)
@@ -48,7 +49,7 @@ class ComputeAPI:
         return self.db.instance_list(filters, limit=limit, marker=marker)
 
     def create_server(self, ctxt, name, flavor_ref, availability_zone=None,
-                      block_devices=(), config_drive=False):
+                      block_devices=(), config_drive=False, image_ref=""):
         self.authorize(ctxt, "os_compute_api:servers:create")
         try:
             flavor = self.db.flavor_get_by_flavorid(str(flavor_ref).rstrip("/").split("/")[-1])
@@ -67,7 +68,8 @@ class ComputeAPI:
             "availability_zone": "nova", "instance_type_id": flavor["id"],
             "memory_mb": flavor["memory_mb"], "vcpus": flavor["vcpus"],
             "root_gb": flavor["root_gb"], "ephemeral_gb": flavor["ephemeral_gb"],
-            "image_ref": "", "vm_state": states.BUILDING, "task_state": states.SCHEDULING,
+            "image_ref": image_ref or "", "vm_state": states.BUILDING,
+            "task_state": states.SCHEDULING,
             "power_state": states.NOSTATE, "config_drive": bool(config_drive)})
         for bdm in block_devices:
             self.db.bdm_create(dict(bdm, instance_uuid=instance["uuid"]))
@@ -117,6 +119,90 @@ class ComputeAPI:
                 reason="The conductor did not answer in time; check that godwit-conductor "
                        "is running. The migration may still start: see 'godwit migration "
                        f"list --instance {server_id}'.") from None
+
+    # --- cold migration, resize, confirm, revert -------------------------------
+    def _call_conductor(self, fn, *args):
+        try:
+            return fn(*args)
+        except messaging.MessagingTimeout:
+            raise exception.ServiceUnavailable(
+                reason="The conductor did not answer in time; check that godwit-conductor "
+                       "is running.") from None
+
+    def migrate(self, ctxt, server_id, host=None):
+        self.authorize(ctxt, "os_compute_api:os-migrate-server:migrate")
+        self.get_server(ctxt, server_id)
+        return self._call_conductor(self.conductor.migrate_server, ctxt, server_id, None,
+                                    host)
+
+    def resize(self, ctxt, server_id, flavor_ref):
+        instance = self.get_server(ctxt, server_id)
+        self.authorize(ctxt, "os_compute_api:servers:resize", instance)
+        flavor_id = str(flavor_ref).rstrip("/").split("/")[-1]
+        return self._call_conductor(self.conductor.migrate_server, ctxt, server_id,
+                                    flavor_id, None)
+
+    def _resized(self, ctxt, server_id, action):
+        instance = self.get_server(ctxt, server_id)
+        self.authorize(ctxt, f"os_compute_api:servers:{action}", instance)
+        if instance["vm_state"] != states.RESIZED or instance["task_state"] is not None:
+            raise exception.InstanceInvalidState(
+                action=action, instance_id=server_id, attr="vm_state",
+                state=instance["vm_state"] if instance["task_state"] is None
+                else f"{instance['vm_state']} (task {instance['task_state']})",
+                hint="Only a server in VERIFY_RESIZE can be confirmed or reverted.")
+        found = self.db.migration_list({"instance_uuid": server_id,
+                                        "status": states.FINISHED}, limit=1)
+        if not found:
+            raise exception.InstanceInvalidState(
+                action=action, instance_id=server_id, attr="migration", state="none",
+                hint="No finished migration waits for a decision.")
+        return found[0]
+
+    def confirm_resize(self, ctxt, server_id):
+        migration = self._resized(ctxt, server_id, "confirm_resize")
+        self.db.action_start(ctxt, server_id, "confirmResize")
+        try:
+            cold_migrate.start_confirm(self.db, self.compute_rpc, ctxt, migration)
+        except exception.ConcurrentUpdate:
+            raise exception.InstanceBusy(instance_id=server_id,
+                                         task_state="confirming") from None
+
+    def revert_resize(self, ctxt, server_id):
+        migration = self._resized(ctxt, server_id, "revert_resize")
+        self.db.action_start(ctxt, server_id, "revertResize")
+        try:
+            migration = self.db.migration_transition(
+                migration["id"], states.FINISHED, states.REVERTING,
+                instance_values={"task_state": states.RESIZE_REVERTING},
+                instance_expected={"vm_state": states.RESIZED, "task_state": None})
+        except exception.ConcurrentUpdate:
+            raise exception.InstanceBusy(instance_id=server_id,
+                                         task_state="reverting") from None
+        self.compute_rpc.revert_resize(ctxt, migration["dest_compute"], migration["id"])
+
+    # --- power ------------------------------------------------------------------
+    def _power(self, ctxt, server_id, action, from_vm_state, task_state, cast):
+        instance = self.get_server(ctxt, server_id)
+        self.authorize(ctxt, f"os_compute_api:servers:{action}", instance)
+        try:
+            self.db.instance_update(server_id, {"task_state": task_state},
+                                    expected={"vm_state": from_vm_state, "task_state": None})
+        except exception.ConcurrentUpdate:
+            raise exception.InstanceInvalidState(
+                action=action, instance_id=server_id, attr="vm_state/task_state",
+                state=f"{instance['vm_state']}/{instance['task_state']}",
+                hint=f"It must be {from_vm_state} and idle.") from None
+        self.db.action_start(ctxt, server_id, action)
+        cast(ctxt, instance["host"], server_id)
+
+    def stop(self, ctxt, server_id):
+        self._power(ctxt, server_id, "stop", states.ACTIVE, states.POWERING_OFF,
+                    self.compute_rpc.stop_instance)
+
+    def start(self, ctxt, server_id):
+        self._power(ctxt, server_id, "start", states.STOPPED, states.POWERING_ON,
+                    self.compute_rpc.start_instance)
 
     # --- migrations -------------------------------------------------------------
     def list_migrations(self, ctxt, filters, limit=None, marker=None):

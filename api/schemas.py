@@ -47,6 +47,30 @@ MIGRATE_LIVE = [
                            ["block_migration", "host"])),
 ]
 
+MIGRATE = [
+    ("2.1", "2.55", {"type": "object", "properties": {"migrate": {"type": "null"}},
+                     "required": ["migrate"], "additionalProperties": False}),
+    ("2.56", None, {"type": "object",
+                    "properties": {"migrate": {"oneOf": [
+                        {"type": "null"},
+                        {"type": "object", "properties": {"host": HOST},
+                         "additionalProperties": False}]}},
+                    "required": ["migrate"], "additionalProperties": False}),
+]
+
+RESIZE = [
+    ("2.1", None, _action("resize", {"flavorRef": {"type": ["string", "integer"],
+                                                   "minLength": 1},
+                                     "OS-DCF:diskConfig": {"enum": ["AUTO", "MANUAL"]}},
+                          ["flavorRef"])),
+]
+
+
+def null_action(name):
+    return [("2.1", None, {"type": "object", "properties": {name: {"type": "null"}},
+                           "required": [name], "additionalProperties": False})]
+
+
 CREATE_SERVER = [
     ("2.1", None, {
         "type": "object",

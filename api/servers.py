@@ -53,7 +53,8 @@ def create_server(req):
     instance = req.api.create_server(
         req.context, body["name"], body["flavorRef"], body.get("availability_zone"),
         block_devices=body.get("block_device_mapping_v2") or [],
-        config_drive=schemas.to_bool(body.get("config_drive", False)))
+        config_drive=schemas.to_bool(body.get("config_drive", False)),
+        image_ref=body.get("imageRef") or "")
     view = views.server(req, instance, {}, brief=True)
     view.update({"OS-DCF:diskConfig": "MANUAL", "security_groups": [{"name": "default"}],
                  "adminPass": ""})
@@ -87,7 +88,36 @@ def migrate_live(req, server_id, body):
     return 202, None
 
 
-ACTIONS = {"os-migrateLive": migrate_live}
+def migrate(req, server_id, body):
+    schemas.validate(req, schemas.MIGRATE, body)
+    host = (body["migrate"] or {}).get("host")
+    req.api.migrate(req.context, server_id, host)
+    return 202, None
+
+
+def resize(req, server_id, body):
+    schemas.validate(req, schemas.RESIZE, body)
+    req.api.resize(req.context, server_id, body["resize"]["flavorRef"])
+    return 202, None
+
+
+def _null_action(name, method, status):
+    def handler(req, server_id, body):
+        schemas.validate(req, schemas.null_action(name), body)
+        getattr(req.api, method)(req.context, server_id)
+        return status, None
+    return handler
+
+
+ACTIONS = {
+    "os-migrateLive": migrate_live,
+    "migrate": migrate,
+    "resize": resize,
+    "confirmResize": _null_action("confirmResize", "confirm_resize", 204),
+    "revertResize": _null_action("revertResize", "revert_resize", 202),
+    "os-stop": _null_action("os-stop", "stop", 202),
+    "os-start": _null_action("os-start", "start", 202),
+}
 
 
 def list_server_migrations(req, server_id):

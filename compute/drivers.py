@@ -8,6 +8,7 @@ NAMESPACES = {
     "vif": "godwit.vif_drivers",
     "volume": "godwit.volume_drivers",
     "firewall": "godwit.firewall_drivers",
+    "transfer": "godwit.transfer_drivers",
 }
 
 

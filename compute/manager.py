@@ -13,7 +13,7 @@ import oslo_messaging as messaging
 from oslo_log import log as logging
 
 import godwit
-from compute import drivers, live_migration
+from compute import drivers, live_migration, resize
 from compute import rpcapi as compute_rpcapi
 from conductor import rpcapi as conductor_rpcapi
 from godwit import context as godwit_context
@@ -24,7 +24,7 @@ LOG = logging.getLogger(__name__)
 
 
 class ComputeManager:
-    target = messaging.Target(version="1.1")
+    target = messaging.Target(version="1.2")
 
     def __init__(self, conf, host, transport, instances_path=None):
         self.conf = conf
@@ -41,6 +41,7 @@ class ComputeManager:
         self.notifier = notifications.Notifier(conf, getattr(transport, "godwit_url", None),
                                                f"compute.{host}")
         self.live = live_migration.LiveMigrations(self)
+        self.resizes = resize.Resizes(self)
 
     # --- service lifecycle ------------------------------------------------
     def init_host(self, attempts=60):
@@ -158,3 +159,46 @@ class ComputeManager:
                                                destroy_disks):
         return self.live.rollback_at_destination(ctxt, migration_id, migrate_data,
                                                  destroy_disks)
+
+    # --- RPC: power (os-stop / os-start) ------------------------------------
+    def stop_instance(self, ctxt, instance_uuid):
+        self._set_power(ctxt, instance_uuid, "compute_stop_instance", self.driver.power_off,
+                        states.STOPPED, states.POWERING_OFF)
+
+    def start_instance(self, ctxt, instance_uuid):
+        self._set_power(ctxt, instance_uuid, "compute_start_instance", self.driver.power_on,
+                        states.ACTIVE, states.POWERING_ON)
+
+    def _set_power(self, ctxt, instance_uuid, event, action, vm_state, task_state):
+        instance = self.conductor.instance_get(ctxt, instance_uuid)["instance"]
+        try:
+            with self.event(ctxt, instance_uuid, event):
+                action(instance)
+        except Exception as e:
+            self.conductor.instance_update(ctxt, instance_uuid, {
+                "task_state": None, "fault_message": f"{event} on {self.host}: {e}"},
+                expected={"task_state": task_state})
+            return
+        self.conductor.instance_update(
+            ctxt, instance_uuid, {"vm_state": vm_state, "task_state": None,
+                                  "power_state": self.driver.get_power_state(instance)},
+            expected={"task_state": task_state})
+
+    # --- RPC: cold migration and resize (see compute.resize) ------------------
+    def prep_resize(self, ctxt, migration_id):
+        self.resizes.prep_resize(ctxt, migration_id)
+
+    def resize_instance(self, ctxt, migration_id):
+        self.resizes.resize_instance(ctxt, migration_id)
+
+    def finish_resize(self, ctxt, migration_id, disk_info):
+        self.resizes.finish_resize(ctxt, migration_id, disk_info)
+
+    def confirm_resize(self, ctxt, migration_id):
+        self.resizes.confirm_resize(ctxt, migration_id)
+
+    def revert_resize(self, ctxt, migration_id):
+        self.resizes.revert_resize(ctxt, migration_id)
+
+    def finish_revert_resize(self, ctxt, migration_id, failure=None):
+        self.resizes.finish_revert_resize(ctxt, migration_id, failure)

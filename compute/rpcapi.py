@@ -11,12 +11,15 @@ Version history:
   live_migration, pre_live_migration, post_live_migration_at_destination,
   rollback_live_migration_at_destination, ping.
 * 1.1 - live_migration_abort, live_migration_force_complete.
+* 1.2 - stop_instance, start_instance; cold migration and resize:
+  prep_resize, resize_instance, finish_resize, confirm_resize, revert_resize,
+  finish_revert_resize.
 """
 
 from godwit import rpc
 
 TOPIC = "compute"
-VERSION_CAP = "1.1"
+VERSION_CAP = "1.2"
 
 
 class ComputeAPI:
@@ -77,3 +80,33 @@ class ComputeAPI:
         return self._at(dest, self.long_timeout).call(
             ctxt, "rollback_live_migration_at_destination", migration_id=migration_id,
             migrate_data=migrate_data, destroy_disks=destroy_disks)
+
+    # --- 1.2: power, cold migration and resize (all casts, as in Nova) ---------
+    def _cast12(self, ctxt, host, method, **kwargs):
+        self.client.prepare(server=host, version="1.2").cast(ctxt, method, **kwargs)
+
+    def stop_instance(self, ctxt, host, instance_uuid):
+        self._cast12(ctxt, host, "stop_instance", instance_uuid=instance_uuid)
+
+    def start_instance(self, ctxt, host, instance_uuid):
+        self._cast12(ctxt, host, "start_instance", instance_uuid=instance_uuid)
+
+    def prep_resize(self, ctxt, dest, migration_id):
+        self._cast12(ctxt, dest, "prep_resize", migration_id=migration_id)
+
+    def resize_instance(self, ctxt, source, migration_id):
+        self._cast12(ctxt, source, "resize_instance", migration_id=migration_id)
+
+    def finish_resize(self, ctxt, dest, migration_id, disk_info):
+        self._cast12(ctxt, dest, "finish_resize", migration_id=migration_id,
+                     disk_info=disk_info)
+
+    def confirm_resize(self, ctxt, source, migration_id):
+        self._cast12(ctxt, source, "confirm_resize", migration_id=migration_id)
+
+    def revert_resize(self, ctxt, dest, migration_id):
+        self._cast12(ctxt, dest, "revert_resize", migration_id=migration_id)
+
+    def finish_revert_resize(self, ctxt, source, migration_id, failure=None):
+        self._cast12(ctxt, source, "finish_revert_resize", migration_id=migration_id,
+                     failure=failure)

@@ -12,6 +12,9 @@ def build(conf, transport, host=None):
     svc.add_periodic("conductor-heartbeat", conf.report_interval, mgr.heartbeat)
     svc.add_periodic("migration-watchdog", conf.migration_watchdog_interval,
                      mgr.watchdog_sweep)
+    if conf.resize_confirm_window > 0:
+        svc.add_periodic("resize-auto-confirm", min(conf.resize_confirm_window, 60),
+                         mgr.auto_confirm)
     return svc
 
 

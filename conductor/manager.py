@@ -13,7 +13,7 @@ from oslo_log import log as logging
 
 import godwit
 from compute import rpcapi as compute_rpcapi
-from conductor import checks, live_migrate, watchdog
+from conductor import checks, live_migrate, migrate, watchdog
 from conductor import scheduler as scheduler_mod
 from godwit import context as godwit_context
 from godwit import events, exception, states
@@ -35,7 +35,7 @@ def _datetimes(values):
 
 
 class ConductorManager:
-    target = messaging.Target(version="1.0")
+    target = messaging.Target(version="1.1")
 
     def __init__(self, conf, transport, db=None, host=None):
         self.conf = conf
@@ -91,11 +91,19 @@ class ConductorManager:
             expected={"task_state": states.DELETING})
 
     def migration_context(self, ctxt, migration_id):
+        """The migration and all a host needs about it, in one round trip."""
         migration = self.db.migration_get(migration_id)
         uuid = migration["instance_uuid"]
-        return {"migration": migration, "instance": self.db.instance_get(uuid),
-                "network_info": self.db.vif_list(uuid),
-                "block_device_info": self.db.bdm_list(uuid)}
+        context = {"migration": migration, "instance": self.db.instance_get(uuid),
+                   "network_info": self.db.vif_list(uuid),
+                   "block_device_info": self.db.bdm_list(uuid)}
+        if migration["migration_type"] != states.LIVE_MIGRATION:
+            context.update(
+                source_node=self.db.compute_node_get_by_host(migration["source_compute"]),
+                dest_node=self.db.compute_node_get_by_host(migration["dest_compute"]),
+                old_flavor=self.db.flavor_get(migration["old_instance_type_id"]),
+                new_flavor=self.db.flavor_get(migration["new_instance_type_id"]))
+        return context
 
     def migration_transition(self, ctxt, migration_id, old, new, values=None,
                              instance_values=None, instance_expected=None):
@@ -167,6 +175,17 @@ class ConductorManager:
             LOG.warning("Host %s of %s is down: deleting the record only; the host must be "
                         "cleaned when it returns", instance["host"], instance_uuid)
         self.instance_destroyed(ctxt, instance_uuid, instance["host"])
+
+    def migrate_server(self, ctxt, instance_uuid, flavor_id=None, requested_host=None):
+        """Cold migration (no flavor) or resize; see conductor.migrate."""
+        return migrate.MigrationTask(self, ctxt, instance_uuid, flavor_id,
+                                     requested_host).execute()
+
+    def resize_reschedule(self, ctxt, migration_id, failed_host, reason):
+        migrate.reschedule(self, ctxt, migration_id, failed_host, reason)
+
+    def auto_confirm(self):
+        migrate.auto_confirm(self, godwit_context.get_admin_context())
 
     def live_migrate_instance(self, ctxt, instance_uuid, requested_host=None,
                               block_migration="auto"):

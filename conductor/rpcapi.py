@@ -10,12 +10,13 @@ Version history:
   instance_update, instance_destroyed, migration_context,
   migration_transition, migration_update, action_event, build_instance,
   delete_instance, live_migrate_instance.
+* 1.1 - migrate_server (cold migration and resize), resize_reschedule.
 """
 
 from godwit import rpc
 
 TOPIC = "conductor"
-VERSION_CAP = "1.0"
+VERSION_CAP = "1.1"
 
 
 class ConductorAPI:
@@ -88,3 +89,15 @@ class ConductorAPI:
         return self.client.prepare(timeout=self.long_timeout).call(
             ctxt, "live_migrate_instance", instance_uuid=instance_uuid,
             requested_host=requested_host, block_migration=block_migration)
+
+    def migrate_server(self, ctxt, instance_uuid, flavor_id, requested_host):
+        """Check and start a cold migration (flavor_id None) or a resize."""
+        return self.client.prepare(timeout=self.long_timeout, version="1.1").call(
+            ctxt, "migrate_server", instance_uuid=instance_uuid, flavor_id=flavor_id,
+            requested_host=requested_host)
+
+    def resize_reschedule(self, ctxt, migration_id, failed_host, reason):
+        """From a destination whose prep_resize failed: try the next host."""
+        self.client.prepare(version="1.1").cast(
+            ctxt, "resize_reschedule", migration_id=migration_id, failed_host=failed_host,
+            reason=reason)

@@ -1,4 +1,12 @@
-"""The watchdog: no live migration stays in an in-progress status forever.
+"""The watchdog: no migration stays in an in-progress status forever.
+
+Cold migrations and resizes get one timeout for any step
+(``cold_migration_step_timeout``): a step that has not moved the record by
+then ends the migration in ``error`` (the hosts' steps are casts, there is no
+job to abort). The guest is then wherever that step left it: untouched
+before the copy, ERROR from the copy on (an operator, or later the
+reconciler, settles it), running on the destination while confirming.
+
 
 Every ``migration_watchdog_interval`` the conductor looks at unfinished live
 migrations. One whose row has not changed for longer than its phase's
@@ -42,8 +50,12 @@ class Watchdog:
                 states.RUNNING_MIGRATION: conf.live_migration_progress_timeout,
                 states.POST_MIGRATING: conf.live_migration_post_timeout}[status]
 
+    COLD_ACTIVE = (states.ACCEPTED, states.PRE_MIGRATING, states.MIGRATING_COLD,
+                   states.POST_MIGRATING, states.CONFIRMING, states.REVERTING)
+
     def sweep(self, ctxt, now=None):
         now = now or utcnow()
+        self._sweep_cold(now)
         unfinished = self.db.migration_list({
             "migration_type": states.LIVE_MIGRATION,
             "status": [states.ACCEPTED, states.QUEUED, states.PREPARING,
@@ -60,6 +72,29 @@ class Watchdog:
                     self._overdue(ctxt, m, now, limit)
                 except exception.GodwitException:
                     LOG.exception("Watchdog could not settle migration %s", m["id"])
+
+    def _sweep_cold(self, now):
+        limit = datetime.timedelta(seconds=self.conf.cold_migration_step_timeout)
+        for m in self.db.migration_list({"migration_type": [states.COLD_MIGRATION,
+                                                            states.RESIZE],
+                                         "status": list(self.COLD_ACTIVE)}):
+            if now - (m["updated_at"] or m["created_at"]) <= limit:
+                continue
+            reason = (f"watchdog: the {m['migration_type']} stayed '{m['status']}' for over "
+                      f"{int(limit.total_seconds())} s (a host did not finish its step)")
+            values = {"task_state": None}
+            if m["status"] in (states.MIGRATING_COLD, states.POST_MIGRATING,
+                               states.REVERTING):
+                values.update(vm_state=states.ERROR, fault_message=reason)
+            elif m["status"] == states.CONFIRMING:
+                values["vm_state"] = m["old_vm_state"] or states.ACTIVE
+            LOG.error("Migration %s: %s", m["id"], reason)
+            try:
+                self.db.migration_transition(m["id"], m["status"], states.ERROR_MIGRATION,
+                                             values={"error_message": reason},
+                                             instance_values=values)
+            except exception.ConcurrentUpdate:
+                pass
 
     def _overdue(self, ctxt, m, now, limit):
         status = m["status"]

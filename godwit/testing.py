@@ -11,6 +11,8 @@ import requests
 from compute.fake_host import FakeHost
 
 FINAL_MIGRATION = ("completed", "failed", "error", "cancelled", "confirmed", "reverted")
+# Where a cold migration or resize waits for the user (VERIFY_RESIZE), or ended.
+SETTLED_COLD = FINAL_MIGRATION + ("finished",)
 
 
 class APIError(Exception):
@@ -94,6 +96,12 @@ class Client:
             lambda m: m if m and m["status"] == status else None)(
             self.latest_migration(sid)), timeout)
 
+    def action(self, sid, name, args=None, expect=202):
+        return self.post(f"/servers/{sid}/action", {name: args}, expect=expect)
+
+    def wait_vm(self, sid, status, timeout=30):
+        return self.wait_server(sid, lambda s: s["status"] == status, timeout)
+
     # --- migrations --------------------------------------------------------
     def migrations(self, **params):
         return self.get("/os-migrations", params=params)["migrations"]
@@ -102,9 +110,10 @@ class Client:
         ms = self.migrations(instance_uuid=sid)
         return ms[0] if ms else None
 
-    def wait_migration(self, sid, timeout=30):
+    def wait_migration(self, sid, timeout=30, until=FINAL_MIGRATION):
+        """The newest migration of ``sid`` once its status is in ``until``."""
         return wait_for(f"migration of {sid}", lambda: (
-            lambda m: m if m and m["status"] in FINAL_MIGRATION else None)(
+            lambda m: m if m and m["status"] in until else None)(
             self.latest_migration(sid)), timeout)
 
     def events(self, sid, action="live-migration"):

@@ -95,6 +95,14 @@ class VirtDriver(abc.ABC):
     def get_power_state(self, instance):
         """The domain's power state (godwit.states.RUNNING, SHUTDOWN, ...)."""
 
+    @abc.abstractmethod
+    def power_off(self, instance):
+        """Stop the guest (quiet if it is already off)."""
+
+    @abc.abstractmethod
+    def power_on(self, instance):
+        """Start the guest (quiet if it is already running)."""
+
     # --- live migration -------------------------------------------------
     @abc.abstractmethod
     def check_can_live_migrate_destination(self, instance, block_migration):
@@ -158,3 +166,59 @@ class VirtDriver(abc.ABC):
     @abc.abstractmethod
     def cleanup_source_files(self, instance, migrate_data):
         """Source, after success: delete the instance directory unless shared."""
+
+
+class ColdMigrationDriver(abc.ABC):
+    """What a hypervisor driver adds to move a stopped guest (cold migration, resize).
+
+    Follows Nova's split: the source powers the guest off and copies its disks
+    out of ``<instances_path>/<uuid>_resize`` (the original files, kept until
+    confirm so a revert can use them); the destination builds the guest from
+    the copies; confirm deletes the source's copy; revert restores it. Every
+    method is idempotent. ``transfer`` is a :class:`compute.transfer.base.
+    TransferDriver` for the copy.
+    """
+
+    @abc.abstractmethod
+    def check_can_receive(self, instance, new_flavor):
+        """Destination, in prep_resize: can this host take the guest at ``new_flavor``?
+
+        :raises: HostCapacityExceeded (or another GodwitException) naming what
+            is missing; the conductor then tries the next host.
+        """
+
+    @abc.abstractmethod
+    def migrate_disk_and_power_off(self, instance, migration, dest_info, new_flavor,
+                                   transfer):
+        """Source: power off, set the original files aside, copy every non-swap
+        disk (backing chain merged) to the destination.
+
+        :param dest_info: the destination's host name, address and
+            instances_path.
+        :returns: disk_info, a list of dicts (name, virtual_size, format).
+        :raises: HypervisorError, TransferFailed.
+        """
+
+    @abc.abstractmethod
+    def finish_migration(self, instance, migration, disk_info, network_info,
+                         block_device_info, new_flavor, power_on):
+        """Destination: grow disks to ``new_flavor``, define the domain, start it
+        if ``power_on``.
+
+        :raises: DiskShrinkRefused if a disk would have to shrink.
+        """
+
+    @abc.abstractmethod
+    def confirm_migration(self, instance, migration):
+        """Source: delete the set-aside files and the old domain definition."""
+
+    @abc.abstractmethod
+    def finish_revert_migration(self, instance, migration, network_info, block_device_info,
+                                power_on):
+        """Source: put the set-aside files back, define the domain, start it if
+        ``power_on``."""
+
+    @abc.abstractmethod
+    def cleanup_failed_migration(self, instance, migration, dest_info, transfer):
+        """Source: after a failed copy, remove partial files on the destination
+        and put the originals back (the guest stays powered off)."""

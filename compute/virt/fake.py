@@ -25,13 +25,14 @@ from oslo_log import log as logging
 from compute import fault_injection
 from compute.fake_host import FakeHost
 from compute.virt import base
+from compute.virt.fake_cold import GIB, FakeColdMigration
 from godwit import exception, states
 
 LOG = logging.getLogger(__name__)
 PROBE_PREFIX = ".godwit-shared-probe-"
 
 
-class FakeDriver(base.VirtDriver):
+class FakeDriver(FakeColdMigration, base.VirtDriver, base.ColdMigrationDriver):
     def __init__(self, conf, host, instances_path):
         super().__init__(conf, host, instances_path)
         self.fake = FakeHost(conf.fake.hosts_path, host)
@@ -88,9 +89,33 @@ class FakeDriver(base.VirtDriver):
         os.makedirs(d, exist_ok=True)
         disk = os.path.join(d, "disk")
         if not os.path.exists(disk):
-            with open(disk, "w") as f:
-                f.write(f"godwit fake disk of {instance['uuid']} root_gb={instance['root_gb']}\n")
+            if self.conf.fake.disk_format == "qcow2":
+                # A real qcow2 overlay on the image, when the image is in _base/.
+                from compute import disk as disk_ops
+                image = os.path.join(self.instances_path, "_base", instance.get("image_ref")
+                                     or "-")
+                disk_ops.create(disk, max(instance["root_gb"], 1) * GIB,
+                                backing_file=image if os.path.isfile(image) else None)
+            else:
+                with open(disk, "w") as f:
+                    f.write(f"godwit fake disk of {instance['uuid']} "
+                            f"root_gb={instance['root_gb']}\n")
         self.fake.put("domains", instance["uuid"], self._domain_record(instance, network_info))
+
+    def _set_power(self, instance, power_state):
+        rec = self.fake.get("domains", instance["uuid"])
+        if rec is None:
+            raise exception.HypervisorError(host=self.host,
+                                            reason=f"domain {instance['uuid']} not found")
+        self.fake.put("domains", instance["uuid"], dict(rec, power_state=power_state))
+
+    def power_off(self, instance):
+        self.faults.check("power_off")
+        self._set_power(instance, states.SHUTDOWN)
+
+    def power_on(self, instance):
+        self.faults.check("power_on")
+        self._set_power(instance, states.RUNNING)
 
     def destroy(self, instance, network_info, block_device_info, destroy_disks=True):
         self.faults.check("destroy")
@@ -362,3 +387,4 @@ class FakeMigrationJob(base.MigrationJob):
     def start_post_copy(self):
         with self._lock:
             self.post_copy = True
+

@@ -47,6 +47,16 @@ DEFAULT_OPTS = [
                  help="Virtual RAM the scheduler may place per MiB of host RAM."),
     cfg.FloatOpt("disk_allocation_ratio", default=1.0, min=0.0,
                  help="Virtual disk the scheduler may place per GiB of host disk."),
+    cfg.BoolOpt("allow_resize_to_same_host", default=False,
+                help="Let cold migration and resize choose the host the server is on "
+                     "(useful on single-host clouds)."),
+    cfg.IntOpt("resize_confirm_window", default=0, min=0,
+               help="Confirm resizes and cold migrations left in VERIFY_RESIZE this many "
+                    "seconds; 0 leaves them to the user."),
+    cfg.IntOpt("cold_migration_step_timeout", default=21600, min=1,
+               help="Seconds a cold migration or resize may stay in one in-progress "
+                    "status (copying disks included) before the watchdog ends it in "
+                    "'error'."),
     cfg.IntOpt("migration_watchdog_interval", default=10, min=1,
                help="Seconds between two sweeps of the conductor's watchdog over "
                     "unfinished live migrations."),
@@ -114,6 +124,11 @@ FAKE_OPTS = [
                 help="Faults to inject, each '<step>:<action>[:<seconds>]' with action "
                      "fail, hang or delay, e.g. 'pre_live_migration:fail'. A test can also "
                      "write <hosts_path>/<host>/faults.json while the host runs."),
+    cfg.StrOpt("disk_format", default="file", choices=["file", "qcow2"],
+               help="Disks of fake instances: 'file', a small placeholder file (needs "
+                    "nothing installed), or 'qcow2', a real qcow2 image made with "
+                    "qemu-img, on the image <instances_path>/_base/<image_ref> as its "
+                    "backing file when that exists."),
     cfg.BoolOpt("accepts_migrations", default=True,
                 help="Whether this fake host's hypervisor accepts incoming migrations; "
                      "False simulates libvirtd not listening (connection refused)."),

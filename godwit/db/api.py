@@ -366,8 +366,11 @@ class Database:
             q = select(m)
             for key in ("instance_uuid", "migration_type", "source_compute", "dest_compute",
                         "user_id", "project_id"):
-                if filters.get(key) is not None:
-                    q = q.where(getattr(m, key) == filters[key])
+                value = filters.get(key)
+                if isinstance(value, (list, tuple, set, frozenset)):
+                    q = q.where(getattr(m, key).in_(list(value)))
+                elif value is not None:
+                    q = q.where(getattr(m, key) == value)
             if filters.get("status") is not None:
                 st = filters["status"]
                 q = q.where(m.status.in_(st) if isinstance(st, (list, tuple, set, frozenset))

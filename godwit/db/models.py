@@ -149,6 +149,10 @@ class Migration(Base, TimestampMixin):
     project_id: Mapped[str | None] = mapped_column(String(255))
     error_message: Mapped[str | None] = mapped_column(Text)
     deadline_at: Mapped[datetime.datetime | None] = mapped_column(DateTime)
+    # Cold migration/resize: the hosts still to try if prep_resize fails on the
+    # chosen one (JSON list), and the vm_state to return to on confirm/revert.
+    alternates: Mapped[str | None] = mapped_column(Text)
+    old_vm_state: Mapped[str | None] = mapped_column(String(255))
 
 
 class BlockDeviceMapping(Base, TimestampMixin):
