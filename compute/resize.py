@@ -20,7 +20,7 @@ so a repeated cast does nothing twice.
 
 from oslo_log import log as logging
 
-from compute import drivers
+from compute import transfer
 from godwit import exception, states
 
 LOG = logging.getLogger(__name__)
@@ -46,8 +46,7 @@ class Resizes:
     @property
     def transfer(self):
         if self._transfer is None:
-            conf = self.m.conf
-            self._transfer = drivers.load("transfer", conf.transfer.driver, conf)
+            self._transfer = transfer.load(self.m.conf)
         return self._transfer
 
     def _context(self, ctxt, migration_id):

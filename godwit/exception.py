@@ -154,3 +154,62 @@ class InstanceExists(Conflict):
 
 class HostCapacityExceeded(Invalid):
     msg_fmt = "%(host)s lacks %(resource)s: %(needed)s needed, %(free)s free."
+
+
+# --- disks (compute/disk.py) and disk transfer between hosts (compute/transfer/) ---
+class QemuImgNotFound(GodwitException):
+    msg_fmt = ("%(binary)s is not installed on this host (not found on PATH); install the "
+               "qemu-utils package (apt-get install qemu-utils).")
+
+
+class DiskNotFound(NotFound):
+    msg_fmt = "Disk image %(path)s does not exist."
+
+
+class InvalidDiskRequest(Invalid):
+    msg_fmt = "Invalid disk request: %(reason)s"
+
+
+class DiskOperationFailed(GodwitException):
+    msg_fmt = "%(command)s failed with exit code %(code)s: %(stderr)s"
+
+
+class DiskShrinkRefused(Invalid):
+    msg_fmt = ("cannot shrink disk %(path)s from %(current_gib)s GiB to %(new_gib)s GiB; "
+               "choose a flavor with at least %(min_gib)s GiB root disk")
+
+
+class TransferError(GodwitException):
+    msg_fmt = "Disk transfer failed: %(reason)s"
+
+
+class InvalidTransferHost(TransferError):
+    code = 400
+    msg_fmt = ("Refusing to transfer to host %(host)r: %(reason)s. A host must be a DNS name, "
+               "an IPv4 address or an IPv6 literal.")
+
+
+class InvalidTransferPath(TransferError):
+    code = 400
+    msg_fmt = "Refusing transfer path %(path)r: %(reason)s"
+
+
+class InvalidTransferConfig(TransferError):
+    msg_fmt = "[transfer] %(option)s = %(value)r cannot be used: %(reason)s"
+
+
+class TransferDriverNotFound(TransferError):
+    msg_fmt = ("Cannot load transfer driver %(name)r (%(reason)s); entry points in "
+               "godwit.transfer_drivers: %(available)s. Set [transfer] driver to one of them.")
+
+
+class TransferToolNotFound(TransferError):
+    msg_fmt = ("%(tool)s is not installed on this host (not found on PATH); install the "
+               "%(package)s package.")
+
+
+class TransferFailed(TransferError):
+    msg_fmt = "%(action)s failed with exit code %(code)s: %(stderr)s%(hint)s"
+
+    def __init__(self, message=None, hint="", **kwargs):
+        super().__init__(message, hint=(" " + hint if hint else ""), **kwargs)
