@@ -166,7 +166,7 @@ class LiveMigrations:
                                                                 migrate_data)
         except Exception as e:
             return rollback((states.PREPARING, states.ERROR_MIGRATION),
-                            f"pre_live_migration on {dest} failed: {e}")
+                            f"pre_live_migration on {dest} failed: {exception.message_of(e)}")
         if self._abort_pending(migration_id):
             return rollback((states.PREPARING, states.CANCELLED),
                             "aborted on request while preparing")
@@ -194,7 +194,7 @@ class LiveMigrations:
                              states.CANCELLED if e.by_request else states.FAILED), str(e))
         except Exception as e:
             return rollback((states.RUNNING_MIGRATION, states.FAILED),
-                            f"live migration to {dest} failed: {e}")
+                            f"live migration to {dest} failed: {exception.message_of(e)}")
         if monitor.forced:
             migrate_data = dict(migrate_data, forced=monitor.forced)
             m.notifier.info(ctxt, "instance.live_migration_force_complete.end",
@@ -239,18 +239,18 @@ class LiveMigrations:
                     fn()
                 except Exception as e:
                     LOG.exception("Post live migration: %s on %s", what, m.host)
-                    problems.append(f"{what} on {m.host}: {e}")
+                    problems.append(f"{what} on {m.host}: {exception.message_of(e)}")
         dest_ok = True
         try:
             m.compute_rpc.post_live_migration_at_destination(ctxt, dest, migration_id,
                                                              migrate_data)
         except Exception as e:
             dest_ok = False
-            problems.append(f"finishing the instance on {dest}: {e}")
+            problems.append(f"finishing the instance on {dest}: {exception.message_of(e)}")
         try:
             m.driver.cleanup_source_files(instance, migrate_data)
         except Exception as e:
-            problems.append(f"source files on {m.host}: {e}")
+            problems.append(f"source files on {m.host}: {exception.message_of(e)}")
 
         if not problems:
             m.conductor.migration_transition(
@@ -283,14 +283,14 @@ class LiveMigrations:
                     ctxt, dest, migration["id"], migrate_data,
                     destroy_disks=not migrate_data.get("is_shared_instance_path"))
             except Exception as e:
-                problems.append(f"cleaning {dest}: {e}")
+                problems.append(f"cleaning {dest}: {exception.message_of(e)}")
             # The source's networking was never taken down before the switch;
             # re-asserting it is idempotent and repairs a half-done step.
             try:
                 m.vif_driver.plug_all(instance, nw)
                 m.firewall_driver.apply_instance_filter(instance, nw)
             except Exception as e:
-                problems.append(f"restoring networking on {m.host}: {e}")
+                problems.append(f"restoring networking on {m.host}: {exception.message_of(e)}")
         if problems:
             reason = reason + "; rollback incomplete: " + "; ".join(problems)
             to_status = states.ERROR_MIGRATION
@@ -344,7 +344,7 @@ class LiveMigrations:
                     fn()
                 except Exception as e:
                     LOG.exception("Rollback at destination: %s on %s", what, m.host)
-                    problems.append(f"{what}: {e}")
+                    problems.append(f"{what}: {exception.message_of(e)}")
             if problems:
                 raise exception.HypervisorError(host=m.host, reason="; ".join(problems))
         return True

@@ -117,7 +117,7 @@ class Resizes:
         except Exception as e:
             problems = self._undo_copy(instance, migration, dest_info, bdms, nw)
             self._fail(ctxt, migration, states.MIGRATING_COLD,
-                       f"resize_instance on {m.host} failed: {e}" +
+                       f"resize_instance on {m.host} failed: {exception.message_of(e)}" +
                        (f"; undo incomplete: {'; '.join(problems)}" if problems else ""),
                        {"vm_state": migration["old_vm_state"] or states.ACTIVE,
                         "power_state": m.driver.get_power_state(instance)})
@@ -142,7 +142,7 @@ class Resizes:
                 fn()
             except Exception as e:
                 LOG.exception("Undoing the copy: %s", what)
-                problems.append(f"{what} on {m.host}: {e}")
+                problems.append(f"{what} on {m.host}: {exception.message_of(e)}")
         return problems
 
     # --- destination: finish_resize --------------------------------------------
@@ -163,7 +163,7 @@ class Resizes:
         except Exception as e:
             # Hand the guest back: tear this host down, the source restores it.
             problems = m._teardown(instance, nw, bdms)
-            reason = f"finish_resize on {m.host} failed: {e}"
+            reason = f"finish_resize on {m.host} failed: {exception.message_of(e)}"
             if problems:
                 reason += f"; left on {m.host}: {'; '.join(problems)}"
             m.compute_rpc.finish_revert_resize(ctxt, migration["source_compute"],
@@ -193,7 +193,7 @@ class Resizes:
                     fn()
                 except Exception as e:
                     LOG.exception("Confirm resize: %s on %s", what, m.host)
-                    problems.append(f"{what} on {m.host}: {e}")
+                    problems.append(f"{what} on {m.host}: {exception.message_of(e)}")
         vm_values = {"vm_state": migration["old_vm_state"] or states.ACTIVE,
                      "task_state": None}
         if problems:
@@ -244,7 +244,7 @@ class Resizes:
                     fn()
                 except Exception as e:
                     LOG.exception("Finish revert: %s on %s", what, m.host)
-                    problems.append(f"{what} on {m.host}: {e}")
+                    problems.append(f"{what} on {m.host}: {exception.message_of(e)}")
         values = dict(_flavor_values(old_flavor), host=migration["source_compute"],
                       node=migration["source_node"], task_state=None,
                       vm_state=migration["old_vm_state"] or states.ACTIVE,

@@ -49,6 +49,7 @@ class LiveMigrationTask:
         source_node = self.db.compute_node_get_by_host(source)
         need = {"memory_mb": instance["memory_mb"], "vcpus": instance["vcpus"],
                 "disk_gb": instance["root_gb"] + instance["ephemeral_gb"]}
+        refusals = {}
         if self.requested_host:
             dest_node = checks.check_destination(self.db, self.conf, instance, source_node,
                                                  self.requested_host)
@@ -75,7 +76,7 @@ class LiveMigrationTask:
             "project_id": self.ctxt.project_id})
         try:
             with self.c.event(self.ctxt, self.instance_uuid, "conductor_live_migrate_instance"):
-                dest, migrate_data = self._choose_destination(source, candidates)
+                dest, migrate_data = self._choose_destination(source, candidates, refusals)
                 self.migration = self.db.migration_update(
                     self.migration["id"],
                     {"dest_compute": dest, "dest_node": dest,
@@ -91,8 +92,9 @@ class LiveMigrationTask:
                                           self.migration["id"], dest, migrate_data)
         return self.migration
 
-    def _choose_destination(self, source, candidates):
-        refusals = {}
+    def _choose_destination(self, source, candidates, refusals):
+        """Ask each candidate in turn; ``refusals`` holds the scheduler's already."""
+        refusals = dict(refusals)
         max_retries = self.conf.migrate_max_retries
         for attempt, dest in enumerate(candidates):
             if self.requested_host is None and max_retries >= 0 and attempt > max_retries:
@@ -109,12 +111,13 @@ class LiveMigrationTask:
                     raise exception.MigrationPreCheckError(reason=reason) from None
                 refusals[dest] = reason
             except exception.GodwitException as e:
+                reason = exception.message_of(e)
                 if e.code >= 500:  # the host failed, rather than refused
-                    e = exception.MigrationPreCheckError(
-                        reason=f"pre-check on {dest} failed: {e}")
+                    reason = f"pre-check failed: {reason}"
+                    e = exception.MigrationPreCheckError(reason=f"{dest}: {reason}")
                 if self.requested_host:
                     raise e from None
-                refusals[dest] = str(e)
+                refusals[dest] = reason
             except messaging.RemoteError as e:
                 # An error the hosts could not name (not a godwit exception).
                 reason = f"pre-check on {dest} failed: {e.exc_type}: {e.value}"
@@ -128,7 +131,7 @@ class LiveMigrationTask:
         try:
             self.db.migration_transition(
                 self.migration["id"], states.ACCEPTED, states.ERROR_MIGRATION,
-                values={"error_message": str(error)[:4000]},
+                values={"error_message": exception.message_of(error)[:4000]},
                 instance_values={"task_state": None},
                 instance_expected={"task_state": states.MIGRATING})
         except exception.GodwitException:

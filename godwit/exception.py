@@ -8,6 +8,18 @@ conductor's refusal into the right HTTP status.
 """
 
 
+def message_of(error):
+    """The message of ``error`` without a remote traceback.
+
+    oslo.messaging re-raises a remote exception with its traceback appended to
+    str(); people should see the reason, and logs keep the traceback.
+    """
+    message = getattr(error, "message", None)
+    if not isinstance(message, str) or not message:
+        message = str(error)
+    return message.split("\nTraceback (most recent call last):")[0].strip()
+
+
 class GodwitException(Exception):
     msg_fmt = "An unknown error occurred."
     code = 500

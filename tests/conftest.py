@@ -2,6 +2,7 @@
 
 import os
 import socket
+import subprocess
 import uuid
 import warnings
 
@@ -44,6 +45,31 @@ def rabbit():
     return RABBIT_URL
 
 
+@pytest.fixture(scope="module")
+def rabbit_vhost():
+    """The broker URL with a RabbitMQ virtual host of this module's own.
+
+    oslo.messaging's rabbit driver names a topic's queue after the topic
+    alone ("conductor"), whatever the control_exchange: two test runs at the
+    same time on one broker would share the conductor's queue, and each
+    conductor would answer the other run's agents. A vhost separates them.
+    """
+    require_service("RabbitMQ", "127.0.0.1", 5672)
+    url = RABBIT_URL
+    vhost = f"godwit-real-{uuid.uuid4().hex[:8]}"
+    try:
+        for args in (["add_vhost", vhost], ["set_permissions", "-p", vhost, "guest",
+                                            ".*", ".*", ".*"]):
+            subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True,
+                           timeout=60)
+    except (OSError, subprocess.SubprocessError):
+        yield url  # no rabbitmqctl here: share the default vhost
+        return
+    yield url.rstrip("/") + "/" + vhost
+    subprocess.run(["rabbitmqctl", "-q", "delete_vhost", vhost], capture_output=True,
+                   timeout=60)
+
+
 @pytest.fixture
 def postgres_url():
     """A fresh PostgreSQL database for one test, dropped afterwards."""
@@ -68,7 +94,9 @@ def postgres_url():
 def make_conf(state_path, **overrides):
     defaults = {"state_path": (str(state_path), None), "report_interval": (1, None),
                 "transport_url": (IN_PROCESS_TRANSPORT, None),
-                "service_down_time": (3, None), "rpc_response_timeout": (15, None),
+                # Generous: several suites may share these 2 cores and delay
+                # heartbeats; tests about down hosts set a shorter time.
+                "service_down_time": (10, None), "rpc_response_timeout": (15, None),
                 "debug": (False, None)}
     for key, value in overrides.items():
         group = None

@@ -2,6 +2,7 @@
 # Make sure the services the functional tests talk to are up:
 #   RabbitMQ   127.0.0.1:5672  guest/guest
 #   PostgreSQL 127.0.0.1:5432  user postgres, trust auth over TCP, database godwit_test
+#   MariaDB    127.0.0.1:3306  root without a password
 # Installs them from Debian's packages when missing and starts them without
 # systemd. Safe to run repeatedly; prints one line per service.
 #
@@ -175,13 +176,40 @@ ensure_rabbitmq() {
     echo "rabbitmq: $action on 127.0.0.1:$RABBIT_PORT"
 }
 
-# Install both at once when both are missing (one apt-get run).
+# --- MariaDB (the unit tests run the database layer on it too) ------------
+MARIADB_PORT=3306
+mariadb_installed() { command -v mariadbd >/dev/null 2>&1 || [[ -x /usr/sbin/mariadbd ]]; }
+
+ensure_mariadb() {
+    local action="already running"
+    mariadb_installed || apt_install mariadb-server
+    if ! port_open "$MARIADB_PORT"; then
+        "${SUDO[@]}" mkdir -p /run/mysqld
+        "${SUDO[@]}" chown mysql:mysql /run/mysqld 2>/dev/null || true
+        "${SUDO[@]}" start-stop-daemon --start --oknodo --background \
+            --exec /usr/sbin/mariadbd </dev/null >"$LOG_DIR/godwit-ensure-mariadb.log" 2>&1 ||
+            die "starting mariadbd failed (see $LOG_DIR/godwit-ensure-mariadb.log)"
+        action="started"
+        local deadline=$((SECONDS + TIMEOUT))
+        until port_open "$MARIADB_PORT"; do
+            ((SECONDS < deadline)) ||
+                die "MariaDB did not listen on 127.0.0.1:$MARIADB_PORT within ${TIMEOUT}s"
+            sleep 1
+        done
+    fi
+    if [[ $installed_now == *" mariadb-server "* ]]; then action="installed and started"; fi
+    echo "mariadb: $action on 127.0.0.1:$MARIADB_PORT"
+}
+
+# Install everything missing at once (one apt-get run).
 missing=()
 pg_installed || missing+=(postgresql)
 rabbit_installed || missing+=(rabbitmq-server)
+mariadb_installed || missing+=(mariadb-server)
 if ((${#missing[@]} > 1)); then
     apt_install "${missing[@]}"
 fi
 
 ensure_postgres
 ensure_rabbitmq
+ensure_mariadb

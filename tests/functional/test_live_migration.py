@@ -151,7 +151,8 @@ def test_failure_after_switch_keeps_guest_on_destination(cloud):
     assert host_state(cloud, "compute1").is_empty_for(sid)
 
 
-def test_bad_requests_change_nothing(cloud):
+def test_bad_requests_change_nothing(cloud_factory):
+    cloud = cloud_factory(service_down_time=3)
     c = cloud.client
     sid = c.create_server("vm", host="compute1")["id"]
     before = c.server(sid)

@@ -73,8 +73,8 @@ def test_scheduler_lists_why_each_candidate_was_refused(cloud):
         with open(os.path.join(fake_host(cloud.conf.fake.hosts_path, host).root,
                                "faults.json"), "w") as f:
             json.dump(["check_can_live_migrate_destination:fail"], f)
-    refused(c, sid, 400, "No valid host", "compute2: Injected fault",
-            "compute3: Injected fault")
+    refused(c, sid, 400, "No valid host", "compute2: pre-check failed: Injected fault",
+            "compute3: pre-check failed: Injected fault")
     assert c.server(sid)["OS-EXT-STS:task_state"] is None
 
 

@@ -77,7 +77,7 @@ def write_config(path, state, rabbit, db_url, exchange, host=None, api_port=None
 
 
 @pytest.fixture
-def deployment(tmp_path, rabbit, postgres_url):
+def deployment(tmp_path, rabbit_vhost, postgres_url):
     tag = uuid.uuid4().hex[:8]
     hosts = [f"mp-a-{tag}", f"mp-b-{tag}"]
     state = tmp_path / "state"
@@ -85,7 +85,7 @@ def deployment(tmp_path, rabbit, postgres_url):
     exchange = f"godwit-test-{tag}"
     port = free_port()
     procs = Processes(tmp_path)
-    conf = lambda name, **kw: write_config(tmp_path / f"{name}.conf", state, rabbit,  # noqa
+    conf = lambda name, **kw: write_config(tmp_path / f"{name}.conf", state, rabbit_vhost,  # noqa
                                             postgres_url, exchange, **kw)
     subprocess.run([os.path.join(BIN, "godwit-manage"), "--config-file",
                     str(conf("manage")), "db", "sync"], check=True, capture_output=True)

@@ -195,7 +195,12 @@ def test_remote_failure_reports_exit_code_and_stderr(name, sshd, tmp_path):
     with pytest.raises(exception.TransferFailed) as e:
         driver.copy_to(src, sshd.host, missing_dir + "/disk")
     assert e.value.kwargs["code"] not in (0, 255)  # ssh worked; the copy did not
-    assert "No such file or directory" in str(e.value)
+    if name == "rsync":
+        # rsync's own code for "errors selecting input/output files, dirs"; its
+        # remote message does not always make it to stderr on a loaded machine.
+        assert e.value.kwargs["code"] == 3
+    else:
+        assert "No such file or directory" in str(e.value)
     assert str(e.value).startswith(f"{name} {src} -> {sshd.user}@127.0.0.1:{missing_dir}/disk"
                                    f" (port {sshd.port}) failed with exit code ")
     assert not os.path.exists(missing_dir)
