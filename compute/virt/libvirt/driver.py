@@ -1,0 +1,404 @@
+"""LibvirtDriver: a QEMU/KVM host through libvirt-python.
+
+Configuration is ``[libvirt]`` (Nova's option names); the host's libvirtd is
+``connection_uri``. An instance is the domain ``instance-<uuid>`` whose libvirt
+uuid is the instance's, with its files under ``<instances_path>/<uuid>/``: a
+qcow2 ``disk`` of the flavor's root_gb (sparse) and ``console.log``.
+
+Live migration is peer-to-peer: the source's libvirtd connects to the
+destination's (``migration_peer_uri``, which the destination advertises in its
+pre-check) and QEMU streams the guest to the destination's migration address
+(``live_migration_inbound_addr``). The destination's view of the guest - disk
+paths, graphics address, NICs from its VIF driver, volumes from its volume
+driver - travels back to the source in migrate_data and becomes the
+destination domain XML, so nothing has to be identical on both hosts except
+shared storage's path. docs/libvirt.md has the whole picture.
+"""
+
+import os
+import shutil
+import uuid as uuid_mod
+
+import libvirt
+from oslo_log import log as logging
+
+from compute import drivers
+from compute.virt import base
+from compute.virt.libvirt import config, disk, migration
+from compute.virt.libvirt import host as host_mod
+from godwit import exception, states
+
+LOG = logging.getLogger(__name__)
+PROBE_PREFIX = ".godwit-shared-probe-"
+GIB = 1024 ** 3
+POWER_STATES = {
+    libvirt.VIR_DOMAIN_NOSTATE: states.NOSTATE,
+    libvirt.VIR_DOMAIN_RUNNING: states.RUNNING,
+    libvirt.VIR_DOMAIN_BLOCKED: states.RUNNING,
+    libvirt.VIR_DOMAIN_PAUSED: states.PAUSED_POWER,
+    libvirt.VIR_DOMAIN_SHUTDOWN: states.SHUTDOWN,
+    libvirt.VIR_DOMAIN_SHUTOFF: states.SHUTDOWN,
+    libvirt.VIR_DOMAIN_CRASHED: states.CRASHED,
+    libvirt.VIR_DOMAIN_PMSUSPENDED: states.SUSPENDED,
+}
+UNDEFINE_FLAGS = (libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE |
+                  libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA |
+                  libvirt.VIR_DOMAIN_UNDEFINE_NVRAM)
+
+
+class LibvirtDriver(base.VirtDriver):
+    def __init__(self, conf, host, instances_path):
+        super().__init__(conf, host, instances_path)
+        os.makedirs(instances_path, exist_ok=True)
+        self.hosts = host_mod.Host(conf, host)
+        self.disk_cache = "none" if disk.supports_direct_io(instances_path) else "writeback"
+        # Our own instances of the host's VIF and volume drivers, to describe
+        # devices in domain XML: both methods used are idempotent and plug or
+        # connect nothing the agent's instances would not.
+        c = conf.compute
+        self.vif = drivers.load("vif", c.vif_driver, conf, host)
+        self.volume = drivers.load("volume", c.volume_driver, conf, host)
+
+    # --- host ---------------------------------------------------------------------
+    def init_host(self):
+        self.hosts.get_connection()  # fail at start-up, naming the URI, if unreachable
+
+    def cleanup_host(self):
+        self.hosts.close()
+
+    def get_host_info(self):
+        return self.hosts.host_info(self.instances_path)
+
+    @property
+    def host_ip(self):
+        return host_mod.default_host_ip(self.conf)
+
+    @property
+    def peer_uri(self):
+        lv = self.conf.libvirt
+        return lv.migration_peer_uri or \
+            f"qemu+{lv.live_migration_scheme or 'tcp'}://{self.host_ip}/system"
+
+    def _instance_dir(self, instance, base_path=None):
+        return os.path.join(base_path or self.instances_path, instance["uuid"])
+
+    def list_instances(self):
+        uuids = []
+        for dom in self.hosts.get_connection().listAllDomains():
+            try:
+                meta = config.instance_uuid(dom.XMLDesc(0))
+            except libvirt.libvirtError:
+                continue  # vanished meanwhile
+            if meta:
+                uuids.append(meta)
+            elif dom.name().startswith(config.DOMAIN_PREFIX):
+                uuids.append(dom.UUIDString())
+        return uuids
+
+    # --- devices ----------------------------------------------------------------
+    def _interfaces(self, instance, network_info):
+        """domain_interface dicts from this host's VIF driver (none if it has no such method)."""
+        describe = getattr(self.vif, "domain_interface", None)
+        if describe is None:
+            return []
+        return [describe(instance, vif) for vif in network_info or []]
+
+    def _plug(self, instance, network_info):
+        """Plug VIFs whose NIC the domain XML names, before the domain starts.
+
+        The agent plugs after spawn; an unmanaged tap must exist before QEMU
+        opens it. plug() is idempotent, so the agent's later call is harmless.
+        """
+        if getattr(self.vif, "domain_interface", None) is not None:
+            for vif in network_info or []:
+                self.vif.plug(instance, vif)
+
+    def _volumes(self, instance, block_device_info):
+        """{target dev: connection_info} of the instance's volumes on this host."""
+        bdms = self.volume.volumes(block_device_info)
+        return {dev: self.volume.connect_volume(instance, bdm)
+                for dev, bdm in zip(config.volume_targets(bdms), bdms)}
+
+    # --- lifecycle ----------------------------------------------------------------
+    def spawn(self, instance, network_info, block_device_info):
+        d = self._instance_dir(instance)
+        os.makedirs(d, exist_ok=True)
+        path = os.path.join(d, "disk")
+        if not os.path.exists(path):
+            disk.create(self.host, path, max(instance.get("root_gb") or 0, 1) * GIB)
+        dom = self.hosts.lookup(instance["uuid"])
+        try:
+            if dom is None:
+                self._plug(instance, network_info)
+                volumes = self._volumes(instance, block_device_info)
+                xml = config.domain_xml(
+                    instance, path, os.path.join(d, "console.log"),
+                    virt_type=self.conf.libvirt.virt_type, disk_cache=self.disk_cache,
+                    interfaces=self._interfaces(instance, network_info),
+                    volume_disks=[config.volume_disk_element(info, dev)
+                                  for dev, info in volumes.items()])
+                dom = self.hosts.get_connection().defineXML(xml)
+            if not dom.isActive():
+                dom.create()
+        except (libvirt.libvirtError, ValueError) as e:
+            raise exception.HypervisorError(
+                host=self.host, reason=f"cannot start domain of {instance['uuid']}: {e}") from e
+
+    def _remove_domain(self, instance):
+        dom = self.hosts.lookup(instance["uuid"])
+        if dom is None:
+            return
+        try:
+            if dom.isActive():
+                dom.destroy()
+            if dom.isPersistent():
+                try:
+                    dom.undefineFlags(UNDEFINE_FLAGS)
+                except libvirt.libvirtError as e:
+                    if e.get_error_code() != libvirt.VIR_ERR_INVALID_ARG:
+                        raise
+                    dom.undefine()
+        except libvirt.libvirtError as e:
+            if e.get_error_code() != libvirt.VIR_ERR_NO_DOMAIN:  # gone meanwhile: fine
+                raise exception.HypervisorError(
+                    host=self.host,
+                    reason=f"cannot remove domain of {instance['uuid']}: {e}") from e
+
+    def destroy(self, instance, network_info, block_device_info, destroy_disks=True):
+        self._remove_domain(instance)
+        if destroy_disks:
+            shutil.rmtree(self._instance_dir(instance), ignore_errors=True)
+
+    def get_power_state(self, instance):
+        dom = self.hosts.lookup(instance["uuid"])
+        if dom is None:
+            return states.NOSTATE
+        return POWER_STATES.get(dom.state()[0], states.NOSTATE)
+
+    def power_off(self, instance):
+        """Hard power-off (virDomainDestroy); the definition and files stay."""
+        dom = self.hosts.lookup(instance["uuid"])
+        try:
+            if dom is not None and dom.isActive():
+                dom.destroy()
+        except libvirt.libvirtError as e:
+            if dom.isActive():
+                raise exception.HypervisorError(host=self.host, reason=str(e)) from e
+
+    def power_on(self, instance):
+        dom = self.hosts.lookup(instance["uuid"])
+        if dom is None:
+            raise exception.HypervisorError(
+                host=self.host, reason=f"domain of {instance['uuid']} is not defined here")
+        try:
+            if not dom.isActive():
+                dom.create()
+        except libvirt.libvirtError as e:
+            raise exception.HypervisorError(host=self.host, reason=str(e)) from e
+
+    # --- live migration: checks ----------------------------------------------------
+    def check_can_live_migrate_destination(self, instance, block_migration):
+        probe = PROBE_PREFIX + uuid_mod.uuid4().hex
+        with open(os.path.join(self.instances_path, probe), "w") as f:
+            f.write(self.host)
+        return {"probe": probe, "dest_instances_path": self.instances_path,
+                "block_migration": block_migration, "dest_hostname": self.host,
+                "dest_peer_uri": self.peer_uri, "dest_host_ip": self.host_ip,
+                "dest_inbound_addr": self.conf.libvirt.live_migration_inbound_addr
+                or self.host_ip}
+
+    def cleanup_live_migration_destination_check(self, dest_check_data):
+        probe = dest_check_data.get("probe")
+        if probe:
+            try:
+                os.unlink(os.path.join(self.instances_path, probe))
+            except FileNotFoundError:
+                pass
+
+    def _connect_peer(self, dest, uri):
+        try:
+            return libvirt.open(uri)
+        except libvirt.libvirtError as e:
+            if "refused" in str(e).lower():
+                raise exception.MigrationPreCheckError(
+                    reason=f"the hypervisor on {dest} is not listening for migrations "
+                           f"(connection to {uri} refused): libvirtd there needs listen_tcp "
+                           "(or TLS) enabled") from e
+            raise exception.MigrationPreCheckError(
+                reason=f"the hypervisor on {dest} cannot be reached by {self.host}'s "
+                       f"libvirtd's peer connection ({uri}): {e}") from e
+
+    def _check_peer(self, dest, peer):
+        """CPU and security driver of the destination's hypervisor against ours."""
+        src_caps = self.hosts.capabilities()
+        dst_caps = peer.getCapabilities()
+        src_xml, src_cpu = host_mod.capabilities_cpu(src_caps)
+        _, dst_cpu = host_mod.capabilities_cpu(dst_caps)
+        try:
+            result = peer.compareCPU(src_xml, 0)
+        except libvirt.libvirtError as e:
+            raise exception.MigrationPreCheckError(
+                reason=f"{dest}'s libvirt could not compare {self.host}'s CPU "
+                       f"({src_cpu['model']}) with its own ({dst_cpu['model']}): {e}") from e
+        if result == libvirt.VIR_CPU_COMPARE_INCOMPATIBLE:
+            raise exception.MigrationPreCheckError(
+                reason=f"the CPU of {dest} ({dst_cpu['vendor']} {dst_cpu['model']}) lacks "
+                       f"features of {self.host}'s ({src_cpu['vendor']} {src_cpu['model']}); "
+                       "a running guest could not continue there")
+        src_sec, dst_sec = host_mod.security_driver(src_caps), host_mod.security_driver(dst_caps)
+        if src_sec != dst_sec:
+            raise exception.MigrationPreCheckError(
+                reason=f"{dest} uses security driver {dst_sec!r} and {self.host} {src_sec!r}; "
+                       f"libvirt would refuse the guest's label there (\"Unable to find "
+                       f"security driver for label {src_sec}\"), as between a host with "
+                       "AppArmor and one without. Set the same security_driver in qemu.conf "
+                       "on both hosts")
+
+    def _disk_info(self, dom):
+        """What the destination needs to recreate each local disk."""
+        disks = []
+        for path in config.disk_files(dom.XMLDesc(0)):
+            i = disk.info(self.host, path)
+            disks.append({"path": path, "virtual_size": i["virtual-size"],
+                          "format": i.get("format"),
+                          "backing_file": i.get("full-backing-filename")
+                          or i.get("backing-filename"),
+                          "backing_format": i.get("backing-filename-format")})
+        return disks
+
+    def check_can_live_migrate_source(self, instance, dest_check_data):
+        dom = self.hosts.lookup(instance["uuid"])
+        if dom is None or not dom.isActive():
+            raise exception.MigrationPreCheckError(
+                reason=f"instance {instance['uuid']} has no running domain on source host "
+                       f"{self.host}")
+        dest = dest_check_data.get("dest_hostname")
+        uri = dest_check_data.get("dest_peer_uri")
+        peer = self._connect_peer(dest, uri)
+        try:
+            self._check_peer(dest, peer)
+        finally:
+            peer.close()
+        probe = dest_check_data.get("probe") or ""
+        shared = bool(probe) and os.path.exists(os.path.join(self.instances_path, probe))
+        block = dest_check_data.get("block_migration")
+        if block == "auto" or block is None:
+            block = not shared
+        if block and shared:
+            raise exception.MigrationPreCheckError(
+                reason=f"block migration was requested but {self.host} and {dest} share the "
+                       "instance directory; migrate without block migration")
+        if not block and not shared:
+            raise exception.MigrationPreCheckError(
+                reason=f"{self.host} and {dest} do not share the instance directory (the "
+                       "destination's probe file is not visible here); use block migration")
+        if block and instance.get("config_drive"):
+            raise exception.MigrationPreCheckError(
+                reason="the instance has a config drive, which cannot be block-migrated")
+        if block and self.conf.libvirt.live_migration_tunnelled:
+            raise exception.MigrationPreCheckError(
+                reason="block migration cannot be tunnelled through libvirtd (libvirt "
+                       "refuses TUNNELLED with disk copy); set [libvirt] "
+                       "live_migration_tunnelled = False or use shared storage")
+        return dict(dest_check_data, is_shared_instance_path=shared, block_migration=block,
+                    source_instances_path=self.instances_path,
+                    source_disks=self._disk_info(dom) if block else [])
+
+    # --- live migration: destination ---------------------------------------------
+    def pre_live_migration(self, instance, block_device_info, network_info, migrate_data):
+        src_path = migrate_data.get("source_instances_path")
+        if not migrate_data.get("is_shared_instance_path"):
+            os.makedirs(self._instance_dir(instance), exist_ok=True)
+        if migrate_data.get("block_migration"):
+            for d in migrate_data.get("source_disks") or []:
+                self._prepare_disk(d, src_path)
+        return dict(
+            migrate_data,
+            dest_interfaces=self._interfaces(instance, network_info),
+            dest_volumes=self._volumes(instance, block_device_info),
+            dest_graphics_listen=self.host_ip)
+
+    def _prepare_disk(self, d, src_path):
+        """Create the empty disk that block migration streams into (backing file first)."""
+        path = config.relocate(d["path"], src_path, self.instances_path)
+        backing = d.get("backing_file")
+        if backing:
+            local = config.relocate(backing, src_path, self.instances_path)
+            if disk.ensure_backing_file(self.host, local, source_path=backing):
+                LOG.info("Copied backing image %s to %s", backing, local)
+            backing = local
+        if os.path.exists(path):
+            os.unlink(path)  # a leftover from an earlier attempt: start clean
+        disk.create(self.host, path, d["virtual_size"], backing, d.get("backing_format"))
+
+    def live_migration(self, instance, dest, migrate_data, params):
+        dom = self.hosts.lookup(instance["uuid"])
+        if dom is None:
+            raise exception.HypervisorError(host=self.host,
+                                            reason=f"domain {instance['uuid']} not found")
+        try:
+            xml = dom.XMLDesc(libvirt.VIR_DOMAIN_XML_MIGRATABLE)
+        except libvirt.libvirtError as e:
+            raise exception.HypervisorError(host=self.host, reason=str(e)) from e
+        dest_xml = config.destination_xml(
+            xml, migrate_data.get("source_instances_path") or self.instances_path,
+            migrate_data.get("dest_instances_path"),
+            graphics_listen=migrate_data.get("dest_graphics_listen"),
+            interfaces={i["mac"].lower(): i for i in migrate_data.get("dest_interfaces") or []},
+            volume_disks={dev: config.volume_disk_element(info, dev)
+                          for dev, info in (migrate_data.get("dest_volumes") or {}).items()})
+        copy = config.local_disk_targets(xml)
+        flags = migration.migration_flags(self.conf, migrate_data, params)
+        mparams = migration.migration_params(self.conf, migrate_data, params, dest_xml, copy)
+        job = migration.LibvirtMigrationJob(self, instance, migrate_data["dest_peer_uri"],
+                                            flags, mparams, params.get("max_downtime_ms"))
+        job.start()
+        return job
+
+    # --- live migration: after ---------------------------------------------------
+    def post_live_migration_at_source(self, instance, block_device_info, migrate_data):
+        # UNDEFINE_SOURCE removed it already; a leftover (e.g. a failed undefine) goes.
+        self._remove_domain(instance)
+
+    def post_live_migration_at_destination(self, instance, network_info, block_device_info,
+                                           migrate_data):
+        dom = self.hosts.lookup(instance["uuid"])
+        if dom is None or not dom.isActive():
+            raise exception.HypervisorError(
+                host=self.host, reason=f"domain {instance['uuid']} did not arrive")
+        self._log_arrival(instance, dom)
+        try:
+            if not dom.isPersistent():  # PERSIST_DEST normally did it
+                self.hosts.get_connection().defineXML(
+                    dom.XMLDesc(libvirt.VIR_DOMAIN_XML_MIGRATABLE))
+            if dom.state()[0] == libvirt.VIR_DOMAIN_PAUSED:
+                # Paused to force completion (migrate_data["forced"] == "paused").
+                LOG.info("Resuming %s, which arrived paused (forced: %s)", instance["uuid"],
+                         migrate_data.get("forced"))
+                dom.resume()
+        except libvirt.libvirtError as e:
+            raise exception.HypervisorError(host=self.host, reason=str(e)) from e
+
+    def _log_arrival(self, instance, dom):
+        """libvirt's own account of the finished migration, for operators."""
+        try:
+            s = dom.jobStats(libvirt.VIR_DOMAIN_JOB_STATS_COMPLETED)
+        except libvirt.libvirtError:
+            return
+        if s:
+            LOG.info("Migration of %s arrived: libvirt job time %s ms, downtime %s ms, "
+                     "memory %s bytes, disk %s bytes", instance["uuid"],
+                     s.get("time_elapsed"), s.get("downtime"), s.get("memory_processed"),
+                     s.get("disk_processed"))
+
+    def rollback_live_migration_at_destination(self, instance, network_info,
+                                               block_device_info, destroy_disks,
+                                               migrate_data):
+        self._remove_domain(instance)
+        if destroy_disks and not migrate_data.get("is_shared_instance_path"):
+            shutil.rmtree(self._instance_dir(instance), ignore_errors=True)
+
+    def cleanup_source_files(self, instance, migrate_data):
+        if not migrate_data.get("is_shared_instance_path"):
+            shutil.rmtree(self._instance_dir(instance), ignore_errors=True)
+

@@ -1,0 +1,178 @@
+"""A libvirt live migration as a :class:`compute.virt.base.MigrationJob`.
+
+``migrateToURI3`` blocks until the guest runs on the destination (or the job
+fails), so it runs in a thread of its own, on a connection of its own. The
+monitor's looks and steering (jobStats, migrateSetMaxDowntime,
+migrateSetMaxSpeed, abortJob, suspend, migrateStartPostCopy) go through a
+second connection: libvirt serves them while the migration call is in
+progress on the first.
+"""
+
+import threading
+
+import libvirt
+from oslo_log import log as logging
+
+from compute.virt import base
+from compute.virt.libvirt import host as host_mod
+from godwit import exception
+
+LOG = logging.getLogger(__name__)
+# libvirt's own ceiling (QEMU_DOMAIN_MIG_BANDWIDTH_MAX): "no cap".
+UNLIMITED_MIB = (2 ** 63 - 1) // (1024 * 1024)
+
+
+def migration_flags(conf, migrate_data, params):
+    """The VIR_MIGRATE_* flags for this migration (see docs/libvirt.md)."""
+    flags = (libvirt.VIR_MIGRATE_LIVE | libvirt.VIR_MIGRATE_PEER2PEER |
+             libvirt.VIR_MIGRATE_UNDEFINE_SOURCE | libvirt.VIR_MIGRATE_PERSIST_DEST)
+    if migrate_data.get("block_migration"):
+        flags |= libvirt.VIR_MIGRATE_NON_SHARED_INC
+    elif migrate_data.get("is_shared_instance_path"):
+        # libvirt cannot tell that a local-looking path is shared and refuses
+        # ("Migration without shared storage is unsafe"); Godwit's probe file
+        # proved that both hosts see the same files, so it is safe here.
+        flags |= libvirt.VIR_MIGRATE_UNSAFE
+    if params.get("auto_converge"):
+        flags |= libvirt.VIR_MIGRATE_AUTO_CONVERGE
+    if params.get("post_copy"):
+        flags |= libvirt.VIR_MIGRATE_POSTCOPY
+    if conf.libvirt.live_migration_tunnelled:
+        flags |= libvirt.VIR_MIGRATE_TUNNELLED
+    if conf.libvirt.live_migration_with_native_tls:
+        flags |= libvirt.VIR_MIGRATE_TLS
+    return flags
+
+
+def migration_params(conf, migrate_data, params, dest_xml, copy_disks):
+    """The typed parameters of migrateToURI3."""
+    p = {libvirt.VIR_MIGRATE_PARAM_DEST_XML: dest_xml,
+         libvirt.VIR_MIGRATE_PARAM_PERSIST_XML: dest_xml}
+    if not conf.libvirt.live_migration_tunnelled:
+        # QEMU-to-QEMU stream to the destination's migration address; without it
+        # libvirt would use the destination's host name.
+        p[libvirt.VIR_MIGRATE_PARAM_URI] = f"tcp://{migrate_data['dest_inbound_addr']}"
+    if params.get("bandwidth_mib"):
+        p[libvirt.VIR_MIGRATE_PARAM_BANDWIDTH] = int(params["bandwidth_mib"])
+    if migrate_data.get("block_migration") and copy_disks:
+        p[libvirt.VIR_MIGRATE_PARAM_MIGRATE_DISKS] = list(copy_disks)
+    return p
+
+
+class LibvirtMigrationJob(base.MigrationJob):
+    """Runs one migrateToURI3 and answers the monitor (see module docstring)."""
+
+    def __init__(self, driver, instance, dest_uri, flags, params, max_downtime_ms):
+        self.driver = driver
+        self.host = driver.host
+        self.uuid = instance["uuid"]
+        self.dest_uri = dest_uri
+        self.flags = flags
+        self.params = params
+        self.max_downtime_ms = max_downtime_ms
+        self.paused = False
+        self.post_copy = False
+        self._last = {}
+        self._done = threading.Event()
+        self._error = None
+        self._conn = None
+        self._thread = threading.Thread(target=self._run, daemon=True,
+                                        name=f"libvirt-migration-{self.uuid[:8]}")
+
+    def _domain(self):
+        """The source domain through the driver's shared (second) connection."""
+        return self.driver.hosts.lookup(self.uuid)
+
+    def start(self):
+        self._conn = host_mod.open_connection(self.driver.hosts.uri, self.host)
+        try:
+            dom = self._conn.lookupByUUIDString(self.uuid)
+            if self.max_downtime_ms:
+                dom.migrateSetMaxDowntime(int(self.max_downtime_ms), 0)
+        except libvirt.libvirtError as e:
+            self._conn.close()
+            raise exception.HypervisorError(host=self.host, reason=str(e)) from e
+        self._thread.start()
+
+    def _run(self):
+        try:
+            dom = self._conn.lookupByUUIDString(self.uuid)
+            LOG.info("Migrating %s to %s (flags 0x%x)", self.uuid, self.dest_uri, self.flags)
+            dom.migrateToURI3(self.dest_uri, self.params, self.flags)
+        except libvirt.libvirtError as e:
+            self._error = exception.HypervisorError(host=self.host, reason=str(e))
+        except Exception as e:  # the monitor reads it through result()
+            self._error = e
+        finally:
+            try:
+                self._conn.close()
+            except libvirt.libvirtError:
+                pass
+            self._done.set()
+
+    # --- MigrationJob ----------------------------------------------------------
+    def stats(self):
+        try:
+            dom = self._domain()
+            raw = dom.jobStats() if dom is not None else {}
+        except libvirt.libvirtError:
+            raw = {}
+        if raw.get("type") in (libvirt.VIR_DOMAIN_JOB_BOUNDED, libvirt.VIR_DOMAIN_JOB_UNBOUNDED):
+            page = raw.get("memory_page_size") or 4096
+            self._last = {
+                "memory_total": raw.get("memory_total", 0),
+                "memory_processed": raw.get("memory_processed", 0),
+                "memory_remaining": raw.get("memory_remaining", 0),
+                "disk_total": raw.get("disk_total", 0),
+                "disk_processed": raw.get("disk_processed", 0),
+                "disk_remaining": raw.get("disk_remaining", 0),
+                "iteration": raw.get("memory_iteration", 0),
+                "dirty_rate": raw.get("memory_dirty_rate", 0) * page,
+                "bandwidth": raw.get("memory_bps", 0) + raw.get("disk_bps", 0),
+                "expected_downtime_ms": raw.get("downtime", 0),
+                "time_elapsed_ms": raw.get("time_elapsed", 0),
+            }
+        return dict(self._last, post_copy=self.post_copy, paused=self.paused)
+
+    def wait(self, timeout):
+        return self._done.wait(timeout)
+
+    def result(self):
+        if not self._done.is_set():
+            raise RuntimeError("migration job still running")
+        if self._error is not None:
+            raise self._error
+
+    def _steer(self, what, fn):
+        """Apply a steering call; a job that already ended ignores it."""
+        if self._done.is_set():
+            return
+        try:
+            dom = self._domain()
+            if dom is not None:
+                fn(dom)
+        except libvirt.libvirtError as e:
+            if not self._done.is_set():
+                LOG.warning("%s on the migration of %s failed: %s", what, self.uuid, e)
+
+    def set_max_downtime(self, ms):
+        self._steer("migrateSetMaxDowntime", lambda d: d.migrateSetMaxDowntime(int(ms), 0))
+
+    def set_max_speed(self, mib_per_s):
+        speed = int(mib_per_s) or UNLIMITED_MIB
+        self._steer("migrateSetMaxSpeed", lambda d: d.migrateSetMaxSpeed(speed, 0))
+
+    def abort(self):
+        self._steer("abortJob", lambda d: d.abortJob())
+
+    def pause(self):
+        def suspend(dom):
+            dom.suspend()
+            self.paused = True
+        self._steer("suspend", suspend)
+
+    def start_post_copy(self):
+        def post_copy(dom):
+            dom.migrateStartPostCopy(0)
+            self.post_copy = True
+        self._steer("migrateStartPostCopy", post_copy)
