@@ -38,7 +38,7 @@ venv: $(STAMP)
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -e '.[test,host]'
 	touch $@
 
 # (internal) Make sure RabbitMQ and PostgreSQL are up on 127.0.0.1.
@@ -53,6 +53,9 @@ demo: venv
 test: venv
 	$(RUFF) check .
 	tools/ensure-services.sh
+	tools/ensure-host-plumbing.sh
+	tools/ensure-libvirt.sh
+	tools/ensure-ssh.sh
 	$(PYTEST) -q tests
 
 # Unit tests only; needs no services.
@@ -62,7 +65,10 @@ unit: venv
 # Functional tests against the real RabbitMQ and PostgreSQL.
 functional: venv
 	tools/ensure-services.sh
-	$(PYTEST) -q tests/functional
+	tools/ensure-host-plumbing.sh
+	tools/ensure-libvirt.sh
+	tools/ensure-ssh.sh
+	$(PYTEST) -q tests/functional tests/real
 
 # Static checks.
 lint: venv

@@ -170,11 +170,162 @@ LIBVIRT_OPTS = [
     cfg.FloatOpt("live_migration_monitor_interval", default=0.5, min=0.01,
                  help="Seconds between two looks at a running migration job (progress, "
                       "downtime steps, timeouts, abort)."),
+    cfg.StrOpt("virt_type", default="qemu", choices=["qemu", "kvm"],
+               help="Domain type of the guests the libvirt driver creates: qemu (TCG, "
+                    "software emulation, works everywhere) or kvm (hardware "
+                    "acceleration, needs a usable /dev/kvm)."),
+    cfg.BoolOpt("live_migration_tunnelled", default=False,
+                help="Send migration data through the libvirtd connection "
+                     "(VIR_MIGRATE_TUNNELLED) instead of a direct QEMU-to-QEMU stream. "
+                     "libvirt cannot combine it with block migration."),
+    cfg.BoolOpt("live_migration_with_native_tls", default=False,
+                help="Encrypt the QEMU-to-QEMU migration stream with QEMU's native TLS "
+                     "(VIR_MIGRATE_TLS); both hosts need the migration certificates "
+                     "libvirt's qemu.conf names."),
+    cfg.StrOpt("migration_peer_uri",
+               help="libvirt URI the source hosts' libvirtd uses to reach this host's "
+                    "libvirtd for a migration (advertised to the source in the "
+                    "pre-check). Default: qemu+<live_migration_scheme>://<this host's "
+                    "live_migration_inbound_addr, or its IP>/system. Set it when "
+                    "libvirtd listens on a non-default port."),
 ]
 
 ALL_OPTS = [
     cfg.IntOpt("compute_hosts", default=3, min=1,
                help="How many fake compute hosts godwit-all starts (compute1..N)."),
+]
+
+
+# Options of the real host drivers (compute/vif, compute/firewall, compute/volume):
+# one group per driver, listed once here for register_opts and opts.list_opts.
+VIF_OVS_OPTS = [
+    cfg.StrOpt("bridge", default="br-int",
+               help="Open vSwitch integration bridge the 'ovs' VIF driver plugs ports into "
+                    "(created with datapath_type if missing). A VIF's details may name "
+                    "another bridge with the key 'bridge'."),
+    cfg.StrOpt("datapath_type", default="netdev", choices=["netdev", "system"],
+               help="Datapath of the bridges the 'ovs' VIF driver creates: 'system' needs "
+                    "the openvswitch kernel module, 'netdev' is the userspace datapath "
+                    "that works without it."),
+]
+
+# Godwit's own copy of the os-vif ovs plugin options it uses (os-vif reads them
+# from its [os_vif_ovs] group); kept here so the sample does not depend on
+# whether os-vif is installed. The plugin's other options keep os-vif's defaults.
+OS_VIF_OVS_OPTS = [
+    cfg.StrOpt("ovsdb_connection", default="tcp:127.0.0.1:6640",
+               help="OVSDB endpoint of this host's Open vSwitch, e.g. "
+                    "unix:/run/openvswitch/db.sock."),
+    cfg.IntOpt("ovs_vsctl_timeout", default=120, min=0,
+               help="Seconds to wait for an answer from OVSDB; 0 waits forever."),
+    cfg.IntOpt("network_device_mtu", default=1500, min=68,
+               help="MTU of the ports and taps the 'ovs' VIF driver creates when the VIF's "
+                    "details give none ('mtu')."),
+    cfg.BoolOpt("isolate_vif", default=False,
+                help="Plug new ports into the dead VLAN 4095 until the Neutron OVS agent "
+                     "binds them (only for the ML2/OVS agent)."),
+]
+
+VIF_BRIDGE_OPTS = [
+    cfg.ListOpt("bridge_mappings", default=[],
+                help="'<network_id>:<bridge>' pairs: the Linux bridge each network's VIFs "
+                     "join. Networks not listed get 'br-<first 11 characters of the "
+                     "network id>'. Bridges the driver creates itself are removed again "
+                     "when their last port goes; bridges it found are never removed."),
+    cfg.StrOpt("netns", default="",
+               help="Network namespace the 'linux_bridge' VIF driver works in; empty is "
+                    "the agent's own (tests put a fake host in a namespace)."),
+]
+
+FIREWALL_OPTS = [
+    cfg.StrOpt("table", default="godwit",
+               help="nftables table (family inet) that holds the instances' ingress "
+                    "chains; the 'nftables' firewall driver owns it."),
+    cfg.ListOpt("default_ingress", default=[],
+                help="Ingress allowed to every instance besides replies to its own "
+                     "traffic, IPv6 neighbour discovery and DHCP replies: rules like "
+                     "'icmp', 'icmpv6', 'tcp:22', 'udp:5000-5010', each optionally limited "
+                     "to a source with '@<cidr>' ('tcp:22@198.51.100.0/24'). Everything "
+                     "else to the instance is dropped."),
+    cfg.StrOpt("netns", default="",
+               help="Network namespace the 'nftables' firewall driver works in (runs "
+                    "'ip netns exec <netns> nft'); empty is the agent's own."),
+]
+
+ISCSI_QEMU_OPTS = [
+    cfg.FloatOpt("connect_timeout", default=5.0, min=0.1,
+                 help="Seconds to wait for a TCP connection to an iSCSI portal before "
+                      "connect_volume fails."),
+    cfg.BoolOpt("probe_lun", default=True,
+                help="Also log in and read the LUN's inquiry data with libiscsi's "
+                     "iscsi-inq when that tool is installed (package libiscsi-bin)."),
+]
+
+LOCAL_BLOCK_OPTS = [
+    cfg.StrOpt("volumes_path", default="$state_path/volumes",
+               help="Directory of the 'local_block' driver's backing files, one per volume "
+                    "named volume-<volume_id>, unless a BDM's connection_info names its "
+                    "file ('data': {'backing_file': ...})."),
+]
+
+OS_BRICK_OPTS = [
+    cfg.BoolOpt("use_multipath", default=False,
+                help="Let os-brick connect through multipathd."),
+    cfg.IntOpt("device_scan_attempts", default=3, min=1,
+               help="How often os-brick rescans for the device after the iSCSI login."),
+    cfg.StrOpt("lock_path", default="$state_path/locks",
+               help="Directory of os-brick's inter-process locks."),
+]
+
+HOST_DRIVER_OPTS = [
+    ("vif_ovs", VIF_OVS_OPTS),
+    ("os_vif_ovs", OS_VIF_OVS_OPTS),
+    ("vif_bridge", VIF_BRIDGE_OPTS),
+    ("firewall", FIREWALL_OPTS),
+    ("iscsi_qemu", ISCSI_QEMU_OPTS),
+    ("local_block", LOCAL_BLOCK_OPTS),
+    ("os_brick", OS_BRICK_OPTS),
+]
+
+
+# Copying disks between compute hosts for cold migration and resize
+# (compute/transfer/, docs/cold-migration-transfer.md).
+TRANSFER_OPTS = [
+    cfg.StrOpt("driver", default="local",
+               help="How disks are copied to the destination host in a cold migration or "
+                    "resize, an entry point in 'godwit.transfer_drivers': 'local' (the "
+                    "instance path is shared storage, or both hosts are this machine), "
+                    "'rsync' (over SSH, keeps sparse images sparse; rsync on both hosts) "
+                    "or 'scp' (over SSH; needs only sshd on the destination, but writes "
+                    "holes as zeros)."),
+    cfg.StrOpt("ssh_user", default="",
+               help="User to log in as on the other compute hosts; empty means the user "
+                    "this service runs as."),
+    cfg.PortOpt("ssh_port", default=22, help="Port of sshd on the other compute hosts."),
+    cfg.StrOpt("ssh_key_file", default="",
+               help="Private key (absolute path, no passphrase) to log in with; empty "
+                    "uses ssh's default keys of the service user (~/.ssh/id_*)."),
+    cfg.StrOpt("ssh_known_hosts_file", default="",
+               help="known_hosts file for the other compute hosts. When set, ssh runs "
+                    "with StrictHostKeyChecking=accept-new: the first connection to a "
+                    "host records its key in this file, later connections must present "
+                    "the same key (a changed key fails the transfer). Empty uses "
+                    "~/.ssh/known_hosts and /etc/ssh/ssh_known_hosts, where every "
+                    "host's key must already be (ssh-keyscan): ssh runs in batch mode "
+                    "and never asks."),
+    cfg.IntOpt("ssh_connect_timeout", default=10, min=1,
+               help="Seconds ssh waits for the TCP connection to the other host."),
+    cfg.ListOpt("rsync_options", default=["--sparse", "--whole-file"],
+                help="Options the 'rsync' driver adds to 'rsync -a'. --sparse keeps "
+                     "unallocated ranges of qcow2 and raw images unallocated on the "
+                     "destination; --whole-file skips the delta algorithm, which only "
+                     "costs CPU when the destination has no older copy (the normal "
+                     "case). --inplace is left out on purpose: without it rsync writes "
+                     "to a temporary file and renames it when complete. Add "
+                     "--compress on slow links."),
+    cfg.IntOpt("bandwidth_limit_kbps", default=0, min=0,
+               help="Upper limit of a disk copy's bandwidth in KiB/s (rsync --bwlimit, "
+                    "scp -l in Kbit/s accordingly); 0 means unlimited."),
 ]
 
 
@@ -186,6 +337,9 @@ def register_opts(conf):
     conf.register_opts(FAKE_OPTS, group="fake")
     conf.register_opts(ALL_OPTS, group="all")
     conf.register_opts(LIBVIRT_OPTS, group="libvirt")
+    conf.register_opts(TRANSFER_OPTS, group="transfer")
+    for group, opts in HOST_DRIVER_OPTS:
+        conf.register_opts(opts, group=group)
     logging.register_options(conf)
     # Register oslo.messaging's transport options now (it would on first use,
     # with these same objects) so that transport_url can be read and defaulted

@@ -12,4 +12,6 @@ def list_opts():
         ("fake", godwit_conf.FAKE_OPTS),
         ("all", godwit_conf.ALL_OPTS),
         ("libvirt", godwit_conf.LIBVIRT_OPTS),
+        ("transfer", godwit_conf.TRANSFER_OPTS),
+        *godwit_conf.HOST_DRIVER_OPTS,
     ]
