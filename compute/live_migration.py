@@ -31,7 +31,7 @@ import threading
 import oslo_messaging as messaging
 from oslo_log import log as logging
 
-from compute import migration_monitor
+from compute import migration_monitor, steps
 from godwit import exception, state_machine, states
 
 LOG = logging.getLogger(__name__)
@@ -224,22 +224,15 @@ class LiveMigrations:
     def _finish(self, ctxt, migration_id, instance, nw, bdms, dest, migrate_data):
         """Stage 3: finalise both hosts; each step is tried even if one fails."""
         m = self.m
-        problems = []
         with m.event(ctxt, instance["uuid"], "compute_post_live_migration"), \
                 m.notifier.phase(ctxt, "live_migration_post", instance):
-            for what, fn in (
-                    ("source volume connections",
-                     lambda: m.volume_driver.disconnect_all(instance, bdms)),
-                    ("source filter", lambda: m.firewall_driver.unfilter_instance(instance, nw)),
-                    ("source VIFs", lambda: m.vif_driver.unplug_all(instance, nw)),
-                    ("source domain",
-                     lambda: m.driver.post_live_migration_at_source(instance, bdms,
-                                                                    migrate_data))):
-                try:
-                    fn()
-                except Exception as e:
-                    LOG.exception("Post live migration: %s on %s", what, m.host)
-                    problems.append(f"{what} on {m.host}: {exception.message_of(e)}")
+            problems = steps.run_all([
+                ("source volume connections",
+                 lambda: m.volume_driver.disconnect_all(instance, bdms)),
+                ("source filter", lambda: m.firewall_driver.unfilter_instance(instance, nw)),
+                ("source VIFs", lambda: m.vif_driver.unplug_all(instance, nw)),
+                ("source domain", lambda: m.driver.post_live_migration_at_source(
+                    instance, bdms, migrate_data))], m.host, "post live migration")
         dest_ok = True
         try:
             m.compute_rpc.post_live_migration_at_destination(ctxt, dest, migration_id,
@@ -275,22 +268,18 @@ class LiveMigrations:
         m = self.m
         from_status, to_status = edge
         LOG.warning("Rolling back live migration %s: %s", migration["id"], reason)
-        problems = []
         with m.event(ctxt, instance["uuid"], "compute_rollback_live_migration"), \
                 m.notifier.phase(ctxt, "live_migration_rollback", instance):
-            try:
-                m.compute_rpc.rollback_live_migration_at_destination(
+            problems = steps.run_all([
+                (f"cleaning {dest}", lambda: m.compute_rpc.rollback_live_migration_at_destination(
                     ctxt, dest, migration["id"], migrate_data,
-                    destroy_disks=not migrate_data.get("is_shared_instance_path"))
-            except Exception as e:
-                problems.append(f"cleaning {dest}: {exception.message_of(e)}")
-            # The source's networking was never taken down before the switch;
-            # re-asserting it is idempotent and repairs a half-done step.
-            try:
-                m.vif_driver.plug_all(instance, nw)
-                m.firewall_driver.apply_instance_filter(instance, nw)
-            except Exception as e:
-                problems.append(f"restoring networking on {m.host}: {exception.message_of(e)}")
+                    destroy_disks=not migrate_data.get("is_shared_instance_path"))),
+                # The source's networking was never taken down before the switch;
+                # re-asserting it is idempotent and repairs a half-done step.
+                (f"restoring networking on {m.host}", lambda: (
+                    m.vif_driver.plug_all(instance, nw),
+                    m.firewall_driver.apply_instance_filter(instance, nw)))],
+                purpose="live migration rollback")
         if problems:
             reason = reason + "; rollback incomplete: " + "; ".join(problems)
             to_status = states.ERROR_MIGRATION
@@ -328,23 +317,16 @@ class LiveMigrations:
     def rollback_at_destination(self, ctxt, migration_id, migrate_data, destroy_disks):
         m = self.m
         instance, nw, bdms = self._context(ctxt, migration_id)
-        problems = []
         with m.event(ctxt, instance["uuid"],
                      "compute_rollback_live_migration_at_destination"), \
                 m.notifier.phase(ctxt, "live_migration_rollback_dest", instance):
-            for what, fn in (
-                    ("volume connections",
-                     lambda: m.volume_driver.disconnect_all(instance, bdms)),
-                    ("filter", lambda: m.firewall_driver.unfilter_instance(instance, nw)),
-                    ("VIFs", lambda: m.vif_driver.unplug_all(instance, nw)),
-                    ("domain and files",
-                     lambda: m.driver.rollback_live_migration_at_destination(
-                         instance, nw, bdms, destroy_disks, migrate_data))):
-                try:
-                    fn()
-                except Exception as e:
-                    LOG.exception("Rollback at destination: %s on %s", what, m.host)
-                    problems.append(f"{what}: {exception.message_of(e)}")
+            problems = steps.run_all([
+                ("volume connections", lambda: m.volume_driver.disconnect_all(instance, bdms)),
+                ("filter", lambda: m.firewall_driver.unfilter_instance(instance, nw)),
+                ("VIFs", lambda: m.vif_driver.unplug_all(instance, nw)),
+                ("domain and files", lambda: m.driver.rollback_live_migration_at_destination(
+                    instance, nw, bdms, destroy_disks, migrate_data))],
+                purpose="rollback at destination")
             if problems:
                 raise exception.HypervisorError(host=m.host, reason="; ".join(problems))
         return True

@@ -13,7 +13,7 @@ import oslo_messaging as messaging
 from oslo_log import log as logging
 
 import godwit
-from compute import drivers, live_migration, resize
+from compute import drivers, live_migration, resize, steps
 from compute import rpcapi as compute_rpcapi
 from conductor import rpcapi as conductor_rpcapi
 from godwit import context as godwit_context
@@ -106,19 +106,12 @@ class ComputeManager:
 
     def _teardown(self, instance, nw, bdms, destroy_disks=True):
         """Remove everything of ``instance`` from this host; report what failed."""
-        failures = []
-        for what, fn in (
-                ("filter", lambda: self.firewall_driver.unfilter_instance(instance, nw)),
-                ("vifs", lambda: self.vif_driver.unplug_all(instance, nw)),
-                ("volumes", lambda: self.volume_driver.disconnect_all(instance, bdms)),
-                ("domain", lambda: self.driver.destroy(instance, nw, bdms, destroy_disks))):
-            try:
-                fn()
-            except Exception as e:
-                LOG.exception("Teardown of %s on %s: %s failed", instance["uuid"], self.host,
-                              what)
-                failures.append(f"{what}: {e}")
-        return failures
+        return steps.run_all([
+            ("filter", lambda: self.firewall_driver.unfilter_instance(instance, nw)),
+            ("vifs", lambda: self.vif_driver.unplug_all(instance, nw)),
+            ("volumes", lambda: self.volume_driver.disconnect_all(instance, bdms)),
+            ("domain", lambda: self.driver.destroy(instance, nw, bdms, destroy_disks))],
+            purpose=f"teardown of {instance['uuid']} on {self.host}")
 
     def terminate_instance(self, ctxt, instance_uuid):
         info = self.conductor.instance_get(ctxt, instance_uuid)

@@ -20,7 +20,7 @@ so a repeated cast does nothing twice.
 
 from oslo_log import log as logging
 
-from compute import transfer
+from compute import steps, transfer
 from godwit import exception, states
 
 LOG = logging.getLogger(__name__)
@@ -132,18 +132,12 @@ class Resizes:
     def _undo_copy(self, instance, migration, dest_info, bdms, nw):
         """The copy failed: the guest goes back to how it was on this host."""
         m = self.m
-        problems = []
-        for what, fn in (
-                ("partial copy", lambda: m.driver.cleanup_failed_migration(
-                    instance, migration, dest_info, self.transfer)),
-                ("volumes", lambda: m.volume_driver.connect_all(instance, bdms)),
-                ("power", lambda: _power_on(migration) and m.driver.power_on(instance))):
-            try:
-                fn()
-            except Exception as e:
-                LOG.exception("Undoing the copy: %s", what)
-                problems.append(f"{what} on {m.host}: {exception.message_of(e)}")
-        return problems
+        return steps.run_all([
+            ("partial copy", lambda: m.driver.cleanup_failed_migration(
+                instance, migration, dest_info, self.transfer)),
+            ("volumes", lambda: m.volume_driver.connect_all(instance, bdms)),
+            ("power", lambda: _power_on(migration) and m.driver.power_on(instance))],
+            m.host, "undoing the copy")
 
     # --- destination: finish_resize --------------------------------------------
     def finish_resize(self, ctxt, migration_id, disk_info):
@@ -180,20 +174,14 @@ class Resizes:
         migration, instance, nw, _bdms, _c = self._context(ctxt, migration_id)
         if migration["status"] != states.CONFIRMING:
             return
-        problems = []
         with m.event(ctxt, instance["uuid"], "compute_confirm_resize"), \
                 m.notifier.phase(ctxt, "resize_confirm", instance):
-            steps = [("files and domain", lambda: self._driver().confirm_migration(
+            work = [("files and domain", lambda: self._driver().confirm_migration(
                 instance, migration))]
             if migration["source_compute"] != migration["dest_compute"]:
-                steps += [("filter", lambda: m.firewall_driver.unfilter_instance(instance, nw)),
-                          ("VIFs", lambda: m.vif_driver.unplug_all(instance, nw))]
-            for what, fn in steps:
-                try:
-                    fn()
-                except Exception as e:
-                    LOG.exception("Confirm resize: %s on %s", what, m.host)
-                    problems.append(f"{what} on {m.host}: {exception.message_of(e)}")
+                work += [("filter", lambda: m.firewall_driver.unfilter_instance(instance, nw)),
+                         ("VIFs", lambda: m.vif_driver.unplug_all(instance, nw))]
+            problems = steps.run_all(work, m.host, "confirm resize")
         vm_values = {"vm_state": migration["old_vm_state"] or states.ACTIVE,
                      "task_state": None}
         if problems:
@@ -232,19 +220,14 @@ class Resizes:
             return
         old_flavor = context["old_flavor"]
         restored = dict(instance, **_flavor_values(old_flavor))
-        problems = []
         with m.event(ctxt, instance["uuid"], "compute_finish_revert_resize"):
-            for what, fn in (
-                    ("domain and files", lambda: self._driver().finish_revert_migration(
-                        restored, migration, nw, bdms, _power_on(migration))),
-                    ("volumes", lambda: m.volume_driver.connect_all(restored, bdms)),
-                    ("VIFs", lambda: m.vif_driver.plug_all(restored, nw)),
-                    ("filter", lambda: m.firewall_driver.apply_instance_filter(restored, nw))):
-                try:
-                    fn()
-                except Exception as e:
-                    LOG.exception("Finish revert: %s on %s", what, m.host)
-                    problems.append(f"{what} on {m.host}: {exception.message_of(e)}")
+            problems = steps.run_all([
+                ("domain and files", lambda: self._driver().finish_revert_migration(
+                    restored, migration, nw, bdms, _power_on(migration))),
+                ("volumes", lambda: m.volume_driver.connect_all(restored, bdms)),
+                ("VIFs", lambda: m.vif_driver.plug_all(restored, nw)),
+                ("filter", lambda: m.firewall_driver.apply_instance_filter(restored, nw))],
+                m.host, "finish revert")
         values = dict(_flavor_values(old_flavor), host=migration["source_compute"],
                       node=migration["source_node"], task_state=None,
                       vm_state=migration["old_vm_state"] or states.ACTIVE,
