@@ -7,9 +7,11 @@ requests change nothing.
 """
 
 import random
+import re
 
 import oslo_messaging as messaging
 from oslo_log import log as logging
+from sqlalchemy import func
 
 from api import policy as policy_mod
 from conductor import migrate as cold_migrate
@@ -40,13 +42,76 @@ class ComputeAPI:
             raise exception.InstanceNotFound(instance_id=server_id)
         return instance
 
-    def list_servers(self, ctxt, filters, limit=None, marker=None, all_projects=False):
+    def list_servers(self, ctxt, filters, limit=None, marker=None, all_projects=False,
+                     detail=False, sort=None, regex=None, changes_before=None,
+                     predicate=None):
+        """Servers matching ``filters`` (column -> value or tuple of values) and
+        ``regex`` (column -> pattern, matched anywhere as Nova's REGEXP does),
+        newest first unless ``sort`` [(column, "asc"|"desc")] says otherwise."""
+        from sqlalchemy import or_, select
+
+        from godwit.db import models
+        kind = "detail" if detail else "index"
+        self.authorize(ctxt, f"os_compute_api:servers:{kind}")
         filters = dict(filters)
         if all_projects:
-            self.authorize(ctxt, "os_compute_api:servers:index:get_all_tenants")
+            self.authorize(ctxt, f"os_compute_api:servers:{kind}:get_all_tenants")
         else:
             filters["project_id"] = ctxt.project_id
-        return self.db.instance_list(filters, limit=limit, marker=marker)
+        inst = models.Instance
+        changed = func.coalesce(inst.updated_at, inst.created_at)
+        q = select(inst)
+        deleted = filters.pop("deleted", None)
+        changes_since = filters.pop("changes_since", None)
+        if changes_since is not None:
+            q = q.where(changed >= changes_since)
+        if changes_before is not None:
+            q = q.where(changed <= changes_before)
+        if deleted is True:
+            q = q.where(inst.deleted_at.is_not(None))
+        elif changes_since is None and changes_before is None:
+            q = q.where(inst.deleted_at.is_(None))
+        for column, value in filters.items():
+            col = getattr(inst, column)
+            if isinstance(value, (tuple, list, set, frozenset)):
+                values = [v for v in value if v is not None]
+                cond = col.in_(values)
+                if None in value:
+                    cond = or_(cond, col.is_(None))
+                q = q.where(cond)
+            else:
+                q = q.where(col.is_(None) if value is None else col == value)
+        order = []
+        for key, direction in (sort or [("created_at", "desc")]):
+            col = getattr(inst, key)
+            order.append(col.desc() if direction == "desc" else col.asc())
+        order.append(inst.id.desc() if (sort or [("", "desc")])[0][1] == "desc"
+                     else inst.id.asc())
+        q = q.order_by(*order)
+        if limit is not None and not regex and predicate is None and not marker:
+            q = q.limit(limit)
+        with self.db.transaction() as s:
+            rows = [r.to_dict() for r in s.scalars(q)]
+        if regex:
+            compiled = {k: re.compile(v) for k, v in regex.items()}
+            rows = [r for r in rows
+                    if all(p.search("" if r[k] is None else str(r[k]))
+                           for k, p in compiled.items())]
+        if predicate is not None:
+            rows = [r for r in rows if predicate(r)]
+        if marker:
+            ids = [r["uuid"] for r in rows]
+            if marker not in ids:
+                with self.db.transaction() as s:
+                    exists = s.scalars(select(inst.id).where(inst.uuid == marker)).first()
+                if exists is None:
+                    raise exception.Invalid(f"marker [{marker}] not found")
+                rows = []
+            else:
+                rows = rows[ids.index(marker) + 1:]
+        if limit is not None:
+            rows = rows[:limit]
+        return rows
 
     def create_server(self, ctxt, name, flavor_ref, availability_zone=None,
                       block_devices=(), config_drive=False, image_ref=""):
@@ -110,8 +175,9 @@ class ComputeAPI:
 
     # --- live migration ---------------------------------------------------------
     def live_migrate(self, ctxt, server_id, host, block_migration):
-        self.authorize(ctxt, "os_compute_api:os-migrate-server:migrate_live")
-        self.get_server(ctxt, server_id)
+        instance = self.get_server(ctxt, server_id)
+        rule = policy_mod.MIGRATE_LIVE + (":host" if host else "")
+        self.authorize(ctxt, rule, {"project_id": instance["project_id"]})
         try:
             return self.conductor.live_migrate_instance(ctxt, server_id, host, block_migration)
         except messaging.MessagingTimeout:
@@ -130,8 +196,9 @@ class ComputeAPI:
                        "is running.") from None
 
     def migrate(self, ctxt, server_id, host=None):
-        self.authorize(ctxt, "os_compute_api:os-migrate-server:migrate")
-        self.get_server(ctxt, server_id)
+        instance = self.get_server(ctxt, server_id)
+        rule = policy_mod.MIGRATE + (":host" if host else "")
+        self.authorize(ctxt, rule, {"project_id": instance["project_id"]})
         return self._call_conductor(self.conductor.migrate_server, ctxt, server_id, None,
                                     host)
 
@@ -210,25 +277,58 @@ class ComputeAPI:
         return self.db.migration_list(filters, limit=limit, marker=marker)
 
     def server_migrations(self, ctxt, server_id):
-        self.authorize(ctxt, "os_compute_api:servers:migrations:index")
-        self.get_server(ctxt, server_id)
+        instance = self.get_server(ctxt, server_id)
+        self.authorize(ctxt, "os_compute_api:servers:migrations:index",
+                       {"project_id": instance["project_id"]})
         in_progress = [st for st in states.MIGRATION_IN_PROGRESS]
         return self.db.migration_list({"instance_uuid": server_id,
                                        "migration_type": states.LIVE_MIGRATION,
                                        "status": in_progress})
 
-    def server_migration(self, ctxt, server_id, migration_id):
-        self.authorize(ctxt, "os_compute_api:servers:migrations:show")
-        self.get_server(ctxt, server_id)
-        migration = self.db.migration_get(int(migration_id)) if str(migration_id).isdigit() \
-            else self.db.migration_get_by_uuid(migration_id)
+    def _migration_of(self, server_id, migration_id):
+        """The migration ``migration_id`` (its id, or its uuid) of ``server_id``."""
+        try:
+            migration = self.db.migration_get(int(migration_id)) \
+                if str(migration_id).isdigit() else self.db.migration_get_by_uuid(migration_id)
+        except exception.MigrationNotFound:
+            raise exception.MigrationNotFoundForInstance(migration_id=migration_id,
+                                                         instance_id=server_id) from None
         if migration["instance_uuid"] != server_id:
             raise exception.MigrationNotFoundForInstance(migration_id=migration_id,
                                                          instance_id=server_id)
         return migration
 
-    def _live_migration_in(self, ctxt, server_id, migration_id, action, allowed):
-        m = self.server_migration(ctxt, server_id, migration_id)
+    def server_migration(self, ctxt, server_id, migration_id):
+        """An in-progress live migration of the server (Nova shows no other kind)."""
+        instance = self.get_server(ctxt, server_id)
+        self.authorize(ctxt, "os_compute_api:servers:migrations:show",
+                       {"project_id": instance["project_id"]})
+        migration = self._migration_of(server_id, migration_id)
+        if migration["migration_type"] != states.LIVE_MIGRATION:
+            raise exception.NotFound(
+                f"Migration {migration_id} of server {server_id} is not a live migration "
+                f"(GET /os-migrations?instance_uuid={server_id} lists every kind).")
+        if migration["status"] not in (states.QUEUED, states.PREPARING,
+                                       states.RUNNING_MIGRATION, states.POST_MIGRATING):
+            raise exception.NotFound(
+                f"Live migration {migration_id} of server {server_id} is not in progress "
+                f"(it is {migration['status']}; GET /os-migrations?instance_uuid={server_id} "
+                "shows finished ones).")
+        return migration
+
+    def _live_migration_in(self, ctxt, server_id, migration_id, rule, action, allowed):
+        """Nova's checks for abort and force_complete, in Nova's order: the server
+        (404), the policy (403), the server migrating (409), the migration (404 or
+        400), its status (400)."""
+        instance = self.get_server(ctxt, server_id)
+        self.authorize(ctxt, rule, {"project_id": instance["project_id"]})
+        if instance["task_state"] != states.MIGRATING:
+            raise exception.InstanceInvalidState(
+                action=action, instance_id=server_id, attr="task_state",
+                state=instance["task_state"],
+                hint="Only a server that is being live-migrated (task_state migrating) "
+                     "has a live migration to steer.")
+        m = self._migration_of(server_id, migration_id)
         if m["migration_type"] != states.LIVE_MIGRATION or m["status"] not in allowed:
             raise exception.InvalidMigrationState(
                 migration_id=migration_id, instance_id=server_id, status=m["status"],
@@ -237,39 +337,53 @@ class ComputeAPI:
 
     def abort_live_migration(self, ctxt, server_id, migration_id, allow_early):
         """Abort; queued and preparing migrations only when ``allow_early`` (2.65+)."""
-        self.authorize(ctxt, "os_compute_api:servers:migrations:delete")
         allowed = {states.RUNNING_MIGRATION}
         if allow_early:
             allowed |= {states.QUEUED, states.PREPARING}
-        m = self._live_migration_in(ctxt, server_id, migration_id, "abort", allowed)
+        m = self._live_migration_in(ctxt, server_id, migration_id,
+                                    "os_compute_api:servers:migrations:delete", "abort",
+                                    allowed)
         self.db.action_start(ctxt, server_id, "live_migration_abort")
         self.compute_rpc.live_migration_abort(ctxt, m["source_compute"], m["id"])
 
     def force_complete(self, ctxt, server_id, migration_id):
-        self.authorize(ctxt, "os_compute_api:servers:migrations:force_complete")
-        m = self._live_migration_in(ctxt, server_id, migration_id, "force_complete",
-                                    {states.RUNNING_MIGRATION})
+        m = self._live_migration_in(ctxt, server_id, migration_id,
+                                    "os_compute_api:servers:migrations:force_complete",
+                                    "force_complete", {states.RUNNING_MIGRATION})
         self.db.action_start(ctxt, server_id, "live_migration_force_complete")
         self.compute_rpc.live_migration_force_complete(ctxt, m["source_compute"], m["id"])
 
     # --- actions ---------------------------------------------------------------
-    def list_actions(self, ctxt, server_id):
+    def _server_for_actions(self, ctxt, server_id, rule):
         instance = self.db.instance_get(server_id, read_deleted=True)
-        self.authorize(ctxt, "os_compute_api:os-instance-actions:list", instance)
+        if not ctxt.is_admin and instance["project_id"] != ctxt.project_id:
+            raise exception.InstanceNotFound(instance_id=server_id)
+        self.authorize(ctxt, rule, {"project_id": instance["project_id"]})
+        return instance
+
+    def list_actions(self, ctxt, server_id):
+        self._server_for_actions(ctxt, server_id, "os_compute_api:os-instance-actions:list")
         return self.db.action_list(server_id)
 
     def get_action(self, ctxt, server_id, request_id):
-        instance = self.db.instance_get(server_id, read_deleted=True)
-        self.authorize(ctxt, "os_compute_api:os-instance-actions:show", instance)
+        """The action and its events, or None for events the caller may not see.
+
+        Returns ``(action, events, show_host_and_traceback, project_id)``.
+        """
+        instance = self._server_for_actions(ctxt, server_id,
+                                            "os_compute_api:os-instance-actions:show")
         action = self.db.action_get_by_request_id(server_id, request_id)
         if action is None:
-            raise exception.NotFound(f"Action {request_id} not found for server {server_id}.")
+            raise exception.NotFound(f"Action {request_id} not found for server {server_id}; "
+                                     f"GET /servers/{server_id}/os-instance-actions lists "
+                                     "them.")
+        target = {"project_id": instance["project_id"]}
+        privileged = self.policy.check(ctxt, "os_compute_api:os-instance-actions:events",
+                                       target)
+        details = self.policy.check(ctxt, "os_compute_api:os-instance-actions:events:details",
+                                    target)
         events = self.db.event_list(action["id"])
-        if not self.policy.check(ctxt, "os_compute_api:os-instance-actions:events:details"):
-            for e in events:
-                e.pop("traceback", None)
-                e.pop("host", None)
-        return action, events
+        return action, events, privileged, details
 
     # --- flavors, services, hypervisors ---------------------------------------
     def list_flavors(self, ctxt):
@@ -282,15 +396,22 @@ class ComputeAPI:
         self.authorize(ctxt, "os_compute_api:os-services:list")
         return self.db.service_list(binary=binary, host=host)
 
+    def get_service(self, ctxt, service_id):
+        self.authorize(ctxt, "os_compute_api:os-services:update")
+        return self.db.service_get(service_id)
+
     def update_service(self, ctxt, service_id, values):
         self.authorize(ctxt, "os_compute_api:os-services:update")
         return self.db.service_update(service_id, values)
 
-    def list_hypervisors(self, ctxt):
-        self.authorize(ctxt, "os_compute_api:os-hypervisors:list")
+    def list_hypervisors(self, ctxt, rule="os_compute_api:os-hypervisors:list"):
+        self.authorize(ctxt, rule)
         out = []
         services = {s["host"]: s for s in self.db.service_list(binary=states.SERVICE_COMPUTE)}
         for node in self.db.compute_node_list():
             usage = self.db.host_usage(node["host"])
             out.append((node, services.get(node["host"]), usage))
         return out
+
+    def servers_on_host(self, ctxt, host):
+        return self.db.instance_list({"host": host})

@@ -25,14 +25,18 @@ ROUTES = {
     V + "/flavors/detail": {"GET": admin.list_flavors_detail},
     V + "/flavors/{flavor_id}": {"GET": admin.show_flavor},
     V + "/os-services": {"GET": admin.list_services},
-    V + "/os-services/disable": {"PUT": admin.disable_service},
-    V + "/os-services/disable-log-reason": {"PUT": admin.disable_service_log_reason},
-    V + "/os-services/enable": {"PUT": admin.enable_service},
+    # Before 2.53 {service_id} is an action: enable, disable, disable-log-reason,
+    # force-down; from 2.53 the service's uuid.
     V + "/os-services/{service_id}": {"PUT": admin.update_service},
     V + "/os-hypervisors": {"GET": admin.list_hypervisors},
     V + "/os-hypervisors/detail": {"GET": admin.list_hypervisors_detail},
+    V + "/os-hypervisors/{hypervisor_id}": {"GET": admin.show_hypervisor},
 }
 
+# Answered without authentication (as Nova's version documents are).
+PUBLIC = {"/", V}
 
-def build_app(compute_api):
-    return wsgi.Application(compute_api, ROUTES)
+
+def build_app(compute_api, conf=None):
+    """The WSGI application, wrapped for ``[api] auth_strategy``."""
+    return wsgi.build(compute_api, ROUTES, PUBLIC, conf or compute_api.conf)

@@ -1,41 +1,170 @@
 """/servers: the servers, their actions, migrations and instance actions."""
 
 from api import schemas, views
-from godwit import exception
+from godwit import exception, states
+from godwit.db import api as db_api
+
+MAX_LIMIT = 1000  # Nova's [api] max_limit
+
+# Server list filters anyone may use; the rest need allow_all_filters (admins)
+# and are dropped silently for others, as in Nova.
+USER_FILTERS = {"reservation_id", "name", "status", "image", "flavor", "ip",
+                "changes-since", "changes-before", "ip6", "tags", "tags-any", "not-tags",
+                "not-tags-any", "all_tenants", "limit", "marker", "sort_key", "sort_dir"}
+# Equality filters on instance columns (query name -> column).
+EQUAL_FILTERS = {"host": "host", "uuid": "uuid", "user_id": "user_id",
+                 "vm_state": "vm_state", "task_state": "task_state", "image": "image_ref",
+                 "image_ref": "image_ref"}
+# Regular-expression filters on instance columns (Nova matches them anywhere).
+REGEX_FILTERS = {"name": "display_name", "display_name": "display_name", "node": "node",
+                 "availability_zone": "availability_zone", "power_state": "power_state",
+                 "progress": "progress", "launched_at": "launched_at",
+                 "terminated_at": "terminated_at", "created_at": "created_at"}
+# Filters on what Godwit servers never have (IPs, tags, key pairs, ...): a
+# non-empty value matches no server.
+NEVER_MATCH = {"ip", "ip6", "tags", "tags-any", "key_name", "kernel_id", "ramdisk_id",
+               "locked_by", "root_device_name", "access_ip_v4", "access_ip_v6",
+               "description", "display_description", "reservation_id", "launch_index"}
+SORT_COLUMNS = {"created_at", "updated_at", "display_name", "host", "node", "vm_state",
+                "task_state", "power_state", "uuid", "user_id", "project_id", "launched_at",
+                "terminated_at", "availability_zone", "image_ref", "instance_type_id",
+                "progress", "config_drive"}
 
 
 def _flavors(req):
     return {f["id"]: f for f in req.api.list_flavors(req.context)}
 
 
-def _limit(req):
-    value = req.params.get("limit")
+def limit_param(req, query, name="limit"):
+    """Nova's limit: a non-negative integer, capped at MAX_LIMIT."""
+    value = schemas.first(query, name)
     if value is None:
         return None
-    if not value.isdigit():
-        raise exception.Invalid(reason=f"limit must be a non-negative integer, not {value!r}")
-    return int(value)
+    if not str(value).isdigit():
+        raise exception.Invalid(f"limit param must be an integer, not {value!r}")
+    return min(int(value), MAX_LIMIT)
+
+
+def _all_tenants(query):
+    if "all_tenants" not in query:
+        return False
+    value = schemas.first(query, "all_tenants")
+    if value in ("", None):
+        return True
+    if str(value).lower() not in {"true", "1", "on", "yes", "false", "0", "off", "no",
+                                  "y", "n", "t", "f"}:
+        raise exception.Invalid(f"Invalid value '{value}' for all_tenants: use a boolean "
+                                "such as true or false")
+    return str(value).lower() in {"true", "1", "on", "yes", "y", "t"}
+
+
+def _status_predicate(query, req):
+    wanted = {s.upper() for s in query.get("status", []) if s}
+    if not wanted:
+        return None
+    known = set(views.STATUS_TO_VM_STATE) | {"MIGRATING", "RESIZE", "REVERT_RESIZE"}
+    unknown = wanted - known
+    if unknown and req.api_version.matches("2.38"):
+        raise exception.Invalid(f"Invalid status value {', '.join(sorted(unknown))}; "
+                                f"use one of {', '.join(sorted(known))}")
+    return lambda row: views.server_status(row) in wanted
 
 
 def list_servers(req, detail=False):
-    filters = {}
-    for param, key in (("host", "host"), ("name", "name"), ("node", "node")):
-        if req.params.get(param):
-            filters[key] = req.params[param]
-    status = req.params.get("status")
-    if status:
-        vm_state = views.STATUS_TO_VM_STATE.get(status.upper())
-        if vm_state is None:
-            raise exception.Invalid(reason=f"unknown status {status!r}; use one of "
-                                           f"{', '.join(sorted(views.STATUS_TO_VM_STATE))}")
-        filters["vm_state"] = vm_state
-    all_projects = req.params.get("all_tenants", "0").lower() not in ("0", "false", "")
-    instances = req.api.list_servers(req.context, filters, limit=_limit(req),
-                                     marker=req.params.get("marker"),
-                                     all_projects=all_projects)
+    query = schemas.validate_query(req, schemas.SERVERS_QUERY)
+    if not req.api.policy.check(req.context, "os_compute_api:servers:allow_all_filters"):
+        query = {k: v for k, v in query.items() if k in USER_FILTERS}
+    filters, regex = {}, {}
+    for param, column in EQUAL_FILTERS.items():
+        values = [v for v in query.get(param, []) if v != ""]
+        if values:
+            filters[column] = values[-1] if len(values) == 1 else tuple(values)
+    for param, column in REGEX_FILTERS.items():
+        value = schemas.first(query, param)
+        if value:
+            regex[column] = value
+    if any(schemas.first(query, p) for p in NEVER_MATCH if p in query):
+        return 200, _servers_page(req, [], detail, None)
+    if "locked" in query and schemas.to_bool(schemas.first(query, "locked")):
+        return 200, _servers_page(req, [], detail, None)
+    for param in ("project_id", "tenant_id"):
+        if schemas.first(query, param):
+            filters["project_id"] = schemas.first(query, param)
+    flavor = schemas.first(query, "flavor")
+    if flavor:
+        try:
+            filters["instance_type_id"] = req.api.get_flavor(req.context, flavor)["id"]
+        except exception.FlavorNotFound:
+            return 200, _servers_page(req, [], detail, None)
+    deleted = schemas.first(query, "deleted")
+    if deleted is not None and req.context.is_admin and schemas.to_bool(deleted):
+        filters["deleted"] = True
+    since = _timestamp(schemas.first(query, "changes-since"), "changes-since")
+    before = _timestamp(schemas.first(query, "changes-before"), "changes-before")
+    if since and before and before < since:
+        raise exception.Invalid("The value of changes-since must be less than or equal to "
+                                "changes-before.")
+    if since:
+        filters["changes_since"] = since
+    sort = _sort(query)
+    all_projects = _all_tenants(query)
+    limit = limit_param(req, query)
+    instances = req.api.list_servers(
+        req.context, filters, limit=limit, marker=(schemas.first(query, "marker") or None),
+        all_projects=all_projects, detail=detail, sort=sort, regex=regex,
+        changes_before=before, predicate=_status_predicate(query, req))
+    return 200, _servers_page(req, instances, detail, limit)
+
+
+def _sort(query):
+    keys = [k for k in query.get("sort_key", []) if k in SORT_COLUMNS]
+    if not keys:
+        return None
+    dirs = query.get("sort_dir", [])
+    for d in dirs:
+        if d not in ("asc", "desc"):
+            raise exception.Invalid(f"Invalid sort_dir {d!r}: use asc or desc")
+    return [(k, dirs[i] if i < len(dirs) else "desc") for i, k in enumerate(keys)]
+
+
+def _servers_page(req, instances, detail, limit):
     flavors = _flavors(req) if detail else {}
-    return 200, {"servers": [views.server(req, i, flavors, brief=not detail)
-                             for i in instances]}
+    host_status = _host_status(req) if detail else None
+    servers = [views.server(req, i, flavors, brief=not detail,
+                            host_status=None if host_status is None
+                            else host_status.get(i["host"], "")) for i in instances]
+    body = {"servers": servers}
+    links = views.next_link(req, "servers/detail" if detail else "servers", servers, limit)
+    if links:
+        body["servers_links"] = links
+    return body
+
+
+def _host_status(req):
+    """Nova's host_status (2.16, admins): UP, DOWN, MAINTENANCE (disabled) or UNKNOWN."""
+    if not (req.api_version.matches("2.16") and req.context.is_admin):
+        return None
+    down = req.api.conf.service_down_time
+    out = {}
+    for svc in req.api.db.service_list(binary=states.SERVICE_COMPUTE):
+        if svc["forced_down"] or not db_api.is_service_up(svc, down):
+            out[svc["host"]] = "DOWN"
+        elif svc["disabled"]:
+            out[svc["host"]] = "MAINTENANCE"
+        else:
+            out[svc["host"]] = "UP"
+    return out
+
+
+def _timestamp(value, name):
+    if value is None:
+        return None
+    from oslo_utils import timeutils
+    try:
+        return timeutils.normalize_time(timeutils.parse_isotime(value))
+    except ValueError:
+        raise exception.Invalid(f"{name} must be an ISO 8601 time such as "
+                                f"2026-01-31T12:00:00Z, not {value!r}") from None
 
 
 def list_servers_detail(req):
@@ -44,7 +173,11 @@ def list_servers_detail(req):
 
 def show_server(req, server_id):
     instance = req.api.get_server(req.context, server_id)
-    return 200, {"server": views.server(req, instance, _flavors(req))}
+    req.api.authorize(req.context, "os_compute_api:servers:show",
+                      {"project_id": instance["project_id"]})
+    host_status = _host_status(req)
+    status = None if host_status is None else host_status.get(instance["host"], "")
+    return 200, {"server": views.server(req, instance, _flavors(req), host_status=status)}
 
 
 def create_server(req):
@@ -69,13 +202,13 @@ def delete_server(req, server_id):
 def server_action(req, server_id):
     body = req.json
     if not isinstance(body, dict) or len(body) != 1:
-        raise exception.Invalid(reason="the body must be an object with exactly one action, "
-                                       'e.g. {"os-migrateLive": {...}}')
+        raise exception.Invalid("Malformed request body: the body must be an object with "
+                                'exactly one action, e.g. {"os-migrateLive": {...}}')
     name = next(iter(body))
     handler = ACTIONS.get(name)
     if handler is None:
-        raise exception.Invalid(reason=f"there is no action {name!r}; Godwit supports "
-                                       f"{', '.join(sorted(ACTIONS))}")
+        raise exception.Invalid(f"There is no such action: {name} (Godwit supports "
+                                f"{', '.join(sorted(ACTIONS))})")
     return handler(req, server_id, body)
 
 
@@ -84,13 +217,19 @@ def migrate_live(req, server_id, body):
     args = body["os-migrateLive"]
     block = args["block_migration"]
     block = "auto" if block == "auto" else schemas.to_bool(block)
-    req.api.live_migrate(req.context, server_id, args.get("host"), block)
+    host = args.get("host")
+    if req.api_version.matches("2.30", "2.67") and schemas.to_bool(args.get("force", False)) \
+            and not host:
+        raise exception.Invalid("Can't force to a non-provided destination")
+    req.api.live_migrate(req.context, server_id, host, block)
     return 202, None
 
 
 def migrate(req, server_id, body):
     schemas.validate(req, schemas.MIGRATE, body)
-    host = (body["migrate"] or {}).get("host")
+    host = None
+    if req.api_version.matches("2.56") and body["migrate"] is not None:
+        host = body["migrate"].get("host")
     req.api.migrate(req.context, server_id, host)
     return 202, None
 
@@ -101,9 +240,9 @@ def resize(req, server_id, body):
     return 202, None
 
 
-def _null_action(name, method, status):
+def _any_value_action(name, method, status):
     def handler(req, server_id, body):
-        schemas.validate(req, schemas.null_action(name), body)
+        schemas.validate(req, schemas.any_value_action(name), body)
         getattr(req.api, method)(req.context, server_id)
         return status, None
     return handler
@@ -113,51 +252,93 @@ ACTIONS = {
     "os-migrateLive": migrate_live,
     "migrate": migrate,
     "resize": resize,
-    "confirmResize": _null_action("confirmResize", "confirm_resize", 204),
-    "revertResize": _null_action("revertResize", "revert_resize", 202),
-    "os-stop": _null_action("os-stop", "stop", 202),
-    "os-start": _null_action("os-start", "start", 202),
+    "confirmResize": _any_value_action("confirmResize", "confirm_resize", 204),
+    "revertResize": _any_value_action("revertResize", "revert_resize", 202),
+    "os-stop": _any_value_action("os-stop", "stop", 202),
+    "os-start": _any_value_action("os-start", "start", 202),
 }
 
 
+def _need(req, version, what):
+    if not req.api_version.matches(version):
+        raise exception.NotFound(f"{what} needs API version {version} or later (send "
+                                 f"'OpenStack-API-Version: compute {version}').")
+
+
 def list_server_migrations(req, server_id):
-    if not req.api_version.matches("2.23"):
-        raise exception.NotFound("Server migrations need API version 2.23 or later.")
+    _need(req, "2.23", "GET /servers/{id}/migrations")
     migrations = req.api.server_migrations(req.context, server_id)
     return 200, {"migrations": [views.server_migration(req, m) for m in migrations]}
 
 
 def show_server_migration(req, server_id, migration_id):
-    if not req.api_version.matches("2.23"):
-        raise exception.NotFound("Server migrations need API version 2.23 or later.")
+    _need(req, "2.23", "GET /servers/{id}/migrations/{migration_id}")
     m = req.api.server_migration(req.context, server_id, migration_id)
     return 200, {"migration": views.server_migration(req, m)}
 
 
 def abort_server_migration(req, server_id, migration_id):
-    if not req.api_version.matches("2.24"):
-        raise exception.NotFound("Aborting a migration needs API version 2.24 or later.")
+    _need(req, "2.24", "Aborting a live migration (DELETE /servers/{id}/migrations/{mid})")
     req.api.abort_live_migration(req.context, server_id, migration_id,
                                  allow_early=req.api_version.matches("2.65"))
     return 202, None
 
 
 def server_migration_action(req, server_id, migration_id):
-    if not req.api_version.matches("2.22"):
-        raise exception.NotFound("force_complete needs API version 2.22 or later.")
-    if req.json != {"force_complete": None}:
-        raise exception.Invalid(reason='the body must be {"force_complete": null}')
-    req.api.force_complete(req.context, server_id, migration_id)
+    _need(req, "2.22", "force_complete")
+    body = req.json
+    if not isinstance(body, dict) or len(body) != 1:
+        raise exception.Invalid("Malformed request body: the body must be "
+                                '{"force_complete": null}')
+    if "force_complete" not in body:
+        raise exception.Invalid(f"There is no such action: {next(iter(body))}")
+    schemas.validate(req, schemas.FORCE_COMPLETE, body)
+    try:
+        req.api.force_complete(req.context, server_id, migration_id)
+    except exception.MigrationNotFoundForInstance as e:
+        raise exception.Invalid(str(e)) from None  # Nova answers 400 here
     return 202, None
 
 
 def list_instance_actions(req, server_id):
+    query = schemas.validate_query(req, schemas.ACTIONS_QUERY)
     actions = req.api.list_actions(req.context, server_id)
-    return 200, {"instanceActions": [views.action(a) for a in actions]}
+    limit = None
+    if req.api_version.matches("2.58"):
+        since = _timestamp(schemas.first(query, "changes-since"), "changes-since")
+        before = _timestamp(schemas.first(query, "changes-before"), "changes-before")
+        if since and before and before < since:
+            raise exception.Invalid("The value of changes-since must be less than or "
+                                    "equal to changes-before.")
+
+        def changed(a):
+            return a["updated_at"] or a["start_time"]
+        if since:
+            actions = [a for a in actions if changed(a) >= since]
+        if before:
+            actions = [a for a in actions if changed(a) <= before]
+        marker = (schemas.first(query, "marker") or None)
+        if marker is not None:
+            ids = [a["request_id"] for a in actions]
+            if marker not in ids:
+                raise exception.Invalid(f"Marker {marker} could not be found.")
+            actions = actions[ids.index(marker) + 1:]
+        limit = limit_param(req, query)
+        if limit is not None:
+            actions = actions[:limit]
+    body = {"instanceActions": [views.action(req, a) for a in actions]}
+    links = views.next_link(req, f"servers/{server_id}/os-instance-actions",
+                            body["instanceActions"], limit, marker_key="request_id")
+    if links:
+        body["links"] = links
+    return 200, body
 
 
 def show_instance_action(req, server_id, request_id):
-    action, events = req.api.get_action(req.context, server_id, request_id)
-    view = views.action(action)
-    view["events"] = [views.event(e) for e in events]
+    action, events, privileged, details = req.api.get_action(req.context, server_id,
+                                                              request_id)
+    view = views.action(req, action)
+    if privileged or req.api_version.matches("2.51"):
+        project = action["project_id"]
+        view["events"] = [views.event(req, e, project, privileged, details) for e in events]
     return 200, {"instanceAction": view}

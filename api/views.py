@@ -1,5 +1,8 @@
 """Turning rows into Nova-shaped JSON, per microversion."""
 
+import hashlib
+from urllib.parse import urlencode
+
 from godwit import states
 
 # (vm_state, task_state) -> Nova's server status; task None means any task.
@@ -14,6 +17,23 @@ _TASK_STATUS = {
     states.RESIZE_FINISH: "RESIZE", states.RESIZE_REVERTING: "REVERT_RESIZE",
 }
 STATUS_TO_VM_STATE = {v: k for k, v in _STATUS.items()}
+
+
+def host_id(host, project_id):
+    """Nova's hostId: an opaque per-project name of the host (sha224 of project + host)."""
+    if not host:
+        return ""
+    return hashlib.sha224(((project_id or "") + host).encode("utf-8")).hexdigest()
+
+
+def next_link(req, path, items, limit, marker_key="id"):
+    """Nova's collection "next" link when a page came back full."""
+    if not limit or len(items) < limit or not items:
+        return None
+    params = [(k, v) for k, v in req.GET.items() if k != "marker"]
+    params.append(("marker", items[-1][marker_key]))
+    return [{"rel": "next",
+             "href": f"{req.application_url}/v2.1/{path}?{urlencode(params)}"}]
 
 
 def iso(dt):
@@ -41,7 +61,7 @@ def flavor_view(req, flavor, instance=None):
     return {"id": flavor["flavorid"], "links": []}
 
 
-def server(req, instance, flavors, brief=False):
+def server(req, instance, flavors, brief=False, host_status=None):
     view = {"id": instance["uuid"], "name": instance["display_name"],
             "links": [{"rel": "self", "href": f"{req.application_url}/v2.1/servers/"
                                               f"{instance['uuid']}"}]}
@@ -67,17 +87,35 @@ def server(req, instance, flavors, brief=False):
         "OS-SRV-USG:terminated_at": iso_micro(instance["terminated_at"]),
         "os-extended-volumes:volumes_attached": [],
     })
+    view["hostId"] = host_id(instance["host"], instance["project_id"])
     if req.context.is_admin:
         view.update({"OS-EXT-SRV-ATTR:host": instance["host"],
                      "OS-EXT-SRV-ATTR:hypervisor_hostname": instance["node"],
                      "OS-EXT-SRV-ATTR:instance_name": f"instance-{instance['id']:08x}"})
+        if req.api_version.matches("2.3"):
+            view.update({"OS-EXT-SRV-ATTR:reservation_id": f"r-{instance['id']:08x}",
+                         "OS-EXT-SRV-ATTR:launch_index": 0,
+                         "OS-EXT-SRV-ATTR:hostname": instance["display_name"],
+                         "OS-EXT-SRV-ATTR:kernel_id": "", "OS-EXT-SRV-ATTR:ramdisk_id": "",
+                         "OS-EXT-SRV-ATTR:root_device_name": None,
+                         "OS-EXT-SRV-ATTR:user_data": None})
     if instance["vm_state"] == states.ERROR and instance.get("fault_message"):
         view["fault"] = {"code": 500, "message": instance["fault_message"],
                          "created": iso(instance["updated_at"])}
     if req.api_version.matches("2.9"):
         view["locked"] = False
+    if req.api_version.matches("2.16") and host_status is not None:
+        view["host_status"] = host_status
+    if req.api_version.matches("2.19"):
+        view["description"] = None
     if req.api_version.matches("2.26"):
         view["tags"] = []
+    if req.api_version.matches("2.63"):
+        view["trusted_image_certificates"] = None
+    if req.api_version.matches("2.71"):
+        view["server_groups"] = []
+    if req.api_version.matches("2.73"):
+        view["locked_reason"] = None
     return view
 
 
@@ -88,11 +126,16 @@ def migration(req, m):
             "dest_host": m["dest_host"], "status": m["status"],
             "old_instance_type_id": m["old_instance_type_id"],
             "new_instance_type_id": m["new_instance_type_id"],
-            "source_region": None, "dest_region": None,
             "created_at": iso_micro(m["created_at"]),
             "updated_at": iso_micro(m["updated_at"])}
     if req.api_version.matches("2.23"):
         view["migration_type"] = m["migration_type"]
+        if m["migration_type"] == states.LIVE_MIGRATION and m["status"] in (
+                states.QUEUED, states.PREPARING, states.RUNNING_MIGRATION,
+                states.POST_MIGRATING):
+            path = f"servers/{m['instance_uuid']}/migrations/{m['id']}"
+            view["links"] = [{"rel": "self", "href": f"{req.application_url}/v2.1/{path}"},
+                             {"rel": "bookmark", "href": f"{req.application_url}/{path}"}]
     if req.api_version.matches("2.59"):
         view["uuid"] = m["uuid"]
     if req.api_version.matches("2.80"):
@@ -123,12 +166,25 @@ def server_migration(req, m):
     return view
 
 
+def _flavor_links(req, f):
+    return [{"rel": "self", "href": f"{req.application_url}/v2.1/flavors/{f['flavorid']}"},
+            {"rel": "bookmark", "href": f"{req.application_url}/flavors/{f['flavorid']}"}]
+
+
+def flavor_brief(req, f):
+    view = {"id": f["flavorid"], "name": f["name"], "links": _flavor_links(req, f)}
+    if req.api_version.matches("2.55"):
+        view["description"] = f["description"]
+    return view
+
+
 def flavor(req, f):
+    swap = f["swap"] or (0 if req.api_version.matches("2.75") else "")
     view = {"id": f["flavorid"], "name": f["name"], "ram": f["memory_mb"],
-            "vcpus": f["vcpus"], "disk": f["root_gb"], "swap": f["swap"] or "",
+            "vcpus": f["vcpus"], "disk": f["root_gb"], "swap": swap,
             "OS-FLV-EXT-DATA:ephemeral": f["ephemeral_gb"], "OS-FLV-DISABLED:disabled":
                 f["disabled"], "os-flavor-access:is_public": f["is_public"],
-            "rxtx_factor": 1.0, "links": []}
+            "rxtx_factor": 1.0, "links": _flavor_links(req, f)}
     if req.api_version.matches("2.55"):
         view["description"] = f["description"]
     if req.api_version.matches("2.61"):
@@ -174,19 +230,26 @@ def hypervisor(req, node, svc, usage, is_up, detail):
     return view
 
 
-def action(a):
-    return {"action": a["action"], "instance_uuid": a["instance_uuid"],
+def action(req, a):
+    view = {"action": a["action"], "instance_uuid": a["instance_uuid"],
             "request_id": a["request_id"], "user_id": a["user_id"],
             "project_id": a["project_id"], "start_time": iso_micro(a["start_time"]),
-            "message": a["message"], "updated_at": iso_micro(a["updated_at"] or
-                                                            a["start_time"])}
+            "message": a["message"]}
+    if req.api_version.matches("2.58"):
+        view["updated_at"] = iso_micro(a["updated_at"] or a["start_time"])
+    return view
 
 
-def event(e):
+def event(req, e, project_id, privileged, details):
+    """One event; traceback (and from 2.62 host) only for those allowed to see them."""
     view = {"event": e["event"], "start_time": iso_micro(e["start_time"]),
             "finish_time": iso_micro(e["finish_time"]), "result": e["result"]}
-    if "traceback" in e:
+    if privileged:
         view["traceback"] = e["traceback"]
-    if "host" in e:
-        view["host"] = e["host"]
+        if req.api_version.matches("2.62"):
+            view["host"] = e["host"]
+    if req.api_version.matches("2.62"):
+        view["hostId"] = host_id(e["host"], project_id)
+    if req.api_version.matches("2.84") and details:
+        view["details"] = e.get("details")
     return view

@@ -5,9 +5,21 @@ plain function ``handler(req, **url_args) -> (status, body_dict_or_None)``
 with ``req.context`` (who asks), ``req.api_version`` and ``req.api`` (the
 :class:`api.compute_api.ComputeAPI`). Exceptions from :mod:`godwit.exception`
 become Nova-shaped error bodies with the matching status.
+
+Who asks comes from ``[api] auth_strategy``:
+
+- ``noauth2`` (the default, for development): Nova's token format
+  ``X-Auth-Token: <user>:<project>``; the user ``admin`` is an admin. A
+  request without a token, or with keystoneauth's ``none`` plugin's token
+  ``notused`` (``openstack --os-auth-type none``), acts as ``admin:admin``.
+- ``keystone``: keystonemiddleware's ``auth_token`` validates the token (its
+  options are in ``[keystone_authtoken]``) and the context is built from the
+  ``X-User-Id``, ``X-Project-Id`` and ``X-Roles`` headers it sets. As in Nova,
+  the version documents at ``/`` and ``/v2.1`` need no token.
 """
 
 import json
+import re
 
 import routes
 import webob
@@ -24,6 +36,13 @@ ERROR_KEYS = {400: "badRequest", 401: "unauthorized", 403: "forbidden", 404: "it
               405: "badMethod", 406: "notAcceptable", 409: "conflictingRequest",
               413: "overLimit", 415: "badMediaType", 501: "notImplemented",
               503: "serviceUnavailable"}
+# keystoneauth's "none" plugin always sends this token.
+NOAUTH_PLACEHOLDER_TOKENS = {"", "notused"}
+
+
+class NotAuthenticated(exception.GodwitException):
+    code = 401
+    msg_fmt = "The request you have made requires authentication."
 
 
 def error_body(code, message):
@@ -43,21 +62,39 @@ def json_response(status, body, version=None):
     return resp
 
 
-def noauth2_context(req):
-    """Nova's noauth2: the token is '<user>:<project>'; user 'admin' is an admin.
+def _request_id(req):
+    request_id = req.headers.get("X-Openstack-Request-Id")
+    return {"request_id": request_id} if request_id else {}
 
-    A request without a token (``openstack --os-auth-type none``) acts as
-    admin:admin. Development only; production uses keystone.
-    """
-    token = req.headers.get("X-Auth-Token", "admin:admin")
+
+def noauth2_context(req):
+    """Nova's noauth2: the token is '<user>:<project>'; user 'admin' is an admin."""
+    token = (req.headers.get("X-Auth-Token") or "").strip()
+    if token in NOAUTH_PLACEHOLDER_TOKENS:
+        token = "admin:admin"
     user, _, project = token.partition(":")
     project = project or user
     roles = ["admin", "member", "reader"] if user == "admin" else ["member", "reader"]
-    kwargs = {"user_id": user, "project_id": project, "roles": roles}
-    request_id = req.headers.get("X-Openstack-Request-Id")
-    if request_id:
-        kwargs["request_id"] = request_id
-    return godwit_context.RequestContext(**kwargs)
+    return godwit_context.RequestContext(user_id=user, project_id=project, roles=roles,
+                                         **_request_id(req))
+
+
+def keystone_context(req):
+    """The context from the headers keystonemiddleware's auth_token sets."""
+    if req.headers.get("X-Identity-Status", "Invalid") != "Confirmed":
+        raise NotAuthenticated()
+    user = req.headers.get("X-User-Id") or req.headers.get("X-User")
+    project = req.headers.get("X-Project-Id") or req.headers.get("X-Tenant-Id")
+    roles = [r.strip().lower() for r in req.headers.get("X-Roles", "").split(",")
+             if r.strip()]
+    return godwit_context.RequestContext(
+        user_id=user, project_id=project, roles=roles,
+        user_name=req.headers.get("X-User-Name"),
+        project_name=req.headers.get("X-Project-Name"),
+        auth_token=req.headers.get("X-Auth-Token"), **_request_id(req))
+
+
+CONTEXT_BUILDERS = {"noauth2": noauth2_context, "keystone": keystone_context}
 
 
 def parse_body(req):
@@ -66,12 +103,53 @@ def parse_body(req):
     try:
         return json.loads(req.body)
     except ValueError:
-        raise exception.Invalid(reason="the request body is not valid JSON") from None
+        raise exception.Invalid("Malformed request body: cannot understand JSON") from None
+
+
+_TRACEBACK = "Traceback (most recent call last):"
+_EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w]*(\.[\w]+)+: ")
+
+
+def clean_message(text):
+    """A refusal's message without the tracebacks oslo.messaging appends to
+    exceptions that crossed RPC (possibly several hops deep)."""
+    if _TRACEBACK not in text:
+        return text
+    kept, state = [], "text"
+    for line in text.split("\n"):
+        if line.startswith(_TRACEBACK):
+            state = "traceback"
+            continue
+        if state == "traceback":
+            if not line.strip() or line.startswith((" ", "\t")):
+                continue
+            state = "after"  # the exception line closing the traceback
+            continue
+        if state == "after" and (not line.strip() or _EXCEPTION_LINE.match(line)):
+            continue
+        state = "text"
+        kept.append(line)
+    out = ""
+    for line in kept:
+        if not line.strip():
+            continue
+        out += line if not out or line.startswith((";", ",", ".")) else " " + line
+    return out.strip()
+
+
+def exception_message(e):
+    message = e.message if isinstance(e, exception.GodwitException) and \
+        isinstance(getattr(e, "message", None), str) else str(e)
+    return clean_message(message)
 
 
 class Application:
-    def __init__(self, compute_api, route_table):
+    """Routes a request to its handler, with context, microversion and body."""
+
+    def __init__(self, compute_api, route_table, public=(), context_builder=noauth2_context):
         self.api = compute_api
+        self.public = set(public)
+        self.context_builder = context_builder
         self.mapper = routes.Mapper()
         for path, methods in route_table.items():
             for method, handler in methods.items():
@@ -91,19 +169,48 @@ class Application:
             match.pop("controller", None)
             version = microversion.from_headers(req.headers)
             req.api_version = version
-            req.context = noauth2_context(req)
+            if req.path_info in self.public:
+                req.context = godwit_context.RequestContext(**_request_id(req))
+            else:
+                req.context = self.context_builder(req)
             req.api = self.api
             req.json = parse_body(req)
             status, body = handler(req, **match)
             resp = json_response(status, body, version)
             resp.headers["X-Openstack-Request-Id"] = req.context.request_id
+            resp.headers["X-Compute-Request-Id"] = req.context.request_id
             return resp
         except exception.GodwitException as e:
             code = getattr(e, "code", 500) or 500
             if code >= 500:
                 LOG.exception("Request %s %s failed", req.method, req.path)
-            return json_response(code, error_body(code, str(e)), version)
+            return json_response(code, error_body(code, exception_message(e)), version)
         except Exception:
             LOG.exception("Unexpected error on %s %s", req.method, req.path)
             return json_response(500, error_body(
                 500, "Unexpected API error; the godwit-api log has the traceback."), version)
+
+
+class PublicOrProtected:
+    """Sends the public paths (version documents) straight to the app and
+    everything else through the authenticating middleware."""
+
+    def __init__(self, app, protected, public):
+        self.app = app
+        self.protected = protected
+        self.public = set(public)
+
+    def __call__(self, environ, start_response):
+        if environ.get("PATH_INFO", "") in self.public:
+            return self.app(environ, start_response)
+        return self.protected(environ, start_response)
+
+
+def build(compute_api, route_table, public, conf):
+    strategy = conf.api.auth_strategy
+    app = Application(compute_api, route_table, public, CONTEXT_BUILDERS[strategy])
+    if strategy == "keystone":
+        from keystonemiddleware import auth_token
+        protected = auth_token.AuthProtocol(app, {"oslo_config_config": conf})
+        return PublicOrProtected(app, protected, public)
+    return app

@@ -156,9 +156,12 @@ def test_missing_action_is_refused():
         schemas.validate(_req("2.25"), schemas.MIGRATE_LIVE, {})
 
 
-def test_schema_not_available_at_version():
-    with pytest.raises(exception.Invalid, match="not available at API version 2.52"):
+def test_service_update_body_depends_on_version():
+    # Before 2.53 the body names the service (host and binary); from 2.53 the path does.
+    with pytest.raises(exception.Invalid, match="'host' is a required property"):
         schemas.validate(_req("2.52"), schemas.SERVICE_UPDATE, {"status": "disabled"})
+    schemas.validate(_req("2.52"), schemas.SERVICE_UPDATE,
+                     {"host": "compute1", "binary": "nova-compute"})
     schemas.validate(_req("2.53"), schemas.SERVICE_UPDATE, {"status": "disabled"})
 
 
@@ -168,3 +171,18 @@ def test_schema_not_available_at_version():
 ])
 def test_to_bool(value, expected):
     assert schemas.to_bool(value) is expected
+
+
+# ------------------------------------------------------- messages that crossed RPC
+def test_clean_message_drops_remote_tracebacks():
+    from api import wsgi
+    tb = ("Traceback (most recent call last):\n\n  File \"x.py\", line 1, in f\n"
+          "    raise E\n\ngodwit.exception.MigrationPreCheckError: M\n")
+    nested = ("Traceback (most recent call last):\n  File \"y.py\", line 2, in g\n"
+              "    call()\n\ngodwit.exception_Remote.MigrationPreCheckError_Remote: M\n"
+              + tb)
+    text = ("No valid host was found. Refused: compute1: M\n" + nested + "\n"
+            "; compute2: M\n" + tb + "\n")
+    assert wsgi.clean_message(text) == \
+        "No valid host was found. Refused: compute1: M; compute2: M"
+    assert wsgi.clean_message("plain message") == "plain message"
