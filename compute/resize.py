@@ -133,11 +133,13 @@ class Resizes:
         """The copy failed: the guest goes back to how it was on this host."""
         m = self.m
         return steps.run_all([
-            ("partial copy", lambda: m.driver.cleanup_failed_migration(
-                instance, migration, dest_info, self.transfer)),
-            ("volumes", lambda: m.volume_driver.connect_all(instance, bdms)),
-            ("power", lambda: _power_on(migration) and m.driver.power_on(instance))],
-            m.host, "undoing the copy")
+            (f"partial copy on {migration['dest_compute']}",
+             lambda: m.driver.cleanup_failed_migration(instance, migration, dest_info,
+                                                       self.transfer)),
+            (f"volumes on {m.host}", lambda: m.volume_driver.connect_all(instance, bdms)),
+            (f"power on {m.host}",
+             lambda: _power_on(migration) and m.driver.power_on(instance))],
+            purpose="undoing the copy")
 
     # --- destination: finish_resize --------------------------------------------
     def finish_resize(self, ctxt, migration_id, disk_info):

@@ -183,9 +183,13 @@ migration_port_max = {hi}
                                      f"{self.proc.returncode}: {self.output()}")
             if self.mnt_ns is None:
                 try:
-                    self.mnt_ns = os.readlink(f"/proc/{self.proc.pid}/ns/mnt")
+                    ns = os.readlink(f"/proc/{self.proc.pid}/ns/mnt")
                 except OSError:
-                    pass
+                    ns = None
+                # Until unshare has moved the child, it is still in our own
+                # namespace: recording that would make stop() kill everything.
+                if ns is not None and ns != os.readlink("/proc/self/ns/mnt"):
+                    self.mnt_ns = ns
             if "Driver state initialization failed" in self.output():
                 raise HostSetupError(f"libvirtd of {self.name} could not start its QEMU "
                                      f"driver: {self.output()}")
@@ -239,8 +243,9 @@ migration_port_max = {hi}
             conn.close()
 
     def _namespace_pids(self):
+        """Processes in the daemon's own mount namespace, never in ours."""
         pids = []
-        if not self.mnt_ns:
+        if not self.mnt_ns or self.mnt_ns == os.readlink("/proc/self/ns/mnt"):
             return pids
         for entry in os.listdir("/proc"):
             if entry.isdigit():

@@ -10,7 +10,9 @@ Modules, each readable in one sitting:
   migration's destination, volume and VIF device mapping;
 * :mod:`.disk` - instance disks with qemu-img;
 * :mod:`.migration` - :class:`LibvirtMigrationJob`, migrateToURI3 in a thread,
-  steered by :mod:`compute.migration_monitor`.
+  steered by :mod:`compute.migration_monitor`;
+* :mod:`.cold` - cold migration and resize (the
+  :class:`compute.virt.base.ColdMigrationDriver` methods, a mixin of the driver).
 
 libvirt-python is imported only here and only when the driver loads, so the
 rest of Godwit installs and runs without it (``pip install godwit[libvirt]``).

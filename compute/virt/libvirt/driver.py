@@ -12,7 +12,9 @@ pre-check) and QEMU streams the guest to the destination's migration address
 paths, graphics address, NICs from its VIF driver, volumes from its volume
 driver - travels back to the source in migrate_data and becomes the
 destination domain XML, so nothing has to be identical on both hosts except
-shared storage's path. docs/libvirt.md has the whole picture.
+shared storage's path. Cold migration and resize (power off, copy the disks
+with the transfer driver, define the guest anew on the destination) are in
+:mod:`.cold`. docs/libvirt.md has the whole picture.
 """
 
 import os
@@ -26,6 +28,7 @@ from compute import drivers
 from compute.virt import base
 from compute.virt.libvirt import config, disk, migration
 from compute.virt.libvirt import host as host_mod
+from compute.virt.libvirt.cold import LibvirtColdMigration
 from godwit import exception, states
 
 LOG = logging.getLogger(__name__)
@@ -46,7 +49,7 @@ UNDEFINE_FLAGS = (libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE |
                   libvirt.VIR_DOMAIN_UNDEFINE_NVRAM)
 
 
-class LibvirtDriver(base.VirtDriver):
+class LibvirtDriver(LibvirtColdMigration, base.VirtDriver, base.ColdMigrationDriver):
     def __init__(self, conf, host, instances_path):
         super().__init__(conf, host, instances_path)
         os.makedirs(instances_path, exist_ok=True)
@@ -120,6 +123,25 @@ class LibvirtDriver(base.VirtDriver):
                 for dev, bdm in zip(config.volume_targets(bdms), bdms)}
 
     # --- lifecycle ----------------------------------------------------------------
+    def _domain_xml(self, instance, network_info, block_device_info):
+        """This host's domain XML for ``instance`` (memory and vCPUs from its
+        flavor fields), after plugging the VIFs the XML names.
+
+        Used by spawn and by cold migration (finish_migration with the new
+        flavor, finish_revert_migration with the old one).
+
+        :raises: ValueError for a volume connection the driver cannot attach.
+        """
+        d = self._instance_dir(instance)
+        self._plug(instance, network_info)
+        volumes = self._volumes(instance, block_device_info)
+        return config.domain_xml(
+            instance, os.path.join(d, "disk"), os.path.join(d, "console.log"),
+            virt_type=self.conf.libvirt.virt_type, disk_cache=self.disk_cache,
+            interfaces=self._interfaces(instance, network_info),
+            volume_disks=[config.volume_disk_element(info, dev)
+                          for dev, info in volumes.items()])
+
     def spawn(self, instance, network_info, block_device_info):
         d = self._instance_dir(instance)
         os.makedirs(d, exist_ok=True)
@@ -129,14 +151,7 @@ class LibvirtDriver(base.VirtDriver):
         dom = self.hosts.lookup(instance["uuid"])
         try:
             if dom is None:
-                self._plug(instance, network_info)
-                volumes = self._volumes(instance, block_device_info)
-                xml = config.domain_xml(
-                    instance, path, os.path.join(d, "console.log"),
-                    virt_type=self.conf.libvirt.virt_type, disk_cache=self.disk_cache,
-                    interfaces=self._interfaces(instance, network_info),
-                    volume_disks=[config.volume_disk_element(info, dev)
-                                  for dev, info in volumes.items()])
+                xml = self._domain_xml(instance, network_info, block_device_info)
                 dom = self.hosts.get_connection().defineXML(xml)
             if not dom.isActive():
                 dom.create()
