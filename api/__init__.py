@@ -1,0 +1,3 @@
+"""api service package."""
+
+import godwit  # noqa: F401  (first: installs godwit's warning filters)

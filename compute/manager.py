@@ -18,7 +18,7 @@ from compute import rpcapi as compute_rpcapi
 from conductor import rpcapi as conductor_rpcapi
 from godwit import context as godwit_context
 from godwit import events, notifications, states
-from godwit.db.models import utcnow
+from godwit.timeutils import utcnow
 
 LOG = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from conductor import scheduler as scheduler_mod
 from godwit import context as godwit_context
 from godwit import events, exception, states
 from godwit.db import api as db_api
-from godwit.db.models import utcnow
+from godwit.timeutils import utcnow
 
 LOG = logging.getLogger(__name__)
 

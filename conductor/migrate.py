@@ -19,7 +19,7 @@ from oslo_log import log as logging
 from conductor import checks
 from conductor import scheduler as scheduler_mod
 from godwit import exception, states
-from godwit.db.models import utcnow
+from godwit.timeutils import utcnow
 
 LOG = logging.getLogger(__name__)
 

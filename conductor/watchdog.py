@@ -30,7 +30,7 @@ from oslo_log import log as logging
 
 from godwit import exception, states
 from godwit.db import api as db_api
-from godwit.db.models import utcnow
+from godwit.timeutils import utcnow
 
 LOG = logging.getLogger(__name__)
 

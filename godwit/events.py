@@ -4,7 +4,7 @@ import contextlib
 import traceback as tb_module
 
 from godwit import states
-from godwit.db.models import utcnow
+from godwit.timeutils import utcnow
 
 
 @contextlib.contextmanager

@@ -30,11 +30,14 @@ IN_PROCESS_TRANSPORT = "kombu+memory:////"
 class LocalCloud:
     """A conductor, ``hosts`` compute agents and (optionally) the API."""
 
-    def __init__(self, conf, hosts=None, api=True, api_port=None, host_paths=None):
+    def __init__(self, conf, hosts=None, api=True, api_port=None, host_paths=None,
+                 transport_url=IN_PROCESS_TRANSPORT):
         self.conf = conf
         n = conf.all.compute_hosts
         self.host_names = list(hosts) if hosts else [f"compute{i}" for i in range(1, n + 1)]
-        self.transport_url = conf.transport_url
+        # In-process unless told otherwise: oslo.messaging's own default
+        # (rabbit://) would quietly reach for a local broker.
+        self.transport_url = transport_url
         self.with_api = api
         self.api_port = api_port
         self.host_paths = host_paths or {}
@@ -106,7 +109,7 @@ def main(argv=None):
     conf = common.init(argv, prog="godwit-all",
                        defaults={"transport_url": (IN_PROCESS_TRANSPORT, None)})
     os.makedirs(conf.state_path, exist_ok=True)
-    cloud = LocalCloud(conf).start()
+    cloud = LocalCloud(conf, transport_url=conf.transport_url).start()
     print(f"godwit-all: API at {cloud.api_url}, hosts {', '.join(cloud.host_names)}; "
           f"database {conf.database.connection}; Ctrl-C stops", flush=True)
     service.wait_for_signal([cloud])

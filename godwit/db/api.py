@@ -22,7 +22,7 @@ from sqlalchemy.orm import sessionmaker
 
 from godwit import exception, state_machine, states
 from godwit.db import models
-from godwit.db.models import utcnow
+from godwit.timeutils import utcnow
 
 DEFAULT_FLAVORS = [
     # flavorid, name, memory_mb, vcpus, root_gb

@@ -12,14 +12,13 @@ from sqlalchemy import Boolean, DateTime, ForeignKey, Index, Integer, String, Te
 from sqlalchemy.dialects import mysql
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from godwit.timeutils import utcnow
+
 # Microsecond timestamps everywhere: MySQL/MariaDB's DATETIME keeps whole
 # seconds unless told otherwise, which would reorder events and migrations.
 DateTime = DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
 
 
-def utcnow():
-    # Naive UTC everywhere: SQLite and MySQL keep no zone.
-    return datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
 
 
 class Base(DeclarativeBase):
