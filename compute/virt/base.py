@@ -9,6 +9,9 @@ hypervisor except through this class.
 """
 
 import abc
+import os
+
+from godwit import exception
 
 
 class MigrationJob(abc.ABC):
@@ -118,6 +121,35 @@ class VirtDriver(abc.ABC):
     @abc.abstractmethod
     def cleanup_live_migration_destination_check(self, dest_check_data):
         """Remove what check_can_live_migrate_destination left (the probe)."""
+
+    def decide_storage(self, instance, dest, dest_check_data):
+        """Whether source and ``dest`` share the instance directory, and whether the
+        move is a block migration; refuses combinations that cannot work.
+
+        Shared means the probe file the destination wrote is visible here.
+        ``block_migration`` "auto" (or None) picks block migration exactly when
+        the storage is not shared.
+
+        :returns: (is_shared_instance_path, block_migration)
+        :raises: MigrationPreCheckError naming the cause.
+        """
+        probe = dest_check_data.get("probe") or ""
+        shared = bool(probe) and os.path.exists(os.path.join(self.instances_path, probe))
+        block = dest_check_data.get("block_migration")
+        if block == "auto" or block is None:
+            block = not shared
+        if block and shared:
+            raise exception.MigrationPreCheckError(
+                reason=f"block migration was requested but {self.host} and {dest} share the "
+                       "instance directory; migrate without block migration")
+        if not block and not shared:
+            raise exception.MigrationPreCheckError(
+                reason=f"{self.host} and {dest} do not share the instance directory (the "
+                       "destination's probe file is not visible here); use block migration")
+        if block and instance.get("config_drive"):
+            raise exception.MigrationPreCheckError(
+                reason="the instance has a config drive, which cannot be block-migrated")
+        return shared, block
 
     @abc.abstractmethod
     def check_can_live_migrate_source(self, instance, dest_check_data):

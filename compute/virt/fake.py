@@ -156,23 +156,7 @@ class FakeDriver(FakeColdMigration, base.VirtDriver, base.ColdMigrationDriver):
                 reason=f"the hypervisor on {dest} is not listening for migrations "
                        f"(connection to {uri} refused); enable its migration listener "
                        "(for libvirt: listen_tcp or TLS in libvirtd.conf)")
-        probe = dest_check_data.get("probe") or ""
-        shared = bool(probe) and os.path.exists(os.path.join(self.instances_path, probe))
-        block = dest_check_data.get("block_migration")
-        if block == "auto" or block is None:
-            block = not shared
-        if block and shared:
-            raise exception.MigrationPreCheckError(
-                reason=f"block migration was requested but {self.host} and the destination "
-                       "share the instance directory; migrate without block migration")
-        if not block and not shared:
-            raise exception.MigrationPreCheckError(
-                reason=f"{self.host} and the destination do not share the instance directory "
-                       "(the destination's probe file is not visible here); use block "
-                       "migration")
-        if block and instance.get("config_drive"):
-            raise exception.MigrationPreCheckError(
-                reason="the instance has a config drive, which cannot be block-migrated")
+        shared, block = self.decide_storage(instance, dest, dest_check_data)
         return dict(dest_check_data, is_shared_instance_path=shared, block_migration=block,
                     source_instances_path=self.instances_path)
 

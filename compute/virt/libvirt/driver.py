@@ -294,22 +294,7 @@ class LibvirtDriver(LibvirtColdMigration, base.VirtDriver, base.ColdMigrationDri
             self._check_peer(dest, peer)
         finally:
             peer.close()
-        probe = dest_check_data.get("probe") or ""
-        shared = bool(probe) and os.path.exists(os.path.join(self.instances_path, probe))
-        block = dest_check_data.get("block_migration")
-        if block == "auto" or block is None:
-            block = not shared
-        if block and shared:
-            raise exception.MigrationPreCheckError(
-                reason=f"block migration was requested but {self.host} and {dest} share the "
-                       "instance directory; migrate without block migration")
-        if not block and not shared:
-            raise exception.MigrationPreCheckError(
-                reason=f"{self.host} and {dest} do not share the instance directory (the "
-                       "destination's probe file is not visible here); use block migration")
-        if block and instance.get("config_drive"):
-            raise exception.MigrationPreCheckError(
-                reason="the instance has a config drive, which cannot be block-migrated")
+        shared, block = self.decide_storage(instance, dest, dest_check_data)
         if block and self.conf.libvirt.live_migration_tunnelled:
             raise exception.MigrationPreCheckError(
                 reason="block migration cannot be tunnelled through libvirtd (libvirt "
