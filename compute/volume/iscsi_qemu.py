@@ -15,9 +15,12 @@ connection_info the libvirt driver turns into that ``<disk>``::
               "target_lun": 1, "volume_id": "...", (auth_* when the BDM has them)}}
 
 The target's details come from the BDM's stored connection_info (JSON), in
-that same form or flat. disconnect_volume() only drops the ledger entry
-(:mod:`compute.volume.connections`): QEMU's session ends with the guest or
-moves with it.
+that same form or flat. A BDM without them (no volume service recorded any)
+is served by the target ``[iscsi_qemu] target_portal`` names, with the IQN
+from ``target_iqn_format`` and the volume id, LUN ``target_lun``: how an
+operator exports volumes from one tgtd box, named as Cinder names them.
+disconnect_volume() only drops the ledger entry (:mod:`compute.volume.connections`):
+QEMU's session ends with the guest or moves with it.
 """
 
 import shutil
@@ -70,6 +73,11 @@ class QemuIscsiVolumeDriver(base.VolumeDriver):
 
     def connection_info(self, bdm):
         stored = connections.stored_data(bdm)
+        group = self.conf.iscsi_qemu
+        if not stored.get("target_iqn") and group.target_portal and bdm.get("volume_id"):
+            stored = dict(stored, target_portal=group.target_portal,
+                          target_iqn=group.target_iqn_format % {"volume_id": bdm["volume_id"]},
+                          target_lun=group.target_lun)
         missing = [k for k in ("target_portal", "target_iqn") if not stored.get(k)]
         if missing:
             raise self._fail(bdm, "the BDM's connection_info lacks " + ", ".join(missing))

@@ -141,6 +141,12 @@ FAKE_OPTS = [
 LIBVIRT_OPTS = [
     cfg.StrOpt("connection_uri", default="qemu:///system",
                help="libvirt connection URI of this host's hypervisor."),
+    cfg.StrOpt("image_store_path", default="$state_path/images",
+               help="Directory of the boot images the libvirt driver knows: an instance "
+                    "whose image_ref is X boots the kernel, ramdisk and command line "
+                    "that X.json there names (direct kernel boot; see "
+                    "docs/libvirt.md). An instance without image_ref gets a blank root "
+                    "disk."),
     cfg.StrOpt("live_migration_scheme", default="tcp",
                help="Scheme of the URI the source's libvirt uses to reach the "
                     "destination's (qemu+<scheme>://<host>/system)."),
@@ -256,6 +262,16 @@ ISCSI_QEMU_OPTS = [
     cfg.FloatOpt("connect_timeout", default=5.0, min=0.1,
                  help="Seconds to wait for a TCP connection to an iSCSI portal before "
                       "connect_volume fails."),
+    cfg.StrOpt("target_portal", default="",
+               help="Portal (host:port) of the iSCSI target that serves volumes whose "
+                    "BDM carries no connection_info (a deployment without a volume "
+                    "service that records it). Empty: such a BDM cannot connect."),
+    cfg.StrOpt("target_iqn_format", default="iqn.2010-10.org.openstack:volume-%(volume_id)s",
+               help="IQN of such a volume's target, from its volume_id (Cinder's "
+                    "default naming for its tgt and LIO targets)."),
+    cfg.IntOpt("target_lun", default=1, min=0,
+               help="LUN of such a volume within its target (tgtd numbers data LUNs "
+                    "from 1)."),
     cfg.BoolOpt("probe_lun", default=True,
                 help="Also log in and read the LUN's inquiry data with libiscsi's "
                      "iscsi-inq when that tool is installed (package libiscsi-bin)."),

@@ -102,3 +102,19 @@ def test_connection_info_needs_the_target(tmp_path):
     assert split_portal("[::1]:3261") == ("::1", 3261)
     assert split_portal("192.0.2.9") == ("192.0.2.9", 3260)
     assert iscsi_url(info["data"]) == "iscsi://[::1]:3261/iqn.a:b/0"
+
+
+def test_volume_without_connection_info_uses_the_configured_target(tmp_path):
+    conf = host_conf(tmp_path, **{"iscsi_qemu.target_portal": "198.51.100.1:3262"})
+    driver = QemuIscsiVolumeDriver(conf, "hostB")
+    info = driver.connection_info({"volume_id": "v-1"})
+    assert info["data"] == {"target_portal": "198.51.100.1:3262",
+                            "target_iqn": "iqn.2010-10.org.openstack:volume-v-1",
+                            "target_lun": 1, "volume_id": "v-1"}
+    # A BDM's own target wins over the configured one.
+    own = driver.connection_info(bdm_for({"target_portal": "127.0.0.1:3260",
+                                          "target_iqn": "iqn.a:own", "target_lun": 2}))
+    assert own["data"]["target_iqn"] == "iqn.a:own" and own["data"]["target_lun"] == 2
+    # Without a configured portal such a BDM cannot connect, and says what it lacks.
+    with pytest.raises(connections.VolumeConnectFailed, match="lacks target_portal"):
+        QemuIscsiVolumeDriver(host_conf(tmp_path), "hostB").connection_info({"volume_id": "v"})

@@ -88,3 +88,51 @@ def test_destination_xml_is_rewritten_for_the_destination():
     # Shared storage: the same path on both sides leaves the disk where it is.
     same = ET.fromstring(config.destination_xml(xml, "/src/inst", "/src/inst"))
     assert same.find("devices/disk/source").get("file") == "/src/inst/u/disk"
+
+
+def test_direct_kernel_boot_and_its_relocation():
+    boot = {"kernel": "/src/inst/u/kernel", "initrd": "/src/inst/u/ramdisk",
+            "cmdline": "console=ttyS0 guestip=203.0.113.10/24"}
+    xml = config.domain_xml(INSTANCE, "/src/inst/u/disk", "/src/inst/u/console.log", boot=boot)
+    dom = ET.fromstring(xml)
+    assert dom.findtext("os/kernel") == "/src/inst/u/kernel"
+    assert dom.findtext("os/initrd") == "/src/inst/u/ramdisk"
+    assert dom.findtext("os/cmdline") == boot["cmdline"]
+    assert dom.find("os/boot") is None
+    out = ET.fromstring(config.destination_xml(xml, "/src/inst", "/dst/inst"))
+    assert out.findtext("os/kernel") == "/dst/inst/u/kernel"
+    assert out.findtext("os/initrd") == "/dst/inst/u/ramdisk"
+    # Without an image: boot from the root disk.
+    plain = ET.fromstring(config.domain_xml(INSTANCE, "/i/disk", "/i/console.log"))
+    assert plain.find("os/boot").get("dev") == "hd" and plain.find("os/kernel") is None
+
+
+def test_image_store_copies_boot_files_and_names_what_is_missing(tmp_path):
+    from compute.virt.libvirt import images
+    from godwit import exception
+
+    store = tmp_path / "images"
+    store.mkdir()
+    (store / "vmlinuz").write_bytes(b"KERNEL")
+    (store / "initrd.gz").write_bytes(b"INITRD")
+    (store / "img1.json").write_text('{"kernel": "vmlinuz", "ramdisk": "initrd.gz", '
+                                     '"cmdline": "quiet"}')
+    inst_dir = tmp_path / "inst"
+    inst_dir.mkdir()
+    boot = images.boot_files(str(store), "h1", {"image_ref": "img1"}, str(inst_dir))
+    assert boot == {"kernel": str(inst_dir / "kernel"), "initrd": str(inst_dir / "ramdisk"),
+                    "cmdline": "quiet"}
+    assert (inst_dir / "kernel").read_bytes() == b"KERNEL"
+    assert (inst_dir / "ramdisk").read_bytes() == b"INITRD"
+    # A copy already in the instance directory is kept (a changed store does not matter).
+    (store / "vmlinuz").write_bytes(b"NEWER")
+    images.boot_files(str(store), "h1", {"image_ref": "img1"}, str(inst_dir))
+    assert (inst_dir / "kernel").read_bytes() == b"KERNEL"
+    assert images.boot_files(str(store), "h1", {"image_ref": ""}, str(inst_dir)) is None
+    with pytest.raises(exception.HypervisorError, match="img2.json"):
+        images.boot_files(str(store), "h1", {"image_ref": "img2"}, str(inst_dir))
+    (store / "bad.json").write_text('{"kernel": "missing"}')
+    with pytest.raises(exception.HypervisorError, match="does not exist"):
+        images.load(str(store), "h1", "bad")
+    with pytest.raises(exception.HypervisorError, match="not a valid image name"):
+        images.load(str(store), "h1", "../etc/passwd")

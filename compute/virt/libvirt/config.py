@@ -92,11 +92,13 @@ def interface_element(spec):
 
 
 def domain_xml(instance, disk_path, console_path, virt_type="qemu", disk_cache="none",
-               interfaces=(), volume_disks=()):
+               interfaces=(), volume_disks=(), boot=None):
     """The domain of ``instance``: its root disk, console, NICs and volumes.
 
     ``interfaces`` are ``domain_interface`` dicts; ``volume_disks`` are
-    elements from :func:`volume_disk_element`.
+    elements from :func:`volume_disk_element`; ``boot`` is None (boot from the
+    root disk) or {kernel, initrd, cmdline} for direct kernel boot
+    (:func:`compute.virt.libvirt.images.boot_files`).
     """
     dom = ET.Element("domain", type=virt_type)
     _sub(dom, "name", domain_name(instance))
@@ -109,7 +111,14 @@ def domain_xml(instance, disk_path, console_path, virt_type="qemu", disk_cache="
     _sub(dom, "vcpu", instance["vcpus"])
     os_el = _sub(dom, "os")
     _sub(os_el, "type", "hvm", arch="x86_64", machine="pc")
-    _sub(os_el, "boot", dev="hd")
+    if boot:
+        _sub(os_el, "kernel", boot["kernel"])
+        if boot.get("initrd"):
+            _sub(os_el, "initrd", boot["initrd"])
+        if boot.get("cmdline"):
+            _sub(os_el, "cmdline", boot["cmdline"])
+    else:
+        _sub(os_el, "boot", dev="hd")
     _sub(dom, "on_poweroff", "destroy")
     _sub(dom, "on_reboot", "restart")
     _sub(dom, "on_crash", "destroy")
@@ -147,7 +156,8 @@ def destination_xml(xml, src_instances_path, dest_instances_path, graphics_liste
     """The running domain's XML (VIR_DOMAIN_XML_MIGRATABLE) as the destination needs it.
 
     * files under the source's instances path move under the destination's
-      (disks, console logs) - a no-op with shared storage;
+      (disks, console logs, a directly booted kernel and ramdisk) - a no-op
+      with shared storage;
     * graphics listen on the destination's address, so no 0.0.0.0 is needed;
     * ``interfaces``: {mac: domain_interface dict} from the destination's VIF
       driver replace the NICs with those MACs;
@@ -161,6 +171,10 @@ def destination_xml(xml, src_instances_path, dest_instances_path, graphics_liste
             if source.get(attr):
                 source.set(attr, relocate(source.get(attr), src_instances_path,
                                            dest_instances_path))
+    for tag in ("kernel", "initrd"):  # direct kernel boot: copies in the instance dir
+        el = dom.find(f"os/{tag}")
+        if el is not None and el.text:
+            el.text = relocate(el.text, src_instances_path, dest_instances_path)
     if graphics_listen:
         for g in devices.findall("graphics"):
             if g.get("listen") is not None:

@@ -26,7 +26,7 @@ from oslo_log import log as logging
 
 from compute import drivers
 from compute.virt import base
-from compute.virt.libvirt import config, disk, migration
+from compute.virt.libvirt import config, disk, images, migration
 from compute.virt.libvirt import host as host_mod
 from compute.virt.libvirt.cold import LibvirtColdMigration
 from godwit import exception, states
@@ -133,6 +133,7 @@ class LibvirtDriver(LibvirtColdMigration, base.VirtDriver, base.ColdMigrationDri
         :raises: ValueError for a volume connection the driver cannot attach.
         """
         d = self._instance_dir(instance)
+        boot = self._boot_files(instance)
         self._plug(instance, network_info)
         volumes = self._volumes(instance, block_device_info)
         return config.domain_xml(
@@ -140,7 +141,13 @@ class LibvirtDriver(LibvirtColdMigration, base.VirtDriver, base.ColdMigrationDri
             virt_type=self.conf.libvirt.virt_type, disk_cache=self.disk_cache,
             interfaces=self._interfaces(instance, network_info),
             volume_disks=[config.volume_disk_element(info, dev)
-                          for dev, info in volumes.items()])
+                          for dev, info in volumes.items()], boot=boot)
+
+    def _boot_files(self, instance):
+        """Kernel, ramdisk and command line of a directly booted instance (or None),
+        copied into its instance directory from this host's image store if missing."""
+        return images.boot_files(self.conf.libvirt.image_store_path, self.host, instance,
+                                 self._instance_dir(instance))
 
     def spawn(self, instance, network_info, block_device_info):
         d = self._instance_dir(instance)
@@ -312,6 +319,8 @@ class LibvirtDriver(LibvirtColdMigration, base.VirtDriver, base.ColdMigrationDri
         if migrate_data.get("block_migration"):
             for d in migrate_data.get("source_disks") or []:
                 self._prepare_disk(d, src_path)
+        if not migrate_data.get("is_shared_instance_path"):
+            self._boot_files(instance)  # the kernel the arriving guest was booted with
         return dict(
             migrate_data,
             dest_interfaces=self._interfaces(instance, network_info),
