@@ -274,10 +274,11 @@ def ovs(tmp_path_factory):
 class Tgtd:
     IQN_PREFIX = "iqn.2026-11.org.godwit.test"
 
-    def __init__(self, workdir):
+    def __init__(self, workdir, address="127.0.0.1"):
         self.workdir = workdir
+        self.address = address
         self.port = free_port()
-        self.portal = f"127.0.0.1:{self.port}"
+        self.portal = f"{address}:{self.port}"
         # Its own control socket (/var/run/tgtd/socket.<N>): never a system tgtd's.
         self.control = 1000 + secrets.randbelow(30000)
         self.proc = None
@@ -296,7 +297,7 @@ class Tgtd:
             assert self.proc.poll() is None, "tgtd exited; see " + self.log.name
             with socket.socket() as s:
                 s.settimeout(0.2)
-                return s.connect_ex(("127.0.0.1", self.port)) == 0
+                return s.connect_ex((self.address, self.port)) == 0
         wait_for(up, 10, f"tgtd on {self.portal}")
         wait_for(lambda: self.adm("--op", "show", "--mode", "target",
                                   check=False).returncode == 0, 10, "tgtadm")

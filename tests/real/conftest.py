@@ -69,16 +69,23 @@ class Deployment:
         return (self.tmp_path / f"{name}.log").read_text()
 
 
-def _compute_config(path, common, name, lv, instances_path, libvirt_opts):
+def _compute_config(path, common, name, lv, instances_path, options):
+    """One agent's config file: ``options`` ({group: {option: value}}) over the
+    defaults of these tests (fake volumes, no VIFs, no firewall)."""
+    groups = {
+        "compute": {"virt_driver": "libvirt", "vif_driver": "noop",
+                    "firewall_driver": "noop", "volume_driver": "fake"},
+        "libvirt": {"connection_uri": lv.uri, "migration_peer_uri": lv.uri,
+                    "live_migration_inbound_addr": lv.address,
+                    "live_migration_monitor_interval": 0.25},
+    }
+    for group, values in options.items():
+        groups.setdefault(group, {}).update(values)
     lines = common + [f"host = {name}", f"instances_path = {instances_path}",
-                      f"log_file = {path.with_suffix('.log')}",
-                      "[compute]", "virt_driver = libvirt", "vif_driver = noop",
-                      "firewall_driver = noop", "volume_driver = fake",
-                      "[libvirt]", f"connection_uri = {lv.uri}",
-                      f"migration_peer_uri = {lv.uri}",
-                      "live_migration_inbound_addr = 127.0.0.1",
-                      "live_migration_monitor_interval = 0.25"]
-    lines += [f"{k} = {v}" for k, v in libvirt_opts.items()]
+                      f"log_file = {path.with_suffix('.log')}"]
+    for group, values in groups.items():
+        lines.append(f"[{group}]")
+        lines += [f"{k} = {v}" for k, v in values.items()]
     path.write_text("\n".join(lines) + "\n")
     return path
 
@@ -92,11 +99,14 @@ def pytest_runtest_makereport(item, call):
 
 @pytest.fixture
 def deployment(request, libvirt_hosts, rabbit_vhost, postgres_url, tmp_path):
-    """Call with shared=True|False and per-host [libvirt] options; returns a Deployment."""
+    """Call with shared=True|False, [libvirt] options for both hosts or per host
+    (``per_host``: {index: {option: value}}) and any other options
+    (``options``: {group: {option: value}}, ``host_options``: {index: the same});
+    returns a Deployment."""
     procs = Processes(tmp_path)
     made = []
 
-    def make(shared, libvirt_opts=None, per_host=None):
+    def make(shared, libvirt_opts=None, per_host=None, options=None, host_options=None):
         started = time.monotonic()
         tag = uuid.uuid4().hex[:8]
         names = [f"lv-a-{tag}", f"lv-b-{tag}"]
@@ -122,6 +132,10 @@ def deployment(request, libvirt_hosts, rabbit_vhost, postgres_url, tmp_path):
         database.ensure_default_flavors()
         database.flavor_create({"flavorid": "lv.tiny", "name": "lv.tiny", "memory_mb": 128,
                           "vcpus": 1, "root_gb": 1, "ephemeral_gb": 0, "swap": 0})
+        # A real kernel (tests/real/guest_kernel.py) wants a little more.
+        database.flavor_create({"flavorid": "lv.kernel", "name": "lv.kernel",
+                                "memory_mb": 192, "vcpus": 1, "root_gb": 1,
+                                "ephemeral_gb": 0, "swap": 0})
         procs.start("conductor", "godwit-conductor", conf("conductor", f"host = cond-{tag}"))
         procs.start("api", "godwit-api", conf("api", "[api]", "listen = 127.0.0.1",
                                                f"port = {port}"))
@@ -135,9 +149,13 @@ def deployment(request, libvirt_hosts, rabbit_vhost, postgres_url, tmp_path):
         for i, (name, lv) in enumerate(zip(names, libvirt_hosts)):
             path = str(state / "instances") if shared else str(state / f"instances-{i}")
             paths.append(path)
-            opts = dict(libvirt_opts or {}, **((per_host or {}).get(i) or {}))
+            groups = {g: dict(v) for g, v in (options or {}).items()}
+            for g, v in ((host_options or {}).get(i) or {}).items():
+                groups.setdefault(g, {}).update(v)
+            groups.setdefault("libvirt", {}).update(
+                dict(libvirt_opts or {}, **((per_host or {}).get(i) or {})))
             # No [database]: compute agents never open it.
-            cfg = _compute_config(tmp_path / f"{name}.conf", common, name, lv, path, opts)
+            cfg = _compute_config(tmp_path / f"{name}.conf", common, name, lv, path, groups)
             procs.start(name, "godwit-compute", cfg)
         client = Client(f"http://127.0.0.1:{port}/v2.1")
 

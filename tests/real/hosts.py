@@ -105,8 +105,13 @@ def _die_with_parent():
 
 
 class LibvirtHost:
-    def __init__(self, root, index):
+    """One libvirtd; ``netns``/``address``: run it in that network namespace,
+    listening on that address (default: the machine's, on 127.0.0.1)."""
+
+    def __init__(self, root, index, netns=None, address="127.0.0.1"):
         self.index = index
+        self.netns = netns
+        self.address = address
         self.name = f"host{index}"
         self.root = os.path.join(root, self.name)
         self.tcp_port = free_port()
@@ -119,7 +124,7 @@ class LibvirtHost:
 
     @property
     def uri(self):
-        return f"qemu+tcp://127.0.0.1:{self.tcp_port}/system"
+        return f"qemu+tcp://{self.address}:{self.tcp_port}/system"
 
     @property
     def log_path(self):
@@ -138,7 +143,7 @@ class LibvirtHost:
         with open(os.path.join(etc, "libvirtd.conf"), "w") as f:
             f.write(f"""listen_tls = 0
 listen_tcp = 1
-listen_addr = "127.0.0.1"
+listen_addr = "{self.address}"
 tcp_port = "{self.tcp_port}"
 auth_tcp = "none"
 auth_unix_rw = "none"
@@ -167,9 +172,11 @@ migration_port_max = {hi}
         for path in FIXED_PATHS.values():
             os.makedirs(path, exist_ok=True)  # mount points
         self._out = open(os.path.join(self.root, "libvirtd.out"), "w")
-        # unshare execs sh, which execs libvirtd: the Popen pid is the daemon's.
+        # (ip netns exec execs) unshare, which execs sh, which execs libvirtd:
+        # the Popen pid is the daemon's.
+        prefix = ["ip", "netns", "exec", self.netns] if self.netns else []
         self.proc = subprocess.Popen(
-            ["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
+            prefix + ["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
             stdout=self._out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             start_new_session=True, preexec_fn=_die_with_parent)
         return self
@@ -281,11 +288,17 @@ migration_port_max = {hi}
         self.proc = None
 
 
-def start_hosts(root, count=2, timeout=90):
-    """Start ``count`` hosts under ``root`` in parallel; stop them all if one fails."""
+def start_hosts(root, count=2, timeout=90, netns=None, addresses=None):
+    """Start ``count`` hosts under ``root`` in parallel; stop them all if one fails.
+
+    ``netns``/``addresses``: per host, the network namespace to run in and the
+    address to listen on there (reachable from this namespace).
+    """
     check_prerequisites()
     quiet_libvirt()
-    hosts = [LibvirtHost(root, i) for i in range(count)]
+    hosts = [LibvirtHost(root, i, netns=(netns or [None] * count)[i],
+                         address=(addresses or ["127.0.0.1"] * count)[i])
+             for i in range(count)]
     try:
         for h in hosts:
             h.start()
