@@ -19,7 +19,10 @@ Example, a server and a client in one process::
     client.prepare(server="host1").call(ctxt, "ping")
 """
 
+import queue
+import socket
 import threading
+import time
 
 import oslo_messaging as messaging
 from oslo_messaging.rpc import dispatcher
@@ -35,10 +38,116 @@ _transports = {}
 _transports_lock = threading.Lock()
 
 
+class _MemoryWakeup:
+    """Lets kombu's in-memory consumers sleep until a message is put.
+
+    oslo.messaging sets kombu's ``polling_interval`` to 0 for ``memory://``
+    ("to speed up tests"), so every consumer thread (one per RPC server and
+    reply queue) spins through its queues, taking a large share of the
+    process's CPU (and the GIL) from the threads doing the work. Instead a
+    consumer that finds its queues empty registers an event under each of
+    them, looks once more (a put in between is then either seen or signals
+    the event), and waits; a put signals only the consumers of its queue.
+    Every way a message enters a memory queue goes through ``_put`` or
+    ``_put_fanout`` (redelivery too), and oslo.messaging sets no prefetch
+    limit, so nothing else makes a message consumable. The wait is still
+    bounded (``MAX_WAIT``) as a safety net.
+    """
+
+    MAX_WAIT = 0.05
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.waiters = {}   # queue name -> set of threading.Event
+
+    def register(self, event, queues):
+        with self.lock:
+            for name in queues:
+                self.waiters.setdefault(name, set()).add(event)
+
+    def unregister(self, event, queues):
+        with self.lock:
+            for name in queues:
+                events = self.waiters.get(name)
+                if events is not None:
+                    events.discard(event)
+                    if not events:
+                        del self.waiters[name]
+
+    def notify(self, name=None):
+        with self.lock:
+            if name is None:
+                events = [e for evs in self.waiters.values() for e in evs]
+            else:
+                events = list(self.waiters.get(name, ()))
+        for event in events:
+            event.set()
+
+
+_memory_wakeup = None
+
+
+def _install_memory_wakeup():
+    """Patch kombu's memory transport once per process (idempotent)."""
+    global _memory_wakeup
+    if _memory_wakeup is not None:
+        return
+    from kombu.transport import memory
+    wakeup = _MemoryWakeup()
+    put, put_fanout = memory.Channel._put, memory.Channel._put_fanout
+
+    def _put(self, queue, message, **kwargs):
+        put(self, queue, message, **kwargs)
+        wakeup.notify(queue)
+
+    def _put_fanout(self, exchange, message, routing_key=None, **kwargs):
+        put_fanout(self, exchange, message, routing_key, **kwargs)
+        wakeup.notify()
+
+    def drain_events(self, connection, timeout=None):
+        # kombu.transport.virtual.Transport.drain_events, with the sleep
+        # between polls replaced by a wait for a put to one of our queues.
+        start = time.monotonic()
+        get = self.cycle.get
+        event = self.__dict__.get("_godwit_wakeup")
+        if event is None:
+            event = self._godwit_wakeup = threading.Event()
+        while True:
+            try:
+                get(self._deliver, timeout=timeout)
+                return
+            except queue.Empty:
+                pass
+            wait = wakeup.MAX_WAIT
+            if timeout is not None:
+                left = timeout - (time.monotonic() - start)
+                if left <= 0:
+                    raise socket.timeout()
+                wait = min(wait, left)
+            names = {name for channel in self.channels for name in channel._active_queues}
+            event.clear()
+            wakeup.register(event, names)
+            try:
+                try:
+                    get(self._deliver, timeout=timeout)
+                    return
+                except queue.Empty:
+                    pass
+                event.wait(wait)
+            finally:
+                wakeup.unregister(event, names)
+
+    memory.Channel._put, memory.Channel._put_fanout = _put, _put_fanout
+    memory.Transport.drain_events = drain_events
+    _memory_wakeup = wakeup
+
+
 def get_transport(conf, url=None):
     """One RPC transport per URL per process, shared by every service in it."""
     url = url or conf.transport_url
     key = (id(conf), url)
+    if url.startswith(("kombu+memory:", "memory:")):
+        _install_memory_wakeup()
     with _transports_lock:
         if key not in _transports:
             transport = messaging.get_rpc_transport(

@@ -138,3 +138,17 @@ def wait_for(what, fn, timeout=30, interval=0.02):
 
 def fake_host(hosts_path, host):
     return FakeHost(hosts_path, host)
+
+
+def assert_only_on(cloud, sid, host):
+    """Instance ``sid`` has a domain on fake host ``host`` and nothing on the others.
+
+    ``cloud``: anything with ``host_names`` and ``conf.fake.hosts_path`` (the
+    LocalCloud of godwit-all, the tests' cloud fixtures).
+    """
+    for name in cloud.host_names:
+        fh = fake_host(cloud.conf.fake.hosts_path, name)
+        if name == host:
+            assert sid in fh.snapshot()["domains"], f"{sid} missing on {name}"
+        else:
+            assert fh.is_empty_for(sid), f"{sid} left on {name}: {fh.snapshot()}"

@@ -13,20 +13,11 @@ import oslo_messaging
 import pytest
 from oslo_messaging.notify import _impl_test
 
-from godwit.testing import APIError, fake_host, wait_for
+from godwit.testing import APIError, assert_only_on, fake_host, wait_for
 
 SLOW = {"fake.migration_bandwidth_mb": 1024, "fake.migration_dirty_rate_mb": 0,
         "libvirt.live_migration_monitor_interval": 0.05}
 STUCK = dict(SLOW, **{"fake.migration_dirty_rate_mb": 2048})
-
-
-def only_on(cloud, sid, host):
-    for name in cloud.host_names:
-        fh = fake_host(cloud.conf.fake.hosts_path, name)
-        if name == host:
-            assert sid in fh.snapshot()["domains"], f"{sid} missing on {name}"
-        else:
-            assert fh.is_empty_for(sid), f"{sid} left on {name}: {fh.snapshot()}"
 
 
 def test_concurrency_limit_queues_the_second_migration(cloud_factory):
@@ -47,8 +38,8 @@ def test_concurrency_limit_queues_the_second_migration(cloud_factory):
     mb = c.wait_status(b, "running")
     c.force_complete(b, mb["id"])
     assert c.wait_migration(b)["status"] == "completed"
-    only_on(cloud, a, "compute1")
-    only_on(cloud, b, "compute3")
+    assert_only_on(cloud, a, "compute1")
+    assert_only_on(cloud, b, "compute3")
 
 
 def test_abort_running_rolls_back(cloud_factory):
@@ -64,7 +55,7 @@ def test_abort_running_rolls_back(cloud_factory):
     server = c.server(sid)
     assert (server["status"], server["OS-EXT-SRV-ATTR:host"]) == ("ACTIVE", "compute1")
     assert server["OS-EXT-STS:task_state"] is None
-    only_on(cloud, sid, "compute1")
+    assert_only_on(cloud, sid, "compute1")
 
 
 def test_abort_queued_needs_2_65_and_cancels_at_once(cloud_factory):
@@ -85,8 +76,8 @@ def test_abort_queued_needs_2_65_and_cancels_at_once(cloud_factory):
     assert c.server(b)["OS-EXT-STS:task_state"] is None
     c.abort_migration(a, ma["id"])
     assert c.wait_migration(a)["status"] == "cancelled"
-    only_on(cloud, a, "compute1")
-    only_on(cloud, b, "compute1")
+    assert_only_on(cloud, a, "compute1")
+    assert_only_on(cloud, b, "compute1")
 
 
 def test_abort_preparing_rolls_back_the_destination(cloud_factory):
@@ -103,7 +94,7 @@ def test_abort_preparing_rolls_back_the_destination(cloud_factory):
     m = c.wait_migration(sid)
     assert m["status"] == "cancelled"
     assert "preparing" in m["error_message"]
-    only_on(cloud, sid, "compute1")
+    assert_only_on(cloud, sid, "compute1")
 
 
 def test_abort_of_a_final_migration_is_refused(cloud):
@@ -137,7 +128,7 @@ def test_force_complete(cloud_factory, post_copy):
     # A guest paused to converge runs again on the destination.
     dom = fake_host(cloud.conf.fake.hosts_path, "compute2").get("domains", sid)
     assert dom["power_state"] == 1 and dom["persistent"] is True
-    only_on(cloud, sid, "compute2")
+    assert_only_on(cloud, sid, "compute2")
 
 
 @pytest.mark.parametrize("action,final", [("abort", "failed"),
@@ -154,9 +145,9 @@ def test_completion_timeout(cloud_factory, action, final):
     assert m["status"] == final, m
     if action == "abort":
         assert "completion timeout of 2 s" in m["error_message"]
-        only_on(cloud, sid, "compute1")
+        assert_only_on(cloud, sid, "compute1")
     else:
-        only_on(cloud, sid, "compute2")
+        assert_only_on(cloud, sid, "compute2")
 
 
 def test_auto_converge_lets_a_busy_guest_finish(cloud_factory):

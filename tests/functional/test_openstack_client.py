@@ -19,7 +19,7 @@ import sys
 
 import pytest
 
-from godwit.testing import SETTLED_COLD, APIError, Client, fake_host
+from godwit.testing import SETTLED_COLD, APIError, Client, assert_only_on
 
 OPENSTACK = os.path.join(os.path.dirname(sys.executable), "openstack")
 STUCK = {"fake.migration_bandwidth_mb": 1024, "fake.migration_dirty_rate_mb": 2048,
@@ -57,15 +57,6 @@ def openstack(cloud, *args, token=None, version=None, timeout=60):
     return result.stdout
 
 
-def only_on(cloud, sid, host):
-    for name in cloud.host_names:
-        fh = fake_host(cloud.conf.fake.hosts_path, name)
-        if name == host:
-            assert sid in fh.snapshot()["domains"], f"{sid} missing on {name}"
-        else:
-            assert fh.is_empty_for(sid), f"{sid} left on {name}: {fh.snapshot()}"
-
-
 def settled(c, sid, until=("completed", "failed", "error", "cancelled")):
     return c.wait_migration(sid, until=until)
 
@@ -90,7 +81,7 @@ def test_live_migration_with_and_without_host_and_block(unshared):
     assert (m1["status"], m1["source_compute"], m1["dest_compute"]) == \
         ("completed", "compute1", "compute2"), m1
     assert c.server(sid)["OS-EXT-SRV-ATTR:host"] == "compute2"
-    only_on(cloud, sid, "compute2")
+    assert_only_on(cloud, sid, "compute2")
 
     # Block migration, the scheduler choosing the host.
     disk = os.path.join(cloud.paths["compute2"], sid, "disk")
@@ -107,13 +98,13 @@ def test_live_migration_with_and_without_host_and_block(unshared):
     with open(os.path.join(cloud.paths[dest], sid, "disk"), "rb") as f:
         assert f.read() == content
     assert not os.path.exists(disk)
-    only_on(cloud, sid, dest)
+    assert_only_on(cloud, sid, dest)
 
     # Without a host and without --block-migration ("auto" from 2.25).
     openstack(cloud, "server", "migrate", "--live-migration", sid)
     m3 = settled(c, sid)
     assert m3["status"] == "completed" and m3["source_compute"] == dest, m3
-    only_on(cloud, sid, m3["dest_compute"])
+    assert_only_on(cloud, sid, m3["dest_compute"])
 
     # The client's view of the same migrations (GET /os-migrations?instance_uuid=).
     listed = openstack(cloud, "server", "migration", "list", "--server", "vm1", "-f", "json")
@@ -152,7 +143,7 @@ def test_steer_a_running_live_migration(cloud_factory):
     assert shown["Memory Total Bytes"] > 0
     openstack(cloud, "server", "migration", "force", "complete", "a", str(ma["id"]))
     assert settled(c, a)["status"] == "completed"
-    only_on(cloud, a, "compute2")
+    assert_only_on(cloud, a, "compute2")
 
     # abort: the guest stays where it was and nothing is left at the destination.
     c.live_migrate(b, host="compute3")
@@ -163,7 +154,7 @@ def test_steer_a_running_live_migration(cloud_factory):
     server = c.server(b)
     assert (server["OS-EXT-SRV-ATTR:host"], server["status"]) == ("compute1", "ACTIVE")
     assert server["OS-EXT-STS:task_state"] is None
-    only_on(cloud, b, "compute1")
+    assert_only_on(cloud, b, "compute1")
     assert {a_["action"] for a_ in c.get(f"/servers/{b}/os-instance-actions")[
         "instanceActions"]} == {"create", "live-migration", "live_migration_abort"}
 
@@ -183,7 +174,7 @@ def test_cold_migration_and_resize_with_confirm_and_revert(unshared):
     assert c.wait_migration(sid, until=("confirmed", "error"))["status"] == "confirmed"
     server = c.wait_vm(sid, "ACTIVE")
     assert server["OS-EXT-SRV-ATTR:host"] == dest
-    only_on(cloud, sid, dest)
+    assert_only_on(cloud, sid, dest)
 
     # Resize to a flavor named by name, then revert.
     openstack(cloud, "server", "resize", "--flavor", "m1.small", "vm")
@@ -196,7 +187,7 @@ def test_cold_migration_and_resize_with_confirm_and_revert(unshared):
     server = c.wait_vm(sid, "ACTIVE")
     assert server["OS-EXT-SRV-ATTR:host"] == dest
     assert server["flavor"]["original_name"] == "m1.tiny"
-    only_on(cloud, sid, dest)
+    assert_only_on(cloud, sid, dest)
     assert [m["status"] for m in c.migrations(instance_uuid=sid)] == \
         ["reverted", "confirmed"]
 
@@ -250,4 +241,4 @@ def test_non_admin_cannot_move_and_nothing_changes(cloud):
     assert cloud.client.migrations(instance_uuid=sid) == []
     assert [a["action"] for a in owner.get(f"/servers/{sid}/os-instance-actions")[
         "instanceActions"]] == ["create"]
-    only_on(cloud, sid, host)
+    assert_only_on(cloud, sid, host)
