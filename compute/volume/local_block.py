@@ -6,9 +6,13 @@ connect_volume() attaches the volume's backing file to a loop device with
     {"driver_volume_type": "block", "data": {"device_path": "/dev/loopN", ...}}
 
 which the libvirt driver turns into ``<disk type='block'><source dev=...>``.
-It is idempotent: a loop device already backed by the same file (``losetup
--j <file>``) is reused. disconnect_volume() detaches every loop device of the
-file and is quiet when there is none.
+It is idempotent: the loop device this host's connection ledger recorded
+for the volume is reused while it is still backed by the same file.
+disconnect_volume() detaches that device only, and is quiet when there is
+none. Devices of the same file that the ledger does not name are someone
+else's - an operator's, or another host's when two hosts share a machine as
+in the tests - and are left alone; only when the ledger has no entry (lost
+state) does disconnect detach every loop device of the file.
 
 The backing file is ``<[local_block] volumes_path>/volume-<volume_id>`` unless
 the BDM's connection_info names one (``data.backing_file``); the driver never
@@ -70,10 +74,8 @@ class LocalBlockVolumeDriver(base.VolumeDriver):
         if not os.path.isfile(path):
             raise self._fail(bdm, f"backing file {path} does not exist on this host")
         with self._lock:
-            devices = loop_devices_of(path)
-            if devices:
-                device = devices[0]
-            else:
+            device = self._recorded_device(instance, bdm, path)
+            if device is None:
                 proc = losetup("-f", "--show", path)
                 if proc.returncode != 0:
                     raise self._fail(bdm, f"losetup -f --show {path} failed: "
@@ -87,10 +89,22 @@ class LocalBlockVolumeDriver(base.VolumeDriver):
                  instance["uuid"], self.host, device)
         return info
 
+    def _recorded_device(self, instance, bdm, path):
+        """The loop device this host attached for the volume, if still backed by ``path``."""
+        entry = self.ledger.get(instance, bdm)
+        device = ((entry or {}).get("connection_info") or {}).get("data", {}).get(
+            "device_path")
+        return device if device and device in loop_devices_of(path) else None
+
     def disconnect_volume(self, instance, bdm):
         path = self.backing_file(bdm)
         with self._lock:
-            for device in loop_devices_of(path):
+            if self.ledger.get(instance, bdm) is not None:
+                device = self._recorded_device(instance, bdm, path)
+                devices = [device] if device else []
+            else:
+                devices = loop_devices_of(path)
+            for device in devices:
                 proc = losetup("-d", device)
                 if proc.returncode != 0 and device in loop_devices_of(path):
                     raise connections.VolumeConnectFailed(

@@ -69,3 +69,33 @@ def test_missing_backing_file_is_a_clear_error(tmp_path):
     driver = LocalBlockVolumeDriver(host_conf(tmp_path), "hostA")
     with pytest.raises(connections.VolumeConnectFailed, match="does not exist on this host"):
         driver.connect_volume({"uuid": "i"}, {"volume_id": "nope"})
+
+
+def test_two_hosts_on_one_machine_each_keep_their_own_device(volume, tmp_path):
+    """As in a live migration between two agents on one machine: the destination
+    attaches a device of its own, and the source's disconnect leaves it alone."""
+    volume_id, path = volume
+    conf = host_conf(tmp_path)
+    source = LocalBlockVolumeDriver(conf, "hostA")
+    dest = LocalBlockVolumeDriver(conf, "hostB")
+    instance = {"uuid": str(uuid.uuid4())}
+    bdm = {"volume_id": volume_id, "destination_type": "volume"}
+    src_dev = source.connect_volume(instance, bdm)["data"]["device_path"]
+    dst_dev = dest.connect_volume(instance, bdm)["data"]["device_path"]
+    assert src_dev != dst_dev
+    assert sorted(loop_devices_of(path)) == sorted([src_dev, dst_dev])
+    source.disconnect_volume(instance, bdm)
+    assert loop_devices_of(path) == [dst_dev]
+    with open(dst_dev, "rb") as f:
+        assert f.read(len(CONTENT)) == CONTENT
+    dest.disconnect_volume(instance, bdm)
+    assert loop_devices_of(path) == []
+
+
+def test_disconnect_without_a_ledger_entry_frees_every_device_of_the_file(volume, tmp_path):
+    volume_id, path = volume
+    run("losetup", "-f", path)  # attached by hand, no ledger entry
+    assert len(loop_devices_of(path)) == 1
+    LocalBlockVolumeDriver(host_conf(tmp_path), "hostA").disconnect_volume(
+        {"uuid": "i"}, {"volume_id": volume_id})
+    assert loop_devices_of(path) == []

@@ -27,6 +27,7 @@ import re
 import secrets
 import signal
 import subprocess
+import tempfile
 
 MGMT_PREFIX = "198.51.100"
 GUEST_PREFIX = "203.0.113"
@@ -65,7 +66,24 @@ class TwoHostNetwork:
            netns=netns)
         ip("link", "set", name, "up", netns=netns)
 
+    @staticmethod
+    def remove_stale():
+        """Remove what a killed earlier run left: its management bridge (which would
+        hold 198.51.100.1 too) and its namespaces. Two runs at once are not supported."""
+        removed = []
+        out = ip("-o", "-4", "addr", "show").stdout
+        for name in set(re.findall(rf"^\d+: (gw[0-9a-f]{{4}})mgmt\s+inet {MGMT_PREFIX}\.1/",
+                                   out, re.M)):
+            ip("link", "del", f"{name}mgmt", check=False)
+            for suffix in ("hostA", "hostB", "pinger"):
+                ip("netns", "del", f"{name}{suffix}", check=False)
+            removed.append(name)
+        return removed
+
     def create(self):
+        stale = self.remove_stale()
+        if stale:
+            print(f"removed the test network of an earlier run: {stale}")
         try:
             for ns in (*self.hosts, self.pinger):
                 self._netns(ns)
@@ -143,14 +161,20 @@ class Pinger:
         self.proc = None
 
     def start(self):
-        self.proc = subprocess.Popen(self.cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        # To a file, not a pipe: nobody reads a pipe until stop(), and ping
+        # blocks - stops pinging - once the 64 KiB pipe buffer is full (~800 lines).
+        self.out = tempfile.TemporaryFile(mode="w+")
+        self.proc = subprocess.Popen(self.cmd, stdout=self.out, stderr=subprocess.STDOUT,
                                      text=True)
         return self
 
     def stop(self):
         """Stop pinging; {sent, received, lost, longest_gap_ms, gap_end} (times: epoch s)."""
         self.proc.send_signal(signal.SIGINT)
-        out, err = self.proc.communicate(timeout=10)
+        self.proc.wait(timeout=10)
+        self.out.seek(0)
+        out = err = self.out.read()
+        self.out.close()
         replies = [(float(m.group(1)), int(m.group(2)))
                    for m in map(REPLY.match, out.splitlines()) if m]
         summary = SENT.search(out)

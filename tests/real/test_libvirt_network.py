@@ -27,12 +27,14 @@ the LUN and only that host holds the connection.
 Shared instance storage there: the directory is the same on both hosts.
 test_block_migration_of_a_kernel_guest moves the same kind of guest with
 block migration between separate directories, where the destination copies
-the kernel from its own image store.
+the kernel from its own image store, and with a loop-device volume
+(``local_block``) that each host attaches on its own loop device.
 """
 
 import json
 import os
 import re
+import subprocess
 import time
 import uuid
 
@@ -122,7 +124,34 @@ def _image_store(tmp_path, name, kernel, initrd):
     return str(store)
 
 
-def _deploy(deployment, network, guest_image, tmp_path, shared, iscsi_target=None):
+def _local_volume(tmp_path):
+    """A new 8 MiB volume file for the local_block driver; (volume id, its text, dir)."""
+    volumes = tmp_path / "volumes"
+    volumes.mkdir(exist_ok=True)
+    volume_id = str(uuid.uuid4())
+    text = "GODWIT-LOOP-" + uuid.uuid4().hex[:12]
+    with open(volumes / f"volume-{volume_id}", "wb") as f:
+        f.write(text.encode())
+        f.truncate(8 * 1024 * 1024)
+    return volume_id, text, str(volumes)
+
+
+def _loop_devices(path):
+    out = subprocess.run(["losetup", "-j", path], capture_output=True, text=True).stdout
+    return sorted(line.split(":", 1)[0] for line in out.splitlines() if line.strip())
+
+
+def _block_disks(d, host, sid):
+    conn = d.lv[host].connect()
+    try:
+        xml = conn.lookupByUUIDString(sid).XMLDesc(0)
+    finally:
+        conn.close()
+    return re.findall(r"<source dev='(/dev/loop\d+)'", xml)
+
+
+def _deploy(deployment, network, guest_image, tmp_path, shared, iscsi_target=None,
+            volumes_path=None):
     kernel, initrd = guest_image
     host_options = {}
     for i, ns in enumerate(network.hosts):
@@ -137,6 +166,9 @@ def _deploy(deployment, network, guest_image, tmp_path, shared, iscsi_target=Non
         options["iscsi_qemu"] = {"target_portal": iscsi_target.portal,
                                  "target_iqn_format":
                                      f"{Tgtd.IQN_PREFIX}:volume-%(volume_id)s"}
+    if volumes_path is not None:
+        compute["volume_driver"] = "local_block"
+        options["local_block"] = {"volumes_path": volumes_path}
     return deployment(shared=shared, options=options, host_options=host_options)
 
 
@@ -297,9 +329,16 @@ def test_guest_answers_ping_throughout_live_migrations(deployment, network, gues
 
 
 def test_block_migration_of_a_kernel_guest(deployment, network, guest_image, tmp_path):
-    d = _deploy(deployment, network, guest_image, tmp_path, shared=False)
+    volume_id, volume_text, volumes = _local_volume(tmp_path)
+    volume_file = os.path.join(volumes, f"volume-{volume_id}")
+    d = _deploy(deployment, network, guest_image, tmp_path, shared=False,
+                volumes_path=volumes)
     a, b = d.names
-    sid = _boot(d, network, a)
+    sid = _boot(d, network, a, volume_id=volume_id)
+    # A loop-device volume (local_block), read by the guest at boot.
+    assert f"VOLUME {volume_text}" in _console(d, a, sid), _console(d, a, sid)[-500:]
+    [source_device] = _block_disks(d, a, sid)
+    assert _loop_devices(volume_file) == [source_device]
     pinger = continuity.Pinger(network.pinger, GUEST_IP).start()
     time.sleep(0.5)
     try:
@@ -322,6 +361,13 @@ def test_block_migration_of_a_kernel_guest(deployment, network, guest_image, tmp
     dest_dir = os.path.join(d.paths[b], sid)
     assert {"disk", "kernel", "ramdisk"} <= set(os.listdir(dest_dir)), os.listdir(dest_dir)
     assert not os.path.exists(os.path.join(d.paths[a], sid))
+    # Not copied (a volume): the destination attached a loop device of its own
+    # for the same file, and the source detached only its own.
+    [dest_device] = _block_disks(d, b, sid)
+    assert dest_device != source_device
+    assert _loop_devices(volume_file) == [dest_device]
+    assert _volume_hosts(d, sid) == [b]
     d.client.delete_server(sid)
     assert d.where(sid) == {}
     assert not _tap(network, 0) and not _tap(network, 1)
+    assert _loop_devices(volume_file) == []
