@@ -75,9 +75,7 @@ class ConductorManager:
         return True
 
     def instance_get(self, ctxt, instance_uuid):
-        return {"instance": self.db.instance_get(instance_uuid),
-                "network_info": self.db.vif_list(instance_uuid),
-                "block_device_info": self.db.bdm_list(instance_uuid)}
+        return self.db.instance_get_with_devices(instance_uuid)
 
     def instance_update(self, ctxt, instance_uuid, values, expected=None):
         return self.db.instance_update(instance_uuid, _datetimes(values), expected)
@@ -91,19 +89,9 @@ class ConductorManager:
             expected={"task_state": states.DELETING})
 
     def migration_context(self, ctxt, migration_id):
-        """The migration and all a host needs about it, in one round trip."""
-        migration = self.db.migration_get(migration_id)
-        uuid = migration["instance_uuid"]
-        context = {"migration": migration, "instance": self.db.instance_get(uuid),
-                   "network_info": self.db.vif_list(uuid),
-                   "block_device_info": self.db.bdm_list(uuid)}
-        if migration["migration_type"] != states.LIVE_MIGRATION:
-            context.update(
-                source_node=self.db.compute_node_get_by_host(migration["source_compute"]),
-                dest_node=self.db.compute_node_get_by_host(migration["dest_compute"]),
-                old_flavor=self.db.flavor_get(migration["old_instance_type_id"]),
-                new_flavor=self.db.flavor_get(migration["new_instance_type_id"]))
-        return context
+        """The migration and all a host needs about it, in one round trip and one
+        transaction (nodes and flavors too for cold migrations and resizes)."""
+        return self.db.migration_context(migration_id)
 
     def migration_transition(self, ctxt, migration_id, old, new, values=None,
                              instance_values=None, instance_expected=None):
@@ -128,13 +116,15 @@ class ConductorManager:
 
     def action_event(self, ctxt, instance_uuid, event, host, start_time, finish_time,
                      result, traceback=None):
-        action = self.db.action_get_by_request_id(instance_uuid, ctxt.request_id)
-        if action is None:
+        # The action id is remembered per request: a migration records about
+        # eight events under the same one.
+        action_id = self.db.action_id_for_request(instance_uuid, ctxt.request_id)
+        if action_id is None:
             LOG.debug("No action for request %s on %s; event %s not recorded",
                       ctxt.request_id, instance_uuid, event)
             return
         times = _datetimes({"start_time": start_time, "finish_time": finish_time})
-        self.db.event_record(action["id"], event, host, times["start_time"],
+        self.db.event_record(action_id, event, host, times["start_time"],
                              times["finish_time"], result, traceback)
 
     # --- for the API -------------------------------------------------------------

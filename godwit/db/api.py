@@ -10,6 +10,7 @@ one module, and SQLAlchemy's own engine and session handling cover what we
 need (pool, SQLite pragmas, retries are the caller's CAS loop).
 """
 
+import collections
 import contextlib
 import datetime
 import json
@@ -57,6 +58,52 @@ def _new_uuid():
     return str(uuidlib.uuid4())
 
 
+# Hot statements, built once. Reads return core rows turned into dicts (the
+# same keys as the models' to_dict(): every column is mapped under its own
+# name), which costs a fraction of loading ORM objects.
+_MIG = models.Migration.__table__
+_INST = models.Instance.__table__
+_VIF = models.VirtualInterface.__table__
+_BDM = models.BlockDeviceMapping.__table__
+_SVC = models.Service.__table__
+_NODE = models.ComputeNode.__table__
+_FLAVOR = models.Flavor.__table__
+_ACTION = models.InstanceAction.__table__
+_EVENT = models.InstanceActionEvent.__table__
+
+_MIGRATION_BY_ID = select(_MIG).where(_MIG.c.id == sa.bindparam("id"))
+_INSTANCE_BY_UUID = select(_INST).where(_INST.c.uuid == sa.bindparam("uuid"))
+_LIVE_INSTANCE_BY_UUID = _INSTANCE_BY_UUID.where(_INST.c.deleted_at.is_(None))
+_VIFS_OF = (select(_VIF).where(_VIF.c.instance_uuid == sa.bindparam("uuid"))
+            .order_by(_VIF.c.id))
+_BDMS_OF = (select(_BDM).where(_BDM.c.instance_uuid == sa.bindparam("uuid"))
+            .order_by(_BDM.c.id))
+_SERVICE_BY_HOST = select(_SVC).where(_SVC.c.host == sa.bindparam("host"),
+                                      _SVC.c.binary == sa.bindparam("binary"))
+_NODE_BY_HOST = select(_NODE).where(_NODE.c.host == sa.bindparam("host"))
+_FLAVOR_BY_ID = select(_FLAVOR).where(_FLAVOR.c.id == sa.bindparam("id"))
+_ACTION_BY_REQUEST = select(_ACTION).where(_ACTION.c.instance_uuid == sa.bindparam("uuid"),
+                                           _ACTION.c.request_id == sa.bindparam("request_id"))
+_ACTION_ID_BY_REQUEST = select(_ACTION.c.id).where(
+    _ACTION.c.instance_uuid == sa.bindparam("uuid"),
+    _ACTION.c.request_id == sa.bindparam("request_id"))
+_EVENT_COLUMNS = tuple(c.name for c in _EVENT.c)
+# How many (instance, request) -> action id pairs a process remembers.
+_ACTION_CACHE_SIZE = 4096
+
+
+def _row(row):
+    return None if row is None else dict(row._mapping)
+
+
+def _first(conn, stmt, params):
+    return _row(conn.execute(stmt, params).first())
+
+
+def _all(conn, stmt, params=None):
+    return [dict(r._mapping) for r in conn.execute(stmt, params)]
+
+
 class Database:
     def __init__(self, url, echo=False):
         self.url = url
@@ -74,11 +121,20 @@ class Database:
         if url.startswith("sqlite"):
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self._session = sessionmaker(self.engine, expire_on_commit=False)
+        # (instance_uuid, request_id) -> instance action id. Actions are
+        # never deleted or re-keyed, so an entry cannot go stale.
+        self._action_ids = collections.OrderedDict()
+        self._action_ids_lock = threading.Lock()
 
     @contextlib.contextmanager
     def transaction(self):
+        """An ORM session in one transaction."""
         with self._session() as session, session.begin():
             yield session
+
+    def connection(self):
+        """A core connection in one transaction (cheaper than a session)."""
+        return self.engine.begin()
 
     # ------------------------------------------------------------------ services
     def service_register(self, host, binary, topic, version):
@@ -122,10 +178,8 @@ class Database:
             return svc.to_dict()
 
     def service_get_by_host(self, host, binary=states.SERVICE_COMPUTE):
-        with self.transaction() as s:
-            svc = s.scalars(select(models.Service).where(
-                models.Service.host == host, models.Service.binary == binary)).first()
-            return svc.to_dict() if svc else None
+        with self.connection() as conn:
+            return _first(conn, _SERVICE_BY_HOST, {"host": host, "binary": binary})
 
     def service_list(self, binary=None, host=None):
         with self.transaction() as s:
@@ -161,10 +215,8 @@ class Database:
             return node.to_dict()
 
     def compute_node_get_by_host(self, host):
-        with self.transaction() as s:
-            node = s.scalars(select(models.ComputeNode).where(
-                models.ComputeNode.host == host)).first()
-            return node.to_dict() if node else None
+        with self.connection() as conn:
+            return _first(conn, _NODE_BY_HOST, {"host": host})
 
     def compute_node_get(self, node_id):
         with self.transaction() as s:
@@ -186,7 +238,7 @@ class Database:
         destination. When a migration reaches a final status its hold
         disappears with it, so no claim can be leaked.
         """
-        with self.transaction() as s:
+        with self.connection() as s:
             inst = models.Instance
             on_host = s.execute(
                 select(func.coalesce(func.sum(inst.memory_mb), 0),
@@ -235,11 +287,11 @@ class Database:
             return flavor.to_dict()
 
     def flavor_get(self, flavor_pk):
-        with self.transaction() as s:
-            flavor = s.get(models.Flavor, flavor_pk)
-            if flavor is None:
-                raise exception.FlavorNotFound(flavor_id=flavor_pk)
-            return flavor.to_dict()
+        with self.connection() as conn:
+            flavor = _first(conn, _FLAVOR_BY_ID, {"id": flavor_pk})
+        if flavor is None:
+            raise exception.FlavorNotFound(flavor_id=flavor_pk)
+        return flavor
 
     def flavor_list(self):
         with self.transaction() as s:
@@ -265,19 +317,29 @@ class Database:
             return inst.to_dict()
 
     def instance_get(self, instance_uuid, read_deleted=False):
-        with self.transaction() as s:
-            q = select(models.Instance).where(models.Instance.uuid == instance_uuid)
-            if not read_deleted:
-                q = q.where(models.Instance.deleted_at.is_(None))
-            inst = s.scalars(q).first()
-            if inst is None:
-                raise exception.InstanceNotFound(instance_id=instance_uuid)
-            return inst.to_dict()
+        with self.connection() as conn:
+            return self._instance_get(conn, instance_uuid, read_deleted)
+
+    @staticmethod
+    def _instance_get(conn, instance_uuid, read_deleted=False):
+        inst = _first(conn, _INSTANCE_BY_UUID if read_deleted else _LIVE_INSTANCE_BY_UUID,
+                      {"uuid": instance_uuid})
+        if inst is None:
+            raise exception.InstanceNotFound(instance_id=instance_uuid)
+        return inst
+
+    def instance_get_with_devices(self, instance_uuid):
+        """The instance, its network_info (VIFs) and block_device_info (BDMs), in
+        one transaction."""
+        with self.connection() as conn:
+            return {"instance": self._instance_get(conn, instance_uuid),
+                    "network_info": _all(conn, _VIFS_OF, {"uuid": instance_uuid}),
+                    "block_device_info": _all(conn, _BDMS_OF, {"uuid": instance_uuid})}
 
     def instance_list(self, filters=None, limit=None, marker=None):
         filters = filters or {}
-        with self.transaction() as s:
-            q = select(models.Instance).order_by(models.Instance.id)
+        with self.connection() as s:
+            q = select(_INST).order_by(models.Instance.id)
             if not filters.get("deleted"):
                 q = q.where(models.Instance.deleted_at.is_(None))
             for key in ("host", "vm_state", "task_state", "project_id", "user_id", "node"):
@@ -286,14 +348,13 @@ class Database:
             if filters.get("name"):
                 q = q.where(models.Instance.display_name.contains(filters["name"]))
             if marker:
-                mrow = s.scalars(select(models.Instance).where(
-                    models.Instance.uuid == marker)).first()
+                mrow = s.execute(select(_INST.c.id).where(_INST.c.uuid == marker)).first()
                 if mrow is None:
                     raise exception.InstanceNotFound(instance_id=marker)
                 q = q.where(models.Instance.id > mrow.id)
             if limit:
                 q = q.limit(limit)
-            return [i.to_dict() for i in s.scalars(q)]
+            return _all(s, q)
 
     def instance_update(self, instance_uuid, values, expected=None):
         """Update an instance; with ``expected`` only if those columns still match.
@@ -301,13 +362,12 @@ class Database:
         ``expected`` maps column -> value, or column -> tuple of acceptable
         values. Raises ConcurrentUpdate when another writer got there first.
         """
-        with self.transaction() as s:
-            return self._instance_cas(s, instance_uuid, values, expected)
+        with self.connection() as conn:
+            return self._instance_cas(conn, instance_uuid, values, expected)
 
     @staticmethod
-    def _instance_cas(s, instance_uuid, values, expected):
-        q = update(models.Instance).where(models.Instance.uuid == instance_uuid,
-                                          models.Instance.deleted_at.is_(None))
+    def _instance_cas(conn, instance_uuid, values, expected):
+        q = update(_INST).where(_INST.c.uuid == instance_uuid, _INST.c.deleted_at.is_(None))
         for col, val in (expected or {}).items():
             column = getattr(models.Instance, col)
             if isinstance(val, (tuple, list, set, frozenset)):
@@ -321,17 +381,15 @@ class Database:
             else:
                 q = q.where(column == val)
         values = dict(values, updated_at=utcnow())
-        res = s.execute(q.values(**values).execution_options(synchronize_session=False))
-        current = s.scalars(select(models.Instance).where(
-            models.Instance.uuid == instance_uuid)).first()
+        res = conn.execute(q.values(**values))
+        current = _first(conn, _INSTANCE_BY_UUID, {"uuid": instance_uuid})
         if res.rowcount != 1:
             if current is None:
                 raise exception.InstanceNotFound(instance_id=instance_uuid)
-            found = {c: getattr(current, c) for c in (expected or {})}
+            found = {c: current[c] for c in (expected or {})}
             raise exception.ConcurrentUpdate(what=f"Instance {instance_uuid}",
                                              expected=expected, found=found)
-        s.refresh(current)
-        return current.to_dict()
+        return current
 
     # --------------------------------------------------------------- migrations
     def migration_create(self, values):
@@ -345,11 +403,43 @@ class Database:
             return mig.to_dict()
 
     def migration_get(self, migration_id):
-        with self.transaction() as s:
-            mig = s.get(models.Migration, migration_id)
-            if mig is None:
-                raise exception.MigrationNotFound(migration_id=migration_id)
-            return mig.to_dict()
+        with self.connection() as conn:
+            return self._migration_get(conn, migration_id)
+
+    @staticmethod
+    def _migration_get(conn, migration_id):
+        mig = _first(conn, _MIGRATION_BY_ID, {"id": migration_id})
+        if mig is None:
+            raise exception.MigrationNotFound(migration_id=migration_id)
+        return mig
+
+    def migration_context(self, migration_id, with_nodes_and_flavors=None):
+        """The migration, its instance, network_info and block_device_info in one
+        transaction; for cold migrations and resizes (or when asked) also both
+        compute nodes and both flavors."""
+        with self.connection() as conn:
+            return self._migration_context(conn, migration_id, with_nodes_and_flavors)
+
+    @classmethod
+    def _migration_context(cls, conn, migration_id, with_nodes_and_flavors=None):
+        migration = cls._migration_get(conn, migration_id)
+        uuid = migration["instance_uuid"]
+        context = {"migration": migration, "instance": cls._instance_get(conn, uuid),
+                   "network_info": _all(conn, _VIFS_OF, {"uuid": uuid}),
+                   "block_device_info": _all(conn, _BDMS_OF, {"uuid": uuid})}
+        if with_nodes_and_flavors is None:
+            with_nodes_and_flavors = migration["migration_type"] != states.LIVE_MIGRATION
+        if with_nodes_and_flavors:
+            context.update(
+                source_node=_first(conn, _NODE_BY_HOST,
+                                   {"host": migration["source_compute"]}),
+                dest_node=_first(conn, _NODE_BY_HOST, {"host": migration["dest_compute"]}))
+            for key, column in (("old_flavor", "old_instance_type_id"),
+                                ("new_flavor", "new_instance_type_id")):
+                context[key] = _first(conn, _FLAVOR_BY_ID, {"id": migration[column]})
+                if context[key] is None:
+                    raise exception.FlavorNotFound(flavor_id=migration[column])
+        return context
 
     def migration_get_by_uuid(self, migration_uuid):
         with self.transaction() as s:
@@ -362,8 +452,8 @@ class Database:
     def migration_list(self, filters=None, limit=None, marker=None, sort_desc=True):
         filters = filters or {}
         m = models.Migration
-        with self.transaction() as s:
-            q = select(m)
+        with self.connection() as s:
+            q = select(_MIG)
             for key in ("instance_uuid", "migration_type", "source_compute", "dest_compute",
                         "user_id", "project_id"):
                 value = filters.get(key)
@@ -385,14 +475,14 @@ class Database:
             if filters.get("changes_before") is not None:
                 q = q.where(func.coalesce(m.updated_at, m.created_at) <= filters["changes_before"])
             if marker is not None:
-                mrow = s.scalars(select(m).where(m.uuid == marker)).first()
+                mrow = s.execute(select(_MIG.c.id).where(_MIG.c.uuid == marker)).first()
                 if mrow is None:
                     raise exception.MigrationNotFound(migration_id=marker)
                 q = q.where(m.id < mrow.id if sort_desc else m.id > mrow.id)
             q = q.order_by(m.id.desc() if sort_desc else m.id)
             if limit:
                 q = q.limit(limit)
-            return [r.to_dict() for r in s.scalars(q)]
+            return _all(s, q)
 
     def migration_transition(self, migration_id, old, new, values=None,
                              instance_values=None, instance_expected=None):
@@ -408,51 +498,54 @@ class Database:
         ``old``. A caller re-running a step checks
         :func:`godwit.state_machine.is_reached` on the row instead.
         """
-        with self.transaction() as s:
-            mig = s.get(models.Migration, migration_id)
-            if mig is None:
-                raise exception.MigrationNotFound(migration_id=migration_id)
-            state_machine.check(mig.migration_type, old, new)
-            vals = dict(values or {}, status=new, updated_at=utcnow())
-            res = s.execute(update(models.Migration)
-                            .where(models.Migration.id == migration_id,
-                                   models.Migration.status == old)
-                            .values(**vals)
-                            .execution_options(synchronize_session=False))
-            if res.rowcount != 1:
-                s.refresh(mig)
-                raise exception.ConcurrentUpdate(what=f"Migration {migration_id}",
-                                                 expected=old, found=mig.status)
+        with self.connection() as conn:
+            self._cas_status(conn, migration_id, old, new, dict(values or {}))
+            mig = _first(conn, _MIGRATION_BY_ID, {"id": migration_id})
             if instance_values:
-                self._instance_cas(s, mig.instance_uuid, instance_values, instance_expected)
-            s.refresh(mig)
-            return mig.to_dict()
+                self._instance_cas(conn, mig["instance_uuid"], instance_values,
+                                   instance_expected)
+            return mig
+
+    @staticmethod
+    def _cas_status(conn, migration_id, old, new, values):
+        # The edge check is part of the compare-and-swap: the UPDATE matches
+        # only a row in ``old`` whose type has the edge ``old -> new``. Only
+        # when it matches nothing is the row read to say why.
+        types = [t for t in state_machine.TRANSITIONS if state_machine.allowed(t, old, new)]
+        if types:
+            values.update(status=new, updated_at=utcnow())
+            if conn.execute(update(_MIG).where(
+                    _MIG.c.id == migration_id, _MIG.c.status == old,
+                    _MIG.c.migration_type.in_(types)).values(**values)).rowcount == 1:
+                return
+        mig = _first(conn, _MIGRATION_BY_ID, {"id": migration_id})
+        if mig is None:
+            raise exception.MigrationNotFound(migration_id=migration_id)
+        state_machine.check(mig["migration_type"], old, new)
+        raise exception.ConcurrentUpdate(what=f"Migration {migration_id}",
+                                         expected=old, found=mig["status"])
 
     def migration_update(self, migration_id, values, expected_status=None):
         """Update non-status fields (progress, hosts), optionally guarded by status."""
         if "status" in values:
             raise ValueError("status changes go through migration_transition")
-        with self.transaction() as s:
-            q = update(models.Migration).where(models.Migration.id == migration_id)
+        with self.connection() as conn:
+            q = update(_MIG).where(_MIG.c.id == migration_id)
             if expected_status is not None:
-                q = q.where(models.Migration.status == expected_status)
-            res = s.execute(q.values(**dict(values, updated_at=utcnow()))
-                            .execution_options(synchronize_session=False))
+                q = q.where(_MIG.c.status == expected_status)
+            res = conn.execute(q.values(**dict(values, updated_at=utcnow())))
+            mig = _first(conn, _MIGRATION_BY_ID, {"id": migration_id})
             if res.rowcount != 1:
-                mig = s.get(models.Migration, migration_id)
                 if mig is None:
                     raise exception.MigrationNotFound(migration_id=migration_id)
                 raise exception.ConcurrentUpdate(what=f"Migration {migration_id}",
-                                                 expected=expected_status, found=mig.status)
-            return s.get(models.Migration, migration_id).to_dict()
+                                                 expected=expected_status, found=mig["status"])
+            return mig
 
     # ------------------------------------------------- block devices, interfaces
     def bdm_list(self, instance_uuid):
-        with self.transaction() as s:
-            return [b.to_dict() for b in s.scalars(
-                select(models.BlockDeviceMapping)
-                .where(models.BlockDeviceMapping.instance_uuid == instance_uuid)
-                .order_by(models.BlockDeviceMapping.id))]
+        with self.connection() as conn:
+            return _all(conn, _BDMS_OF, {"uuid": instance_uuid})
 
     def bdm_create(self, values):
         values = dict(values)
@@ -464,11 +557,8 @@ class Database:
             return bdm.to_dict()
 
     def vif_list(self, instance_uuid):
-        with self.transaction() as s:
-            return [v.to_dict() for v in s.scalars(
-                select(models.VirtualInterface)
-                .where(models.VirtualInterface.instance_uuid == instance_uuid)
-                .order_by(models.VirtualInterface.id))]
+        with self.connection() as conn:
+            return _all(conn, _VIFS_OF, {"uuid": instance_uuid})
 
     def vif_create(self, values):
         values = dict(values)
@@ -489,7 +579,30 @@ class Database:
                                         project_id=ctxt.project_id, start_time=utcnow())
             s.add(row)
             s.flush()
-            return row.to_dict()
+            action = row.to_dict()
+        self._remember_action(instance_uuid, ctxt.request_id, action["id"])
+        return action
+
+    def _remember_action(self, instance_uuid, request_id, action_id):
+        with self._action_ids_lock:
+            self._action_ids[instance_uuid, request_id] = action_id
+            while len(self._action_ids) > _ACTION_CACHE_SIZE:
+                self._action_ids.popitem(last=False)
+
+    def action_id_for_request(self, instance_uuid, request_id):
+        """The id of the instance action of ``request_id`` (None if there is
+        none), remembered once known: every step event of a request needs it."""
+        with self._action_ids_lock:
+            action_id = self._action_ids.get((instance_uuid, request_id))
+        if action_id is None:
+            with self.connection() as conn:
+                row = conn.execute(_ACTION_ID_BY_REQUEST,
+                                   {"uuid": instance_uuid, "request_id": request_id}).first()
+            if row is None:
+                return None
+            action_id = row[0]
+            self._remember_action(instance_uuid, request_id, action_id)
+        return action_id
 
     def action_finish(self, action_id, message=None):
         with self.transaction() as s:
@@ -502,18 +615,21 @@ class Database:
     def event_record(self, action_id, event_name, host, start_time, finish_time=None,
                      result=None, traceback=None, details=None):
         """Write one event; ``finish_time``/``result`` None means it is still running."""
-        with self.transaction() as s:
-            row = models.InstanceActionEvent(
-                action_id=action_id, event=event_name, host=host, start_time=start_time,
-                finish_time=finish_time, result=result, traceback=traceback,
-                details=json.dumps(details) if details is not None else None)
-            s.add(row)
-            s.flush()
+        row = dict.fromkeys(_EVENT_COLUMNS)
+        row.update(action_id=action_id, event=event_name, host=host,
+                   start_time=start_time or utcnow(),
+                   finish_time=finish_time, result=result, traceback=traceback,
+                   details=json.dumps(details) if details is not None else None)
+        del row["id"]
+        with self.connection() as conn:
+            # Unset (None) columns are left out, as the ORM would, so that
+            # their defaults apply.
+            res = conn.execute(sa.insert(_EVENT).values(
+                **{k: v for k, v in row.items() if v is not None}))
             if result == states.EVENT_ERROR:
-                action = s.get(models.InstanceAction, action_id)
-                if action is not None:
-                    action.message = "Error"
-            return row.to_dict()
+                conn.execute(update(_ACTION).where(_ACTION.c.id == action_id)
+                             .values(message="Error"))
+        return dict(row, id=res.inserted_primary_key[0])
 
     def action_list(self, instance_uuid):
         with self.transaction() as s:
@@ -523,11 +639,9 @@ class Database:
                 .order_by(models.InstanceAction.id.desc()))]
 
     def action_get_by_request_id(self, instance_uuid, request_id):
-        with self.transaction() as s:
-            row = s.scalars(select(models.InstanceAction).where(
-                models.InstanceAction.instance_uuid == instance_uuid,
-                models.InstanceAction.request_id == request_id)).first()
-            return row.to_dict() if row else None
+        with self.connection() as conn:
+            return _first(conn, _ACTION_BY_REQUEST,
+                          {"uuid": instance_uuid, "request_id": request_id})
 
     def event_list(self, action_id):
         with self.transaction() as s:

@@ -12,6 +12,7 @@ import uuid
 
 import pytest
 import sqlalchemy as sa
+from sqlalchemy import event
 
 from godwit import exception, states
 from godwit.db import api as db_api
@@ -470,3 +471,94 @@ def test_ensure_default_flavors_leaves_existing_flavors_alone(db):
     _flavor(db, "custom")
     db.ensure_default_flavors()
     assert [f["name"] for f in db.flavor_list()] == ["custom"]
+
+
+# ------------------------------- fast paths: one transaction, remembered ids
+class _Commits:
+    """Counts COMMITs on the database's engine."""
+
+    def __init__(self, database):
+        self.engine = database.engine
+        self.n = 0
+
+    def _commit(self, _conn):
+        self.n += 1
+
+    def __enter__(self):
+        event.listen(self.engine, "commit", self._commit)
+        return self
+
+    def __exit__(self, *exc):
+        event.remove(self.engine, "commit", self._commit)
+
+
+def _with_devices(database):
+    inst = _instance(database, _flavor(database), task_state=states.MIGRATING)
+    database.vif_create({"instance_uuid": inst["uuid"], "address": "fa:16:3e:00:00:01",
+                         "network_id": "net", "details": {"k": "v"}})
+    database.bdm_create({"instance_uuid": inst["uuid"], "device_name": "/dev/vdb",
+                         "source_type": "volume", "destination_type": "volume",
+                         "volume_id": "vol-1"})
+    return inst
+
+
+def test_instance_get_with_devices_is_one_transaction_with_the_same_rows(db):
+    inst = _with_devices(db)
+    with _Commits(db) as commits:
+        info = db.instance_get_with_devices(inst["uuid"])
+    assert commits.n == 1
+    assert info == {"instance": db.instance_get(inst["uuid"]),
+                    "network_info": db.vif_list(inst["uuid"]),
+                    "block_device_info": db.bdm_list(inst["uuid"])}
+    assert len(info["network_info"]) == 1 and len(info["block_device_info"]) == 1
+
+
+def test_migration_context_live_and_cold(db):
+    inst = _with_devices(db)
+    live = _migration(db, inst)
+    with _Commits(db) as commits:
+        ctx = db.migration_context(live["id"])
+    assert commits.n == 1
+    assert set(ctx) == {"migration", "instance", "network_info", "block_device_info"}
+    assert ctx["migration"] == db.migration_get(live["id"])
+    db.compute_node_upsert("h1", {"hypervisor_hostname": "h1", "hypervisor_type": "fake",
+                                  "hypervisor_version": 1,
+                                  "memory_mb": 1024, "vcpus": 2, "local_gb": 10})
+    cold = _migration(db, inst, mtype=states.COLD_MIGRATION,
+                      old_instance_type_id=inst["instance_type_id"],
+                      new_instance_type_id=inst["instance_type_id"])
+    ctx = db.migration_context(cold["id"])
+    assert ctx["source_node"]["host"] == "h1" and ctx["dest_node"] is None
+    assert ctx["old_flavor"] == ctx["new_flavor"] == db.flavor_get(inst["instance_type_id"])
+
+
+def test_action_id_is_looked_up_once_per_request(db):
+    inst = _instance(db, _flavor(db))
+    ctxt = type("C", (), {"request_id": "req-1", "user_id": "u", "project_id": "p"})
+    action = db.action_start(ctxt, inst["uuid"], states.ACTION_LIVE_MIGRATION)
+    other = type(db)(db.url)   # another process: knows nothing yet
+    try:
+        assert other.action_id_for_request(inst["uuid"], "req-2") is None
+        with _Commits(other) as commits:
+            assert other.action_id_for_request(inst["uuid"], "req-1") == action["id"]
+            assert other.action_id_for_request(inst["uuid"], "req-1") == action["id"]
+        assert commits.n == 1
+    finally:
+        other.engine.dispose()
+    with _Commits(db) as commits:   # action_start remembered it
+        assert db.action_id_for_request(inst["uuid"], "req-1") == action["id"]
+    assert commits.n == 0
+
+
+def test_event_record_writes_the_event_and_marks_errors(db):
+    inst = _instance(db, _flavor(db))
+    ctxt = type("C", (), {"request_id": "req-1", "user_id": "u", "project_id": "p"})
+    action = db.action_start(ctxt, inst["uuid"], states.ACTION_LIVE_MIGRATION)
+    ok = db.event_record(action["id"], "step_a", "h1", None, result=states.EVENT_SUCCESS)
+    bad = db.event_record(action["id"], "step_b", "h1", ok["start_time"],
+                          result=states.EVENT_ERROR, traceback="tb", details={"x": 1})
+    events = db.event_list(action["id"])
+    assert [e["event"] for e in events] == ["step_a", "step_b"]
+    assert events == [ok, bad]
+    assert events[0]["start_time"] is not None
+    assert db.action_list(inst["uuid"])[0]["message"] == "Error"
