@@ -3,7 +3,7 @@
 Godwit runs as deployed (see conftest.py) with ``virt_driver = libvirt`` and the
 two hosts' instances paths apart, so every move really copies the qcow2 through
 the transfer driver: ``local`` (both hosts are this machine), and in one test
-``rsync`` over a real sshd on 127.0.0.1 (tests/transfer's). Each test checks the
+``rsync`` over a real sshd on 127.0.0.1 (tests/sshd.py). Each test checks the
 hypervisors themselves - where the domain is defined and running, its memory
 and vCPUs, the files in both instances paths - and a pattern written into the
 disk with qemu-io before the move:
@@ -38,6 +38,7 @@ from tests.real.test_libvirt_migration import (
     disk_path,
     write_pattern,
 )
+from tests.sshd import sshd_fixture
 
 GIB = 1024 ** 3
 BASE_PATTERN = "0x5a"
@@ -223,19 +224,8 @@ def test_resize_up_and_confirm(deployment):
 
 @pytest.fixture(scope="module")
 def sshd(tmp_path_factory):
-    """A real sshd on 127.0.0.1 (tests/transfer's), for the rsync transfer driver."""
-    from tests.transfer.helpers import SshServer, in_ci, require_tools
-
-    require_tools()
-    server = SshServer(tmp_path_factory.mktemp("sshd"))
-    try:
-        server.start()
-    except (RuntimeError, OSError, subprocess.SubprocessError) as e:
-        if in_ci():
-            pytest.fail(f"cannot start the test sshd: {e}")
-        pytest.skip(f"cannot start the test sshd: {e}")
-    yield server
-    server.stop()
+    """A real sshd on 127.0.0.1 (tests/sshd.py), for the rsync transfer driver."""
+    yield from sshd_fixture(tmp_path_factory)
 
 
 def domain_id(d, host, sid):

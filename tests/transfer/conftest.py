@@ -1,25 +1,14 @@
-"""Fixtures for tests/transfer: a real sshd on 127.0.0.1 (see helpers.py)."""
-
-import subprocess
+"""Fixtures for tests/transfer: a real sshd on 127.0.0.1 (tests/sshd.py)."""
 
 import pytest
 
-from tests.transfer.helpers import SshServer, in_ci, require_tools
+from tests.sshd import require_tools, sshd_fixture
 
 
 @pytest.fixture(scope="session")
 def sshd(tmp_path_factory):
-    """One real sshd on 127.0.0.1 for the session (helpers.SshServer)."""
-    require_tools()
-    server = SshServer(tmp_path_factory.mktemp("sshd"))
-    try:
-        server.start()
-    except (RuntimeError, OSError, subprocess.SubprocessError) as e:
-        if in_ci():
-            pytest.fail(f"cannot start the test sshd: {e}")
-        pytest.skip(f"cannot start the test sshd: {e}")
-    yield server
-    server.stop()
+    """One real sshd on 127.0.0.1 for the session (tests.sshd.SshServer)."""
+    yield from sshd_fixture(tmp_path_factory)
 
 
 @pytest.fixture
