@@ -537,14 +537,15 @@ def max_action_id(conn):
     return conn.execute(sa.select(sa.func.coalesce(sa.func.max(act.c.id), 0))).scalar()
 
 
-def event_steps(engine, since_action_id):
-    """Median duration (ms) of each live-migration step from the instance action events."""
+def event_steps(engine, since_action_id, action=states.ACTION_LIVE_MIGRATION):
+    """Median duration (ms) of each step of ``action`` (default: live migrations)
+    from the instance action events."""
     import collections
     import statistics
     act, ev = models.InstanceAction.__table__, models.InstanceActionEvent.__table__
     q = (sa.select(ev.c.event, ev.c.start_time, ev.c.finish_time)
          .select_from(ev.join(act, act.c.id == ev.c.action_id))
-         .where(act.c.action == states.ACTION_LIVE_MIGRATION, act.c.id > since_action_id))
+         .where(act.c.action == action, act.c.id > since_action_id))
     per_event = collections.defaultdict(list)
     with engine.connect() as c:
         for name, start, finish in c.execute(q):
@@ -611,3 +612,107 @@ def sequential_migrations(client, conn, sid, hosts, count, interval=0.002, betwe
         if between is not None:
             between(row.id)
     return samples
+
+
+# ------------------------------------------------- deployments with per-host configuration
+def _read_ini(path):
+    """{section: {option: value}} of a config file written by Deployment.write_config."""
+    sections, current = {}, None
+    with open(path) as f:
+        for line in f:
+            line = line.rstrip("\n")
+            if line.startswith("[") and line.endswith("]"):
+                current = sections.setdefault(line[1:-1], {})
+            elif current is not None and " = " in line:
+                key, value = line.split(" = ", 1)
+                current[key] = value
+    return sections
+
+
+def _write_ini(path, sections):
+    lines = []
+    for section, options in sections.items():
+        lines.append(f"[{section}]")
+        lines += [f"{k} = {v}" for k, v in options.items()]
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+
+
+class HostConfigDeployment(Deployment):
+    """A :class:`Deployment` whose compute agents get options of their own.
+
+    ``host_groups(index, host)`` returns ``{group: {option: value}}`` for the
+    agent ``host`` (the ``index``-th); they replace or extend what
+    :meth:`Deployment.write_config` writes (``DEFAULT`` included, e.g. a
+    per-host ``instances_path``). The real-hypervisor and cold-transfer
+    benchmarks use it for ``[compute]``, ``[libvirt]``, ``[fake]`` and
+    ``[transfer]``.
+    """
+
+    def __init__(self, label, workdir, host_groups, **kwargs):
+        super().__init__(label, workdir, **kwargs)
+        self.host_groups = host_groups
+
+    def write_config(self, name, host=None, api_port=None, extra=None):
+        path = super().write_config(name, host=host, api_port=api_port, extra=extra)
+        if name in self.hosts:
+            sections = _read_ini(path)
+            for group, options in self.host_groups(self.hosts.index(name), name).items():
+                sections.setdefault(group, {}).update(
+                    {k: str(v) for k, v in options.items()})
+            _write_ini(path, sections)
+        return path
+
+    def config_path(self, name):
+        return os.path.join(self.dir, f"{name}.conf")
+
+    def log_text(self, name):
+        try:
+            with open(os.path.join(self.dir, name + ".log"), errors="replace") as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    def create_flavor(self, flavorid, memory_mb, vcpus=1, root_gb=1):
+        """A flavor in this deployment's database (``godwit-manage flavor create``'s job)."""
+        from godwit.db import api as db_api
+        db_api.get_database(self.db.url).flavor_create(
+            {"flavorid": flavorid, "name": flavorid, "memory_mb": memory_mb, "vcpus": vcpus,
+             "root_gb": root_gb, "ephemeral_gb": 0, "swap": 0})
+
+
+def boot_flavor(client, name, host, flavor, timeout=120):
+    """Like :func:`boot`, with a flavor and a longer wait (real guests)."""
+    sid = client.create_server(name, flavor=flavor, host=host, wait=False)
+    server = client.wait_server(sid, lambda s: s["status"] != "BUILD", timeout=timeout)
+    if server["status"] != "ACTIVE":
+        raise RuntimeError(f"server {name} on {host} is {server['status']}: "
+                           f"{server.get('fault', {}).get('message')}")
+    return sid
+
+
+def timed_move(client, conn, sid, body, wanted, timeout=300, interval=0.01, migration_id=None):
+    """POST ``body`` to the server's action and wait for its migration in ``wanted``:
+    a new migration, or ``migration_id`` (confirm/revert move no new one).
+
+    Returns (seconds from a UTC timestamp taken just before the POST to the
+    migration row's ``updated_at`` when it reached ``wanted``, the row,
+    seconds observed by the bench). A final status other than ``wanted``
+    raises.
+    """
+    prev = max_migration_id(conn, sid) if migration_id is None else migration_id - 1
+    t0 = utcnow()
+    p0 = time.perf_counter()
+    client.post(f"/servers/{sid}/action", body)
+    deadline = time.monotonic() + timeout
+    while True:
+        row = conn.execute(_LATEST, {"u": sid, "p": prev}).first()
+        if row is not None and (row.status == wanted or row.status in states.MIGRATION_FINAL):
+            break
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"migration of {sid} not {wanted} after {timeout}s ({row})")
+        time.sleep(interval)
+    observed = time.perf_counter() - p0
+    if row.status != wanted:
+        raise RuntimeError(f"migration {row.id} of {sid} ended {row.status}, not {wanted}")
+    return ms_between(t0, row.updated_at) / 1000.0, row, observed

@@ -10,12 +10,20 @@ Runs, in one go and each beside its floor:
    same services (no-op RPC call, cast, single-row UPDATE transaction);
 3. memory (agent, conductor) and API listing latency at 10,000 rows, on that
    same deployment;
-4. throughput with 5, 10 and 20 agent processes (quick: 5 and 10).
+4. throughput with 5, 10 and 20 agent processes (quick: 5 and 10);
+5. real hypervisor: a Godwit live migration of a real guest between two real
+   libvirt daemons against a direct migrateToURI3 of the same guest
+   (bench/libvirt_live.py), and
+6. a Godwit cold migration of a qcow2 disk full of random data (1 GiB; quick:
+   256 MiB) over SSH against a plain rsync of the same file
+   (bench/cold_transfer.py), both on one deployment (bench/real.py).
 
 Prints a table and writes ``bench/results.json`` (a ``--quick`` run writes
 ``bench/results.quick.json`` instead). Every process, database and RabbitMQ
 vhost it creates is removed at the end, also on failure; the service logs
 stay in a temporary directory whose path is printed when something fails.
+A section that could not be measured is null in the JSON with the reason, and
+the run then exits 1 (after writing the results), so that CI notices.
 """
 
 import argparse
@@ -30,7 +38,7 @@ import tempfile
 import time
 import traceback
 
-from bench import cold, common, latency, memory, throughput
+from bench import cold, common, latency, memory, real, throughput
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -41,17 +49,18 @@ TARGETS = {
     "memory.agent_rss_mb": ("< 80 MB", lambda v: v < 80),
     "memory.conductor_rss_mb": ("< 150 MB", lambda v: v < 150),
     "api.migrations_list_p95_ms": ("< 100 ms", lambda v: v < 100),
+    "libvirt.ratio": ("<= 1.3", lambda v: v <= 1.3),
+    "cold.ratio": ("<= 1.2", lambda v: v <= 1.2),
 }
 
-NOT_YET = {
-    "libvirt": "not measured yet: comparing a Godwit live migration with a direct "
-               "`virsh migrate` of the same guest needs the libvirt driver (it landed in "
-               "8810a3f, after this bench was specified) and two libvirt hosts (tests/real); "
-               "this bench has no such section yet",
-    "cold": "not measured yet: comparing a Godwit cold migration with a plain rsync of the "
-            "same disks needs real disk images of meaningful size on two hosts; this bench "
-            "has no such section yet (the in-process cold/resize medians with the fake "
-            "driver are measured)",
+DEFINITIONS = {
+    "libvirt": "seconds; Godwit: POST os-migrateLive until the migration row is 'completed' "
+               "(its updated_at); direct: migrateSetMaxDowntime + migrateToURI3 with the flags "
+               "and params of Godwit's driver; same 128 MiB TCG guest, same two libvirtd, "
+               "shared instances path; medians over both directions, runs alternating",
+    "cold": "seconds; Godwit: POST migrate until the migration row is 'finished' "
+            "(VERIFY_RESIZE); rsync: the driver's rsync command line over the same sshd to a "
+            "fresh path; same qcow2 file full of random data; runs alternating",
 }
 
 
@@ -59,10 +68,11 @@ def sizes(quick):
     if quick:
         return {"inprocess_n": 30, "n": 15, "warm": 3, "ping_n": 100, "db_n": 200, "cold_n": 10,
                 "tp_hosts": [5, 10], "tp_migrations": 40, "rows": 10000, "list_n": 15,
-                "size_migrations": 2}
+                "size_migrations": 2, "lv_rounds": 1, "cold_ssh_rounds": 2,
+                "cold_ssh_mib": 256}
     return {"inprocess_n": 100, "n": 50, "warm": 3, "ping_n": 200, "db_n": 200, "cold_n": 30,
             "tp_hosts": [5, 10, 20], "tp_migrations": 200, "rows": 10000, "list_n": 50,
-            "size_migrations": 4}
+            "size_migrations": 4, "lv_rounds": 4, "cold_ssh_rounds": 5, "cold_ssh_mib": 1024}
 
 
 def log(msg, t0):
@@ -73,19 +83,46 @@ def _r(v, d=1):
     return None if v is None else round(v, d)
 
 
-def _cold_results(cold_res):
+def _failed(section):
+    """The reason a section is null, or None if it was measured."""
+    if section is None:
+        return "not run"
+    if "error" in section:
+        return f"measurement failed: {section['error']}"
+    return None
+
+
+def _cold_results(cold_res, ssh, quick):
+    out = {}
+    reason = _failed(ssh)
+    if reason:
+        out.update({"godwit_s": None, "rsync_s": None, "ratio": None, "reason": reason})
+    else:
+        g, r = ssh["godwit"], ssh["rsync"]
+        out.update({
+            "godwit_s": _r(g["median"], 3), "rsync_s": _r(r["median"], 3),
+            "ratio": _r(g["median"] / r["median"], 2),
+            "godwit_p95_s": _r(g["p95"], 3), "rsync_p95_s": _r(r["p95"], 3),
+            "confirm_median_s": _r(ssh["confirm"]["median"], 3),
+            "n": g["n"], "disk_data_mib": ssh["data_mib"], "disk_bytes": ssh["disk_bytes"],
+            "disk_note": (f"quick run: {ssh['data_mib']} MiB of random data in the 1 GiB disk, "
+                          "not the full run's 1 GiB") if quick else
+                         f"{ssh['data_mib']} MiB of random data (the whole 1 GiB disk)",
+            "definition": DEFINITIONS["cold"], "order": ssh["order"],
+            "warmup": ssh["warmup"], "steps_ms": ssh["steps_ms"],
+            "rsync_command": ssh["rsync_command"], "phases_s": ssh["phases_s"],
+            "samples": {"godwit": g, "rsync": r, "confirm": ssh["confirm"]}})
     if "error" in cold_res:
         reason = f"measurement failed: {cold_res['error']}"
-        return ({"godwit_s": None, "rsync_s": None, "ratio": None, "inprocess_median_ms": None,
-                 "reason": reason, "ratio_reason": NOT_YET["cold"]},
-                {"inprocess_median_ms": None, "reason": reason})
+        out.update({"inprocess_median_ms": None, "inprocess_reason": reason})
+        return out, {"inprocess_median_ms": None, "reason": reason}
     c, r = cold_res["cold"], cold_res["resize"]
-    return ({"godwit_s": None, "rsync_s": None, "ratio": None, "reason": NOT_YET["cold"],
-             "inprocess_median_ms": _r(c["median"]), "inprocess_p95_ms": _r(c["p95"]),
-             "inprocess_confirm_median_ms": _r(cold_res["confirm"]["median"]),
-             "inprocess_n": c["n"],
-             "inprocess_definition": "POST migrate (requested host) until the migration is "
-                                     "'finished' (VERIFY_RESIZE); confirm timed separately"},
+    out.update({"inprocess_median_ms": _r(c["median"]), "inprocess_p95_ms": _r(c["p95"]),
+                "inprocess_confirm_median_ms": _r(cold_res["confirm"]["median"]),
+                "inprocess_n": c["n"],
+                "inprocess_definition": "POST migrate (requested host) until the migration is "
+                                        "'finished' (VERIFY_RESIZE); confirm timed separately"})
+    return (out,
             {"inprocess_median_ms": _r(r["median"]), "inprocess_p95_ms": _r(r["p95"]),
              "inprocess_revert_median_ms": _r(cold_res["revert"]["median"]),
              "inprocess_n": r["n"],
@@ -93,7 +130,24 @@ def _cold_results(cold_res):
                                      "revert timed separately"})
 
 
-def build_results(args, sz, machine, inproc, multi, tps, duration, cold_res):
+def _libvirt_results(lv):
+    reason = _failed(lv)
+    if reason:
+        return {"godwit_s": None, "direct_s": None, "ratio": None, "reason": reason}
+    g, d = lv["godwit"], lv["direct"]
+    return {"godwit_s": _r(g["median"], 3), "direct_s": _r(d["median"], 3),
+            "ratio": _r(g["median"] / d["median"], 2),
+            "godwit_p95_s": _r(g["p95"], 3), "direct_p95_s": _r(d["p95"], 3), "n": g["n"],
+            "godwit_job_ms": lv["godwit_job_ms"], "godwit_downtime_ms": lv["godwit_downtime_ms"],
+            "direct_job_ms": lv["direct_job_ms"], "direct_downtime_ms": lv["direct_downtime_ms"],
+            "memory_transferred_mib": lv["memory_transferred_mib"],
+            "definition": DEFINITIONS["libvirt"], "order": lv["order"], "warmup": lv["warmup"],
+            "direct_call": lv["direct_call"], "steps_ms": lv["steps_ms"],
+            "phases_s": lv["phases_s"],
+            "samples": {"godwit": g, "direct": d, "godwit_observed": lv["godwit_observed"]}}
+
+
+def build_results(args, sz, machine, inproc, multi, tps, duration, cold_res, real_res):
     counts = inproc["counts"]
     call_ms = multi["rpc"]["call"]["median"]
     cast_ms = multi["rpc"]["cast"]["median"]
@@ -168,10 +222,11 @@ def build_results(args, sz, machine, inproc, multi, tps, duration, cold_res):
         "quick": args.quick, "duration_s": round(duration, 1), "sizes": sz,
         "machine": machine, "git": common.git_info(),
         "live_migration": lm, "throughput": tp, "memory": memory_out, "api": api,
-        "libvirt": {"godwit_s": None, "direct_s": None, "ratio": None,
-                    "reason": NOT_YET["libvirt"]},
-        "cold": _cold_results(cold_res)[0],
-        "resize": _cold_results(cold_res)[1],
+        "libvirt": _libvirt_results(real_res.get("libvirt")),
+        "cold": _cold_results(cold_res, real_res.get("cold"), args.quick)[0],
+        "resize": _cold_results(cold_res, real_res.get("cold"), args.quick)[1],
+        "real_setup_s": {k: real_res.get(k) for k in ("setup_s", "deployment_stop_s",
+                                                        "teardown_s", "total_s")},
         "targets": {k: v[0] for k, v in TARGETS.items()},
     }
 
@@ -230,9 +285,22 @@ def table(res):
         key="api.migrations_list_p95_ms")
     add("API: GET /servers/detail?limit=1000", f"p50 {api['servers_list_p50_ms']} ms",
         f"p95 {api['servers_list_p95_ms']} ms")
-    add("libvirt: Godwit vs direct migrate", "n/a", "n/a", "", target="not measured yet")
-    add("cold migration: Godwit vs rsync", "n/a", "n/a", "", target="not measured yet")
-    cm, rz = res["cold"], res["resize"]
+    lv, cm, rz = res["libvirt"], res["cold"], res["resize"]
+    if lv["ratio"] is None:
+        add("libvirt live migration: Godwit vs direct", "n/a", "n/a", "", target="not measured")
+    else:
+        add(f"libvirt live migration: Godwit vs direct (n={lv['n']} each)",
+            f"{lv['godwit_s']} s", f"direct {lv['direct_s']} s", f"{lv['ratio']}x",
+            key="libvirt.ratio")
+        add("  libvirt job time / downtime (median)",
+            f"{lv['godwit_job_ms']} / {lv['godwit_downtime_ms']} ms",
+            f"direct {lv['direct_job_ms']} / {lv['direct_downtime_ms']} ms")
+    if cm["ratio"] is None:
+        add("Cold migration over ssh: Godwit vs rsync", "n/a", "n/a", "", target="not measured")
+    else:
+        add(f"Cold migration over ssh, {cm['disk_data_mib']} MiB qcow2: Godwit vs rsync "
+            f"(n={cm['n']} each)", f"{cm['godwit_s']} s", f"rsync {cm['rsync_s']} s",
+            f"{cm['ratio']}x", key="cold.ratio")
     add("Cold migration, in-process (to VERIFY_RESIZE)",
         f"{cm['inprocess_median_ms']} ms (p95 {cm.get('inprocess_p95_ms')})",
         f"confirm {cm.get('inprocess_confirm_median_ms')} ms")
@@ -278,8 +346,23 @@ def table(res):
             f"{k} {v}" for k, v in run["cpu_ms_per_migration"].items()
             if k not in ("machine", "others")) + "; idle (2 s before): " + ", ".join(
             f"{k} {v} cores" for k, v in run["idle_cpu"]["cores"].items() if k != "machine"))
-    out.append(f"libvirt.*: null - {res['libvirt']['reason']}")
-    out.append(f"cold.godwit_s/rsync_s/ratio: null - {res['cold']['reason']}")
+    if lv["ratio"] is None:
+        out.append(f"libvirt.*: null - {lv['reason']}")
+    else:
+        out.append(f"libvirt: {lv['definition']}; order {lv['order']}; direct call flags "
+                   f"0x{lv['direct_call']['flags']:x}, max downtime "
+                   f"{lv['direct_call']['max_downtime_ms']} ms, params "
+                   f"{', '.join(lv['direct_call']['params'])}")
+        out.append("  Godwit steps (median ms): " + ", ".join(
+            f"{k} {v}" for k, v in lv["steps_ms"].items()))
+    if cm["ratio"] is None:
+        out.append(f"cold.godwit_s/rsync_s/ratio: null - {cm['reason']}")
+    else:
+        out.append(f"cold over ssh: {cm['disk_note']}; {cm['definition']}; order {cm['order']}; "
+                   f"confirm median {cm['confirm_median_s']} s")
+        out.append("  Godwit steps (median ms): " + ", ".join(
+            f"{k} {v}" for k, v in cm["steps_ms"].items()))
+        out.append(f"  rsync: {cm['rsync_command']}")
     return "\n".join(out)
 
 
@@ -332,9 +415,22 @@ def main(argv=None):
             tps.append(throughput.run(workdir, hosts, sz["tp_migrations"]))
             log(f"  {tps[-1]['per_s']} /s, p50 {tps[-1]['latency']['median']} ms, limit held: "
                 f"{tps[-1]['limit_held']}", t0)
+        log(f"real hypervisor and transfer: two libvirt hosts, a test sshd, one deployment "
+            f"({sz['lv_rounds']} libvirt rounds, {sz['cold_ssh_rounds']} cold rounds of "
+            f"{sz['cold_ssh_mib']} MiB)", t0)
+        real_res = real.run(workdir, sz["lv_rounds"], sz["cold_ssh_rounds"],
+                            sz["cold_ssh_mib"], log=lambda m: log(m, t0))
+        for name, key in (("libvirt", "direct"), ("cold", "rsync")):
+            r = real_res[name]
+            if _failed(r):
+                log(f"  {name} FAILED ({_failed(r)}); recorded as null", t0)
+            else:
+                log(f"  {name}: Godwit median {r['godwit']['median']:.2f} s, {key} "
+                    f"{r[key]['median']:.2f} s", t0)
         duration = time.perf_counter() - t0
         machine["loadavg_at_end"] = list(os.getloadavg())
-        res = build_results(args, sz, machine, inproc, multi, tps, duration, cold_res)
+        res = build_results(args, sz, machine, inproc, multi, tps, duration, cold_res,
+                            real_res)
         print()
         print(table(res))
         name = "results.quick.json" if args.quick else "results.json"
@@ -343,6 +439,14 @@ def main(argv=None):
             json.dump(res, f, indent=2, sort_keys=False, default=str)
             f.write("\n")
         log(f"wrote {os.path.relpath(path)} (total {duration:.0f} s)", t0)
+        failed = [name for name, reason in (
+            ("in-process cold/resize", cold_res.get("error")),
+            ("libvirt", _failed(real_res["libvirt"])), ("cold over ssh", _failed(real_res["cold"])))
+            if reason]
+        if failed:
+            print(f"bench: FAILED: not measured: {', '.join(failed)} (see above); service logs "
+                  f"kept in {workdir}", file=sys.stderr, flush=True)
+            return 1
         ok = True
         return 0
     except BaseException as e:

@@ -1,0 +1,135 @@
+"""Real hypervisor and real transfer: one deployment for both measurements.
+
+Starts what the two sections need and one Godwit deployment over them
+(:class:`bench.common.HostConfigDeployment`: conductor, API and one
+godwit-compute per host, as processes over RabbitMQ and a fresh PostgreSQL
+database), then runs each section on its own pair of agents:
+
+* two real libvirtd hosts (``tests/real/hosts.py``) and two agents with
+  ``virt_driver = libvirt`` sharing one instances path:
+  :func:`bench.libvirt_live.measure` (Godwit live migration against a direct
+  ``migrateToURI3``);
+* a test sshd on 127.0.0.1 (``tests/sshd.py``) and two agents with the fake
+  driver on real qcow2 disks, instances paths apart and the rsync transfer
+  driver: :func:`bench.cold_transfer.measure` (Godwit cold migration against
+  a plain rsync).
+
+One deployment rather than two saves a start and a stop of four processes
+(about 15 s), which keeps ``--quick`` under three minutes. A section whose
+prerequisites are missing, or that fails, is recorded with the reason and
+the other one still runs. Everything started here - libvirt daemons and
+their guests, sshd, the services, the database, the RabbitMQ vhost, the disk
+images - is removed at the end, also on failure.
+"""
+
+import os
+import shutil
+import threading
+import time
+import traceback
+
+from bench import cold_transfer, common, libvirt_live
+
+
+def _hosts_module():
+    # The bench's daemons keep their QEMU capabilities cache apart from the
+    # tests' (which may run at the same time on this machine); the first run
+    # pays QEMU's probing once (about 8 s).
+    os.environ.setdefault("GODWIT_LIBVIRT_CACHE", "/var/tmp/godwit-libvirt-cache-bench")
+    from tests.real import hosts
+    return hosts
+
+
+def _error(e):
+    return f"{e.__class__.__name__}: {e}"
+
+
+def run(workdir, lv_rounds, cold_rounds, cold_mib, log=print):
+    """{"libvirt": result or {"error": ...}, "cold": the same, "setup_s": ...}."""
+    from tests import sshd as sshd_mod
+    t0 = time.perf_counter()
+    files = os.path.join(workdir, "real-files")      # disks, sshd, libvirt trees
+    os.makedirs(files, exist_ok=True)
+    out = {"libvirt": None, "cold": None}
+    hosts_mod, lvs, server, dep = None, None, None, None
+    try:
+        try:
+            hosts_mod = _hosts_module()
+            lvs = hosts_mod.start_hosts(os.path.join(files, "libvirt"))
+        except Exception as e:  # noqa: BLE001 - HostSetupError, ImportError, ...
+            out["libvirt"] = {"error": f"cannot start two libvirt hosts: {_error(e)}"}
+        try:
+            server = sshd_mod.start_sshd(os.path.join(files, "sshd"))
+        except Exception as e:  # noqa: BLE001 - SshUnavailable, ...
+            out["cold"] = {"error": f"cannot start the test sshd: {_error(e)}"}
+        groups, roles = [], []
+        if lvs:
+            groups += [libvirt_live.agent_groups(lv) for lv in lvs]
+            roles += ["libvirt", "libvirt"]
+        cold_paths = [os.path.join(files, f"instances-{i}") for i in range(2)]
+        if server:
+            groups += [cold_transfer.agent_groups(server, p) for p in cold_paths]
+            roles += ["cold", "cold"]
+        if not groups:
+            return out
+        dep = common.HostConfigDeployment("real", workdir, computes=len(groups),
+                                          host_prefix="real",
+                                          host_groups=lambda i, h: groups[i])
+        dep.start()
+        dep.create_flavor(**libvirt_live.FLAVOR)
+        out["setup_s"] = round(time.perf_counter() - t0, 1)
+        log(f"  libvirt hosts, sshd and {len(groups)} agents up in {out['setup_s']} s")
+        hosts_of = {role: [h for h, r in zip(dep.hosts, roles) if r == role]
+                    for role in set(roles)}
+        if lvs:
+            log(f"  libvirt: 1 warm-up Godwit pair + {lv_rounds} rounds of a Godwit and a "
+                "direct pair")
+            try:
+                out["libvirt"] = libvirt_live.measure(dep, hosts_of["libvirt"], lvs, lv_rounds)
+            except Exception as e:  # noqa: BLE001 - recorded; the cold section still runs
+                traceback.print_exc()
+                out["libvirt"] = {"error": _error(e)}
+                print(f"bench: libvirt section failed; service logs in {dep.dir}", flush=True)
+                for lv in lvs:
+                    print(f"==== libvirtd {lv.name}\n{lv.output()[-2000:]}", flush=True)
+        if server:
+            log(f"  cold over ssh: {cold_mib} MiB of random data, 1 warm-up move + "
+                f"{cold_rounds} rounds of a Godwit move and an rsync")
+            try:
+                scratch = os.path.join(files, "rsync")
+                os.makedirs(scratch)
+                out["cold"] = cold_transfer.measure(dep, hosts_of["cold"], cold_paths, server,
+                                                    scratch, cold_rounds, cold_mib)
+            except Exception as e:  # noqa: BLE001 - recorded
+                traceback.print_exc()
+                out["cold"] = {"error": _error(e)}
+                print(f"bench: cold-transfer section failed; service logs in {dep.dir}",
+                      flush=True)
+        if any(isinstance(v, dict) and "error" in v for v in out.values()):
+            print(dep.logs(), flush=True)
+        return out
+    finally:
+        # The daemons and sshd stop in a thread while the deployment stops in
+        # this one (Deployment.stop wants the main thread): seconds each.
+        t_stop = time.perf_counter()
+        stopper = threading.Thread(target=_stop_hosts, args=(hosts_mod, lvs, server),
+                                   name="bench-real-stop")
+        stopper.start()
+        try:
+            if dep is not None:
+                dep.stop()
+        finally:
+            out["deployment_stop_s"] = round(time.perf_counter() - t_stop, 1)
+            stopper.join()
+            shutil.rmtree(files, ignore_errors=True)
+        out["teardown_s"] = round(time.perf_counter() - t_stop, 1)
+        out["total_s"] = round(time.perf_counter() - t0, 1)
+
+
+def _stop_hosts(hosts_mod, lvs, server):
+    try:
+        if lvs:
+            hosts_mod.stop_hosts(lvs)
+    finally:
+        if server is not None:
+            server.stop()
