@@ -46,6 +46,8 @@ class LiveMigrations:
         # One worker per concurrent outgoing migration; the rest wait in 'queued'.
         self.executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=limit if limit > 0 else 64, thread_name_prefix="live-migration")
+        self.slots = limit if limit > 0 else 64
+        self.active = 0   # migrations handed to the executor and not finished
         self.monitors = {}
         self.pending_aborts = set()
         self._lock = threading.Lock()
@@ -56,15 +58,19 @@ class LiveMigrations:
         self.executor.shutdown(wait=False, cancel_futures=True)
 
     # --- checks ---------------------------------------------------------
-    def check_destination(self, ctxt, instance_uuid, source, block_migration):
+    def check_destination(self, ctxt, instance_uuid, source, block_migration,
+                          instance_info=None):
+        """``instance_info``: the instance with its network_info and
+        block_device_info, if the conductor sent them (else fetched here); the
+        source is handed the same."""
         m = self.m
         with m.event(ctxt, instance_uuid, "compute_check_can_live_migrate_destination"):
-            instance = m.conductor.instance_get(ctxt, instance_uuid)
+            info = instance_info or m.conductor.instance_get(ctxt, instance_uuid)
             dest_check = m.driver.check_can_live_migrate_destination(
-                instance["instance"], block_migration)
+                info["instance"], block_migration)
             try:
                 migrate_data = m.compute_rpc.check_can_live_migrate_source(
-                    ctxt, source, instance_uuid, dest_check)
+                    ctxt, source, instance_uuid, dest_check, instance_info=info)
             except messaging.MessagingTimeout:
                 raise exception.MigrationPreCheckError(
                     reason=f"the source host {source} did not answer its pre-check in "
@@ -73,10 +79,10 @@ class LiveMigrations:
                 m.driver.cleanup_live_migration_destination_check(dest_check)
         return dict(migrate_data, dest_host=m.host)
 
-    def check_source(self, ctxt, instance_uuid, dest_check_data):
+    def check_source(self, ctxt, instance_uuid, dest_check_data, instance_info=None):
         m = self.m
         with m.event(ctxt, instance_uuid, "compute_check_can_live_migrate_source"):
-            info = m.conductor.instance_get(ctxt, instance_uuid)
+            info = instance_info or m.conductor.instance_get(ctxt, instance_uuid)
             migrate_data = m.driver.check_can_live_migrate_source(info["instance"],
                                                                   dest_check_data)
             if migrate_data.get("block_migration"):
@@ -124,38 +130,73 @@ class LiveMigrations:
 
     # --- source: the flow ---------------------------------------------------
     def start(self, ctxt, migration_id, dest, migrate_data):
-        """RPC cast target: queue the migration and return at once."""
-        try:
-            self.m.conductor.migration_transition(ctxt, migration_id, states.ACCEPTED,
-                                                  states.QUEUED)
-        except exception.ConcurrentUpdate:
-            LOG.info("Migration %s already left 'accepted'; not starting it again",
-                     migration_id)
-            return
-        self.executor.submit(self._run_source, ctxt, migration_id, dest, migrate_data)
+        """RPC cast target: queue the migration and return at once.
 
-    def _run_source(self, ctxt, migration_id, dest, migrate_data):
+        With a slot free at once nothing happens in 'queued', so the migration
+        goes accepted -> queued -> preparing in one conductor call (two
+        compare-and-swaps in one transaction) that also returns its context.
+        """
+        m = self.m
+        with self._lock:
+            slot_free = self.active < self.slots
+            self.active += 1   # the executor runs it at once iff slot_free
+        context = None
         try:
-            self._drive_source(ctxt, migration_id, dest, migrate_data)
+            if slot_free and m.conductor.can_advance():
+                context = m.conductor.migration_advance(
+                    ctxt, migration_id, (states.ACCEPTED, states.QUEUED, states.PREPARING),
+                    context=True)
+            else:
+                m.conductor.migration_transition(ctxt, migration_id, states.ACCEPTED,
+                                                 states.QUEUED)
+        except BaseException as e:
+            self._release()
+            if isinstance(e, exception.ConcurrentUpdate):
+                LOG.info("Migration %s already left 'accepted'; not starting it again",
+                         migration_id)
+                return
+            raise
+        try:
+            self.executor.submit(self._run_source, ctxt, migration_id, dest, migrate_data,
+                                 context)
+        except BaseException:
+            self._release()
+            raise
+
+    def _release(self):
+        with self._lock:
+            self.active -= 1
+
+    def _run_source(self, ctxt, migration_id, dest, migrate_data, context=None):
+        try:
+            self._drive_source(ctxt, migration_id, dest, migrate_data, context)
         except Exception:
             LOG.exception("Live migration %s failed unexpectedly", migration_id)
         finally:
             with self._lock:
+                self.active -= 1
                 self.pending_aborts.discard(migration_id)
                 self.monitors.pop(migration_id, None)
 
-    def _drive_source(self, ctxt, migration_id, dest, migrate_data):
+    def _drive_source(self, ctxt, migration_id, dest, migrate_data, context=None):
+        """``context``: given if start() already moved the migration to preparing."""
         m = self.m
-        context = m.conductor.migration_context(ctxt, migration_id)
+        if context is None:
+            try:
+                if m.conductor.can_advance():
+                    context = m.conductor.migration_advance(
+                        ctxt, migration_id, (states.QUEUED, states.PREPARING), context=True)
+                else:
+                    context = m.conductor.migration_context(ctxt, migration_id)
+                    m.conductor.migration_transition(ctxt, migration_id, states.QUEUED,
+                                                     states.PREPARING)
+            except exception.ConcurrentUpdate:
+                LOG.info("Migration %s left 'queued' while waiting (aborted)", migration_id)
+                return
         migration, instance = context["migration"], context["instance"]
         nw, bdms = context["network_info"], context["block_device_info"]
+        info = {"instance": instance, "network_info": nw, "block_device_info": bdms}
         uuid = instance["uuid"]
-        try:
-            m.conductor.migration_transition(ctxt, migration_id, states.QUEUED,
-                                             states.PREPARING)
-        except exception.ConcurrentUpdate:
-            LOG.info("Migration %s left 'queued' while waiting (aborted)", migration_id)
-            return
         rollback = lambda status, reason: self._rollback(  # noqa: E731
             ctxt, migration, instance, nw, bdms, dest, migrate_data, status, reason)
 
@@ -163,7 +204,7 @@ class LiveMigrations:
         try:
             with m.event(ctxt, uuid, "compute_pre_live_migration"):
                 migrate_data = m.compute_rpc.pre_live_migration(ctxt, dest, migration_id,
-                                                                migrate_data)
+                                                                migrate_data, info)
         except Exception as e:
             return rollback((states.PREPARING, states.ERROR_MIGRATION),
                             f"pre_live_migration on {dest} failed: {exception.message_of(e)}")
@@ -201,12 +242,13 @@ class LiveMigrations:
                             {"migration_id": migration_id, "how": monitor.forced})
 
         # The guest runs on the destination now: record that first.
+        switched = {"host": dest, "node": migration.get("dest_node") or dest,
+                    "progress": 100, "power_state": states.RUNNING}
         m.conductor.migration_transition(
             ctxt, migration_id, states.RUNNING_MIGRATION, states.POST_MIGRATING,
-            instance_values={"host": dest, "node": migration.get("dest_node") or dest,
-                             "progress": 100, "power_state": states.RUNNING},
-            instance_expected={"task_state": states.MIGRATING})
-        self._finish(ctxt, migration_id, instance, nw, bdms, dest, migrate_data)
+            instance_values=switched, instance_expected={"task_state": states.MIGRATING})
+        self._finish(ctxt, migration_id, instance, nw, bdms, dest, migrate_data,
+                     dict(info, instance=dict(instance, **switched)))
 
     def _report(self, ctxt, migration_id, stats, percent):
         values = {k: int(stats[k]) for k in ("memory_total", "memory_processed",
@@ -221,7 +263,8 @@ class LiveMigrations:
             LOG.warning("Could not record progress of migration %s", migration_id,
                         exc_info=True)
 
-    def _finish(self, ctxt, migration_id, instance, nw, bdms, dest, migrate_data):
+    def _finish(self, ctxt, migration_id, instance, nw, bdms, dest, migrate_data,
+                dest_info=None):
         """Stage 3: finalise both hosts; each step is tried even if one fails."""
         m = self.m
         with m.event(ctxt, instance["uuid"], "compute_post_live_migration"), \
@@ -236,7 +279,7 @@ class LiveMigrations:
         dest_ok = True
         try:
             m.compute_rpc.post_live_migration_at_destination(ctxt, dest, migration_id,
-                                                             migrate_data)
+                                                             migrate_data, dest_info)
         except Exception as e:
             dest_ok = False
             problems.append(f"finishing the instance on {dest}: {exception.message_of(e)}")
@@ -295,9 +338,15 @@ class LiveMigrations:
         c = self.m.conductor.migration_context(ctxt, migration_id)
         return c["instance"], c["network_info"], c["block_device_info"]
 
-    def pre_at_destination(self, ctxt, migration_id, migrate_data):
+    def _info_or_context(self, ctxt, migration_id, instance_info):
+        if instance_info is None:
+            return self._context(ctxt, migration_id)
+        return (instance_info["instance"], instance_info["network_info"],
+                instance_info["block_device_info"])
+
+    def pre_at_destination(self, ctxt, migration_id, migrate_data, instance_info=None):
         m = self.m
-        instance, nw, bdms = self._context(ctxt, migration_id)
+        instance, nw, bdms = self._info_or_context(ctxt, migration_id, instance_info)
         with m.event(ctxt, instance["uuid"], "compute_pre_live_migration_at_destination"), \
                 m.notifier.phase(ctxt, "live_migration_pre", instance):
             migrate_data = m.driver.pre_live_migration(instance, bdms, nw, migrate_data)
@@ -306,9 +355,9 @@ class LiveMigrations:
             m.firewall_driver.apply_instance_filter(instance, nw)
         return dict(migrate_data, dest_volume_connections=connections)
 
-    def post_at_destination(self, ctxt, migration_id, migrate_data):
+    def post_at_destination(self, ctxt, migration_id, migrate_data, instance_info=None):
         m = self.m
-        instance, nw, bdms = self._context(ctxt, migration_id)
+        instance, nw, bdms = self._info_or_context(ctxt, migration_id, instance_info)
         with m.event(ctxt, instance["uuid"], "compute_post_live_migration_at_destination"), \
                 m.notifier.phase(ctxt, "live_migration_post_dest", instance):
             m.driver.post_live_migration_at_destination(instance, nw, bdms, migrate_data)

@@ -24,7 +24,7 @@ LOG = logging.getLogger(__name__)
 
 
 class ComputeManager:
-    target = messaging.Target(version="1.2")
+    target = messaging.Target(version="1.3")
 
     def __init__(self, conf, host, transport, instances_path=None):
         self.conf = conf
@@ -127,11 +127,14 @@ class ComputeManager:
         self.conductor.instance_destroyed(ctxt, instance_uuid, self.host)
 
     # --- RPC: live migration (see compute.live_migration) -----------------
-    def check_can_live_migrate_destination(self, ctxt, instance_uuid, source, block_migration):
-        return self.live.check_destination(ctxt, instance_uuid, source, block_migration)
+    def check_can_live_migrate_destination(self, ctxt, instance_uuid, source, block_migration,
+                                           instance_info=None):
+        return self.live.check_destination(ctxt, instance_uuid, source, block_migration,
+                                           instance_info)
 
-    def check_can_live_migrate_source(self, ctxt, instance_uuid, dest_check_data):
-        return self.live.check_source(ctxt, instance_uuid, dest_check_data)
+    def check_can_live_migrate_source(self, ctxt, instance_uuid, dest_check_data,
+                                      instance_info=None):
+        return self.live.check_source(ctxt, instance_uuid, dest_check_data, instance_info)
 
     def live_migration(self, ctxt, instance_uuid, migration_id, dest, migrate_data):
         self.live.start(ctxt, migration_id, dest, migrate_data)
@@ -142,11 +145,12 @@ class ComputeManager:
     def live_migration_force_complete(self, ctxt, migration_id):
         self.live.force_complete(ctxt, migration_id)
 
-    def pre_live_migration(self, ctxt, migration_id, migrate_data):
-        return self.live.pre_at_destination(ctxt, migration_id, migrate_data)
+    def pre_live_migration(self, ctxt, migration_id, migrate_data, instance_info=None):
+        return self.live.pre_at_destination(ctxt, migration_id, migrate_data, instance_info)
 
-    def post_live_migration_at_destination(self, ctxt, migration_id, migrate_data):
-        return self.live.post_at_destination(ctxt, migration_id, migrate_data)
+    def post_live_migration_at_destination(self, ctxt, migration_id, migrate_data,
+                                           instance_info=None):
+        return self.live.post_at_destination(ctxt, migration_id, migrate_data, instance_info)
 
     def rollback_live_migration_at_destination(self, ctxt, migration_id, migrate_data,
                                                destroy_disks):

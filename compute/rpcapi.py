@@ -14,12 +14,16 @@ Version history:
 * 1.2 - stop_instance, start_instance; cold migration and resize:
   prep_resize, resize_instance, finish_resize, confirm_resize, revert_resize,
   finish_revert_resize.
+* 1.3 - instance_info (the instance, network_info and block_device_info the
+  caller already holds) for check_can_live_migrate_destination,
+  check_can_live_migrate_source, pre_live_migration and
+  post_live_migration_at_destination, which then need not fetch it.
 """
 
 from godwit import rpc
 
 TOPIC = "compute"
-VERSION_CAP = "1.2"
+VERSION_CAP = "1.3"
 
 
 class ComputeAPI:
@@ -31,6 +35,13 @@ class ComputeAPI:
     def _at(self, host, timeout=None):
         return self.client.prepare(server=host, timeout=timeout)
 
+    def _with_info(self, host, timeout, kwargs, instance_info):
+        """Prepare a call that carries ``instance_info`` if the host takes it (1.3)."""
+        if instance_info is not None and self.client.can_send_version("1.3"):
+            kwargs["instance_info"] = instance_info
+            return self.client.prepare(server=host, timeout=timeout, version="1.3")
+        return self._at(host, timeout)
+
     def ping(self, ctxt, host, timeout=None):
         return self._at(host, timeout).call(ctxt, "ping")
 
@@ -41,15 +52,17 @@ class ComputeAPI:
         self._at(host).cast(ctxt, "terminate_instance", instance_uuid=instance_uuid)
 
     def check_can_live_migrate_destination(self, ctxt, dest, instance_uuid, source,
-                                           block_migration):
-        return self._at(dest).call(ctxt, "check_can_live_migrate_destination",
-                                   instance_uuid=instance_uuid, source=source,
-                                   block_migration=block_migration)
+                                           block_migration, instance_info=None):
+        kwargs = {"instance_uuid": instance_uuid, "source": source,
+                  "block_migration": block_migration}
+        return self._with_info(dest, None, kwargs, instance_info).call(
+            ctxt, "check_can_live_migrate_destination", **kwargs)
 
-    def check_can_live_migrate_source(self, ctxt, source, instance_uuid, dest_check_data):
-        return self._at(source).call(ctxt, "check_can_live_migrate_source",
-                                     instance_uuid=instance_uuid,
-                                     dest_check_data=dest_check_data)
+    def check_can_live_migrate_source(self, ctxt, source, instance_uuid, dest_check_data,
+                                      instance_info=None):
+        kwargs = {"instance_uuid": instance_uuid, "dest_check_data": dest_check_data}
+        return self._with_info(source, None, kwargs, instance_info).call(
+            ctxt, "check_can_live_migrate_source", **kwargs)
 
     def live_migration(self, ctxt, source, instance_uuid, migration_id, dest, migrate_data):
         self._at(source).cast(ctxt, "live_migration", instance_uuid=instance_uuid,
@@ -63,14 +76,16 @@ class ComputeAPI:
         self.client.prepare(server=source, version="1.1").cast(
             ctxt, "live_migration_force_complete", migration_id=migration_id)
 
-    def pre_live_migration(self, ctxt, dest, migration_id, migrate_data):
-        return self._at(dest, self.long_timeout).call(
-            ctxt, "pre_live_migration", migration_id=migration_id, migrate_data=migrate_data)
+    def pre_live_migration(self, ctxt, dest, migration_id, migrate_data, instance_info=None):
+        kwargs = {"migration_id": migration_id, "migrate_data": migrate_data}
+        return self._with_info(dest, self.long_timeout, kwargs, instance_info).call(
+            ctxt, "pre_live_migration", **kwargs)
 
-    def post_live_migration_at_destination(self, ctxt, dest, migration_id, migrate_data):
-        return self._at(dest, self.long_timeout).call(
-            ctxt, "post_live_migration_at_destination", migration_id=migration_id,
-            migrate_data=migrate_data)
+    def post_live_migration_at_destination(self, ctxt, dest, migration_id, migrate_data,
+                                           instance_info=None):
+        kwargs = {"migration_id": migration_id, "migrate_data": migrate_data}
+        return self._with_info(dest, self.long_timeout, kwargs, instance_info).call(
+            ctxt, "post_live_migration_at_destination", **kwargs)
 
     def rollback_live_migration_at_destination(self, ctxt, dest, migration_id, migrate_data,
                                                destroy_disks):

@@ -39,9 +39,13 @@ class LiveMigrationTask:
         self.requested_host = requested_host
         self.block_migration = block_migration
         self.migration = None
+        self.instance_info = None   # what the hosts' checks need, sent along
 
     def execute(self):
-        instance = self.db.instance_get(self.instance_uuid)
+        # The instance with its VIFs and BDMs: the hosts' checks get them with
+        # the request instead of each asking for them again.
+        info = self.db.instance_get_with_devices(self.instance_uuid)
+        instance = info["instance"]
         source = instance["host"]
         # 1. Checks that write nothing.
         checks.check_instance_can_live_migrate(instance)
@@ -62,9 +66,10 @@ class LiveMigrationTask:
                 raise exception.NoValidHost(reason=scheduler_mod.explain(refusals))
 
         # 2. Claim the instance and record the move.
-        self.db.instance_update(self.instance_uuid, {"task_state": states.MIGRATING},
-                                expected={"task_state": None,
-                                          "vm_state": (states.ACTIVE, states.PAUSED)})
+        claimed = self.db.instance_update(
+            self.instance_uuid, {"task_state": states.MIGRATING},
+            expected={"task_state": None, "vm_state": (states.ACTIVE, states.PAUSED)})
+        self.instance_info = dict(info, instance=claimed)
         action = self.db.action_start(self.ctxt, self.instance_uuid,
                                       states.ACTION_LIVE_MIGRATION)
         self.migration = self.db.migration_create({
@@ -103,7 +108,8 @@ class LiveMigrationTask:
                 break
             try:
                 migrate_data = self.c.compute_rpc.check_can_live_migrate_destination(
-                    self.ctxt, dest, self.instance_uuid, source, self.block_migration)
+                    self.ctxt, dest, self.instance_uuid, source, self.block_migration,
+                    instance_info=self.instance_info)
                 return dest, migrate_data
             except messaging.MessagingTimeout:
                 reason = f"compute service of {dest} did not answer the pre-check in time"

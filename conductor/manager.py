@@ -35,7 +35,7 @@ def _datetimes(values):
 
 
 class ConductorManager:
-    target = messaging.Target(version="1.1")
+    target = messaging.Target(version="1.2")
 
     def __init__(self, conf, transport, db=None, host=None):
         self.conf = conf
@@ -99,6 +99,9 @@ class ConductorManager:
             migration_id, old, new, values=values,
             instance_values=_datetimes(instance_values) if instance_values else None,
             instance_expected=instance_expected)
+
+    def migration_advance(self, ctxt, migration_id, path, context=False):
+        return self.db.migration_advance(migration_id, path, context=context)
 
     def migration_update(self, ctxt, migration_id, values, expected_status=None):
         values = dict(values)

@@ -11,12 +11,14 @@ Version history:
   migration_transition, migration_update, action_event, build_instance,
   delete_instance, live_migrate_instance.
 * 1.1 - migrate_server (cold migration and resize), resize_reschedule.
+* 1.2 - migration_advance (several edges in one transaction, optionally
+  returning the migration context).
 """
 
 from godwit import rpc
 
 TOPIC = "conductor"
-VERSION_CAP = "1.1"
+VERSION_CAP = "1.2"
 
 
 class ConductorAPI:
@@ -57,6 +59,18 @@ class ConductorAPI:
                                 old=old, new=new, values=values,
                                 instance_values=instance_values,
                                 instance_expected=instance_expected)
+
+    def can_advance(self):
+        return self.client.can_send_version("1.2")
+
+    def migration_advance(self, ctxt, migration_id, path, context=False):
+        """CAS the migration along ``path`` (several edges) in one transaction.
+
+        With ``context`` returns what migration_context does, else the migration.
+        """
+        return self.client.prepare(version="1.2").call(
+            ctxt, "migration_advance", migration_id=migration_id, path=list(path),
+            context=context)
 
     def migration_update(self, ctxt, migration_id, values, expected_status=None):
         """Progress and other non-status fields; a no-op if status moved on."""

@@ -506,6 +506,22 @@ class Database:
                                    instance_expected)
             return mig
 
+    def migration_advance(self, migration_id, path, context=False):
+        """Walk ``path`` (e.g. accepted, queued, preparing) edge by edge, each edge
+        a compare-and-swap as in :meth:`migration_transition`, all in one
+        transaction: for consecutive steps with nothing to do in between.
+
+        Returns the migration or, with ``context``, what :meth:`migration_context`
+        returns, read in the same transaction. Raises as migration_transition
+        does for the first edge that cannot be taken, and then nothing changes.
+        """
+        with self.connection() as conn:
+            for old, new in zip(path, path[1:]):
+                self._cas_status(conn, migration_id, old, new, {})
+            if context:
+                return self._migration_context(conn, migration_id)
+            return _first(conn, _MIGRATION_BY_ID, {"id": migration_id})
+
     @staticmethod
     def _cas_status(conn, migration_id, old, new, values):
         # The edge check is part of the compare-and-swap: the UPDATE matches

@@ -562,3 +562,33 @@ def test_event_record_writes_the_event_and_marks_errors(db):
     assert events == [ok, bad]
     assert events[0]["start_time"] is not None
     assert db.action_list(inst["uuid"])[0]["message"] == "Error"
+
+
+def test_advance_takes_each_edge_in_one_transaction(any_db):
+    inst = _with_devices(any_db)
+    mig = _migration(any_db, inst)
+    with _Commits(any_db) as commits:
+        ctx = any_db.migration_advance(
+            mig["id"], (states.ACCEPTED, states.QUEUED, states.PREPARING), context=True)
+    assert commits.n == 1
+    assert ctx["migration"]["status"] == states.PREPARING
+    assert ctx["instance"]["uuid"] == inst["uuid"]
+    assert len(ctx["network_info"]) == 1 and len(ctx["block_device_info"]) == 1
+    row = any_db.migration_advance(mig["id"], (states.PREPARING, states.RUNNING_MIGRATION))
+    assert row["status"] == states.RUNNING_MIGRATION
+
+
+def test_advance_that_cannot_take_an_edge_changes_nothing(any_db):
+    inst = _instance(any_db, _flavor(any_db))
+    mig = _migration(any_db, inst)
+    any_db.migration_transition(mig["id"], states.ACCEPTED, states.QUEUED)
+    before = any_db.migration_get(mig["id"])
+    with pytest.raises(exception.ConcurrentUpdate) as info:
+        any_db.migration_advance(mig["id"], (states.ACCEPTED, states.QUEUED, states.PREPARING))
+    assert info.value.kwargs["found"] == states.QUEUED
+    # The first edge holds, the second is illegal: the first is undone too.
+    with pytest.raises(exception.InvalidMigrationTransition):
+        any_db.migration_advance(mig["id"], (states.QUEUED, states.PREPARING, states.COMPLETED))
+    assert any_db.migration_get(mig["id"]) == before
+    with pytest.raises(exception.MigrationNotFound):
+        any_db.migration_advance(12345, (states.ACCEPTED, states.QUEUED))
