@@ -21,8 +21,9 @@ Alternately, on the same file:
   itself), of the file where the server now is, to a fresh directory on the
   same sshd; removed afterwards.
 
-After a warm-up Godwit move (not counted), each round is one Godwit move and
-one rsync, the order alternating from round to round (R G, G R, ...). Godwit
+After a warm-up Godwit move (not counted; none in a quick run, whose first
+round starts with the rsync), each round is one Godwit move and one rsync, the
+order alternating from round to round (R G, G R, ...). Godwit
 moves go back and forth, so both directions count. The disk and the copies
 stay in the page cache, so both sides measure ssh + rsync (+ what Godwit
 adds), not the disk.
@@ -80,9 +81,9 @@ def agent_groups(server, instances_path):
             "transfer": dict(server.transfer_opts(), driver="rsync")}
 
 
-def measure(dep, hosts, paths, server, scratch, n, data_mib):
-    """One warm-up Godwit move (and confirm), then ``n`` rounds of (rsync,
-    Godwit move), the order alternating, on the agents ``hosts`` whose
+def measure(dep, hosts, paths, server, scratch, n, data_mib, warm=1):
+    """``warm`` warm-up Godwit moves (and confirms), then ``n`` rounds of
+    (rsync, Godwit move), the order alternating, on the agents ``hosts`` whose
     instances paths are ``paths``; fresh rsync destinations go under ``scratch``."""
     from godwit.testing import Client
     t_start = time.perf_counter()
@@ -125,7 +126,8 @@ def measure(dep, hosts, paths, server, scratch, n, data_mib):
 
     t_moves = time.perf_counter()
     with dep.engine.connect() as conn:
-        godwit_move()                                  # warm-up
+        for _ in range(warm):
+            godwit_move()
         since = common.max_action_id(conn)
         for r in range(n):
             for kind in (("rsync", "godwit") if r % 2 == 0 else ("godwit", "rsync")):
@@ -147,7 +149,7 @@ def measure(dep, hosts, paths, server, scratch, n, data_mib):
     steps = common.event_steps(dep.engine, since, states.ACTION_MIGRATE)
     return {"godwit": common.summarize(godwit), "rsync": common.summarize(rsync),
             "confirm": common.summarize(confirm), "order": "".join(order), "rounds": n,
-            "warmup": "one Godwit move + confirm", "data_mib": data_mib,
+            "warmup": f"{warm} Godwit move(s) + confirm", "data_mib": data_mib,
             "disk_bytes": disk_bytes, "steps_ms": steps, "rsync_command": command,
             "phases_s": {"boot_and_make_disk": round(disk_s, 1), "moves": round(moves_s, 1),
                          "total": round(time.perf_counter() - t_start, 1)}}

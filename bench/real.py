@@ -44,7 +44,7 @@ def _error(e):
     return f"{e.__class__.__name__}: {e}"
 
 
-def run(workdir, lv_rounds, cold_rounds, cold_mib, log=print):
+def run(workdir, lv_rounds, cold_rounds, cold_mib, cold_warm=1, log=print):
     """{"libvirt": result or {"error": ...}, "cold": the same, "setup_s": ...}."""
     from tests import sshd as sshd_mod
     t0 = time.perf_counter()
@@ -93,13 +93,14 @@ def run(workdir, lv_rounds, cold_rounds, cold_mib, log=print):
                 for lv in lvs:
                     print(f"==== libvirtd {lv.name}\n{lv.output()[-2000:]}", flush=True)
         if server:
-            log(f"  cold over ssh: {cold_mib} MiB of random data, 1 warm-up move + "
-                f"{cold_rounds} rounds of a Godwit move and an rsync")
+            log(f"  cold over ssh: {cold_mib} MiB of random data, {cold_warm} warm-up move(s) "
+                f"+ {cold_rounds} rounds of a Godwit move and an rsync")
             try:
                 scratch = os.path.join(files, "rsync")
                 os.makedirs(scratch)
                 out["cold"] = cold_transfer.measure(dep, hosts_of["cold"], cold_paths, server,
-                                                    scratch, cold_rounds, cold_mib)
+                                                    scratch, cold_rounds, cold_mib,
+                                                    warm=cold_warm)
             except Exception as e:  # noqa: BLE001 - recorded
                 traceback.print_exc()
                 out["cold"] = {"error": _error(e)}
