@@ -271,6 +271,32 @@ class ComputeAPI:
         self._power(ctxt, server_id, "start", states.STOPPED, states.POWERING_ON,
                     self.compute_rpc.start_instance)
 
+    def reboot(self, ctxt, server_id, reboot_type):
+        """Nova's rules: a soft reboot needs an active, idle server; a hard one also
+        takes a stopped server or one in error (the way out for an operator)."""
+        instance = self.get_server(ctxt, server_id)
+        self.authorize(ctxt, "os_compute_api:servers:reboot", instance)
+        if reboot_type == "HARD":
+            allowed, task_state = (states.ACTIVE, states.STOPPED, states.ERROR), \
+                states.REBOOTING_HARD
+        else:
+            allowed, task_state = (states.ACTIVE,), states.REBOOTING
+        if not instance.get("host"):
+            raise exception.InstanceInvalidState(
+                action="reboot", instance_id=server_id, attr="host", state="none",
+                hint="The server was never placed on a host; delete it and create it again.")
+        try:
+            self.db.instance_update(server_id, {"task_state": task_state},
+                                    expected={"vm_state": allowed, "task_state": None})
+        except exception.ConcurrentUpdate:
+            raise exception.InstanceInvalidState(
+                action="reboot", instance_id=server_id, attr="vm_state/task_state",
+                state=f"{instance['vm_state']}/{instance['task_state']}",
+                hint=f"A {reboot_type.lower()} reboot needs an idle server in "
+                     f"{' or '.join(allowed)}.") from None
+        self.db.action_start(ctxt, server_id, "reboot")
+        self.compute_rpc.reboot_instance(ctxt, instance["host"], server_id, reboot_type)
+
     # --- migrations -------------------------------------------------------------
     def list_migrations(self, ctxt, filters, limit=None, marker=None):
         self.authorize(ctxt, "os_compute_api:os-migrations:index")

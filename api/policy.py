@@ -93,6 +93,8 @@ RULES += [
           "/servers/{id}/action (os-stop)"),
     _rule("os_compute_api:servers:start", PROJECT_MEMBER_OR_ADMIN, "Start a server", "POST",
           "/servers/{id}/action (os-start)"),
+    _rule("os_compute_api:servers:reboot", PROJECT_MEMBER_OR_ADMIN, "Reboot a server", "POST",
+          "/servers/{id}/action (reboot)"),
     _rule("os_compute_api:os-migrations:index", ADMIN, "List migrations", "GET",
           "/os-migrations"),
     _rule("os_compute_api:servers:migrations:index", ADMIN,

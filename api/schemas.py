@@ -235,6 +235,14 @@ def any_value_action(name):
                            "required": [name], "additionalProperties": False})]
 
 
+REBOOT_TYPES = ["HARD", "Hard", "hard", "SOFT", "Soft", "soft"]
+REBOOT = [
+    ("2.1", None, {"type": "object", "properties": {"reboot": {
+        "type": "object", "properties": {"type": {"enum": REBOOT_TYPES}},
+        "required": ["type"], "additionalProperties": False}},
+        "required": ["reboot"], "additionalProperties": False}),
+]
+
 FORCE_COMPLETE = [
     ("2.22", None, {"type": "object", "properties": {"force_complete": {"type": "null"}},
                     "required": ["force_complete"], "additionalProperties": False}),

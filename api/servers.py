@@ -240,6 +240,12 @@ def resize(req, server_id, body):
     return 202, None
 
 
+def reboot(req, server_id, body):
+    schemas.validate(req, schemas.REBOOT, body)
+    req.api.reboot(req.context, server_id, body["reboot"]["type"].upper())
+    return 202, None
+
+
 def _any_value_action(name, method, status):
     def handler(req, server_id, body):
         schemas.validate(req, schemas.any_value_action(name), body)
@@ -256,6 +262,7 @@ ACTIONS = {
     "revertResize": _any_value_action("revertResize", "revert_resize", 202),
     "os-stop": _any_value_action("os-stop", "stop", 202),
     "os-start": _any_value_action("os-start", "start", 202),
+    "reboot": reboot,
 }
 
 

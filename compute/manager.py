@@ -24,7 +24,7 @@ LOG = logging.getLogger(__name__)
 
 
 class ComputeManager:
-    target = messaging.Target(version="1.3")
+    target = messaging.Target(version="1.4")
 
     def __init__(self, conf, host, transport, instances_path=None):
         self.conf = conf
@@ -166,11 +166,26 @@ class ComputeManager:
         self._set_power(ctxt, instance_uuid, "compute_start_instance", self.driver.power_on,
                         states.ACTIVE, states.POWERING_ON)
 
-    def _set_power(self, ctxt, instance_uuid, event, action, vm_state, task_state):
-        instance = self.conductor.instance_get(ctxt, instance_uuid)["instance"]
+    def reboot_instance(self, ctxt, instance_uuid, reboot_type):
+        def reboot(instance, info):
+            self.driver.reboot(instance, info.get("network_info"),
+                               info.get("block_device_info"), reboot_type)
+        task_state = states.REBOOTING_HARD if reboot_type == "HARD" else states.REBOOTING
+        self._set_power(ctxt, instance_uuid, "compute_reboot_instance", reboot,
+                        states.ACTIVE, task_state, with_devices=True)
+
+    def _set_power(self, ctxt, instance_uuid, event, action, vm_state, task_state,
+                   with_devices=False):
+        """Run ``action`` under an instance action event; on success the instance is
+        ``vm_state`` and idle, on failure idle with the fault recorded."""
+        info = self.conductor.instance_get(ctxt, instance_uuid)
+        instance = info["instance"]
         try:
             with self.event(ctxt, instance_uuid, event):
-                action(instance)
+                if with_devices:
+                    action(instance, info)
+                else:
+                    action(instance)
         except Exception as e:
             self.conductor.instance_update(ctxt, instance_uuid, {
                 "task_state": None, "fault_message": f"{event} on {self.host}: {e}"},

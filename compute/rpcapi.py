@@ -18,12 +18,13 @@ Version history:
   caller already holds) for check_can_live_migrate_destination,
   check_can_live_migrate_source, pre_live_migration and
   post_live_migration_at_destination, which then need not fetch it.
+* 1.4 - reboot_instance.
 """
 
 from godwit import rpc
 
 TOPIC = "compute"
-VERSION_CAP = "1.3"
+VERSION_CAP = "1.4"
 
 
 class ComputeAPI:
@@ -105,6 +106,11 @@ class ComputeAPI:
 
     def start_instance(self, ctxt, host, instance_uuid):
         self._cast12(ctxt, host, "start_instance", instance_uuid=instance_uuid)
+
+    def reboot_instance(self, ctxt, host, instance_uuid, reboot_type):
+        """A cast, as in Nova; the host reports the result in the instance."""
+        self.client.prepare(server=host, version="1.4").cast(
+            ctxt, "reboot_instance", instance_uuid=instance_uuid, reboot_type=reboot_type)
 
     def prep_resize(self, ctxt, dest, migration_id):
         self._cast12(ctxt, dest, "prep_resize", migration_id=migration_id)

@@ -28,6 +28,8 @@ RESIZE_FINISH = "resize_finish"        #: the destination is starting the guest
 RESIZE_REVERTING = "resize_reverting"  #: a revert is under way
 POWERING_OFF = "powering-off"      #: os-stop in progress
 POWERING_ON = "powering-on"        #: os-start in progress
+REBOOTING = "rebooting"            #: a soft reboot in progress
+REBOOTING_HARD = "rebooting_hard"  #: a hard reboot in progress
 
 # --- instance power_state: what the hypervisor reports (Nova's integers) ---
 NOSTATE = 0

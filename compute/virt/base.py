@@ -106,6 +106,18 @@ class VirtDriver(abc.ABC):
     def power_on(self, instance):
         """Start the guest (quiet if it is already running)."""
 
+    @abc.abstractmethod
+    def reboot(self, instance, network_info, block_device_info, reboot_type):
+        """Restart the guest; it runs afterwards.
+
+        ``reboot_type`` ``"SOFT"``: ask the guest to restart and fall back to a
+        hard reboot if it has not done so in time (Nova's behaviour);
+        ``"HARD"``: power-cycle it, re-plugging its VIFs and reconnecting its
+        volumes (it also starts a stopped guest).
+
+        :raises: HypervisorError when the guest cannot be started again.
+        """
+
     # --- live migration -------------------------------------------------
     @abc.abstractmethod
     def check_can_live_migrate_destination(self, instance, block_migration):

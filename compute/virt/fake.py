@@ -117,6 +117,17 @@ class FakeDriver(FakeColdMigration, base.VirtDriver, base.ColdMigrationDriver):
         self.faults.check("power_on")
         self._set_power(instance, states.RUNNING)
 
+    def reboot(self, instance, network_info, block_device_info, reboot_type):
+        """Counts the reboots of each type in the domain record (for tests)."""
+        self.faults.check("reboot")
+        rec = self.fake.get("domains", instance["uuid"])
+        if rec is None:
+            raise exception.HypervisorError(host=self.host,
+                                            reason=f"domain {instance['uuid']} not found")
+        key = f"reboots_{reboot_type.lower()}"
+        self.fake.put("domains", instance["uuid"],
+                      dict(rec, power_state=states.RUNNING, **{key: rec.get(key, 0) + 1}))
+
     def destroy(self, instance, network_info, block_device_info, destroy_disks=True):
         self.faults.check("destroy")
         self.fake.delete("domains", instance["uuid"])

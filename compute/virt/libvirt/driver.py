@@ -218,6 +218,21 @@ class LibvirtDriver(LibvirtColdMigration, base.VirtDriver, base.ColdMigrationDri
         except libvirt.libvirtError as e:
             raise exception.HypervisorError(host=self.host, reason=str(e)) from e
 
+    def reboot(self, instance, network_info, block_device_info, reboot_type):
+        """SOFT: the ACPI power button, destroy if the guest has not stopped after
+        ``clean_shutdown_timeout`` s (then it is a hard reboot, as in Nova);
+        HARD: destroy. Either way the domain is then defined anew from this
+        host's XML (VIFs re-plugged, volumes reconnected) and started."""
+        if reboot_type == "SOFT":
+            how = self._power_off_cleanly(instance, self.clean_shutdown_timeout)
+            LOG.info("Soft reboot of %s: %s", instance["uuid"], {
+                "clean": "the guest shut down", "not running": "the guest was not running",
+                "destroyed": f"no shutdown within {self.clean_shutdown_timeout:.0f} s, "
+                             "destroyed (a hard reboot)"}[how])
+        else:
+            self.power_off(instance)
+        self._define_and_start(instance, network_info, block_device_info, power_on=True)
+
     # --- live migration: checks ----------------------------------------------------
     def check_can_live_migrate_destination(self, instance, block_migration):
         probe = PROBE_PREFIX + uuid_mod.uuid4().hex
