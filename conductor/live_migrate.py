@@ -66,19 +66,20 @@ class LiveMigrationTask:
                 raise exception.NoValidHost(reason=scheduler_mod.explain(refusals))
 
         # 2. Claim the instance and record the move.
-        claimed = self.db.instance_update(
-            self.instance_uuid, {"task_state": states.MIGRATING},
-            expected={"task_state": None, "vm_state": (states.ACTIVE, states.PAUSED)})
+        # (One transaction: the claim is a compare-and-swap, and the action and
+        # the migration row are written only if it wins.)
+        claimed, action, self.migration = self.db.instance_claim_move(
+            self.ctxt, self.instance_uuid, {"task_state": states.MIGRATING},
+            {"task_state": None, "vm_state": (states.ACTIVE, states.PAUSED)},
+            states.ACTION_LIVE_MIGRATION, {
+                "instance_uuid": self.instance_uuid,
+                "migration_type": states.LIVE_MIGRATION,
+                "source_compute": source, "source_node": instance["node"],
+                "dest_compute": self.requested_host, "old_instance_type_id":
+                    instance["instance_type_id"], "new_instance_type_id":
+                    instance["instance_type_id"], "user_id": self.ctxt.user_id,
+                "project_id": self.ctxt.project_id})
         self.instance_info = dict(info, instance=claimed)
-        action = self.db.action_start(self.ctxt, self.instance_uuid,
-                                      states.ACTION_LIVE_MIGRATION)
-        self.migration = self.db.migration_create({
-            "instance_uuid": self.instance_uuid, "migration_type": states.LIVE_MIGRATION,
-            "source_compute": source, "source_node": instance["node"],
-            "dest_compute": self.requested_host, "old_instance_type_id":
-                instance["instance_type_id"], "new_instance_type_id":
-                instance["instance_type_id"], "user_id": self.ctxt.user_id,
-            "project_id": self.ctxt.project_id})
         try:
             with self.c.event(self.ctxt, self.instance_uuid, "conductor_live_migrate_instance"):
                 dest, migrate_data = self._choose_destination(source, candidates, refusals)

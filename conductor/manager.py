@@ -105,17 +105,12 @@ class ConductorManager:
 
     def migration_update(self, ctxt, migration_id, values, expected_status=None):
         values = dict(values)
+        # The percentage only ever rises (peers' bars that run backwards are a
+        # known complaint); the task_state guard makes that hold across writers.
+        # It is written in the same transaction as the migration's fields.
         progress = values.pop("progress", None)
-        migration = self.db.migration_update(migration_id, values, expected_status)
-        if progress is not None:
-            # The percentage only ever rises (peers' bars that run backwards
-            # are a known complaint); the guard makes that hold across writers.
-            try:
-                self.db.instance_update(migration["instance_uuid"], {"progress": progress},
-                                        expected={"task_state": states.MIGRATING})
-            except exception.ConcurrentUpdate:
-                pass
-        return migration
+        return self.db.migration_update(migration_id, values, expected_status,
+                                        instance_progress=progress)
 
     def action_event(self, ctxt, instance_uuid, event, host, start_time, finish_time,
                      result, traceback=None):

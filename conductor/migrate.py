@@ -97,13 +97,12 @@ class MigrationTask:
         if not candidates:
             raise exception.NoValidHost(reason=scheduler_mod.explain(refusals))
 
-        self.db.instance_update(self.instance_uuid, {"task_state": states.RESIZE_PREP},
-                                expected={"task_state": None,
-                                          "vm_state": (states.ACTIVE, states.STOPPED)})
-        self.db.action_start(self.ctxt, self.instance_uuid,
-                             states.ACTION_RESIZE if resize else states.ACTION_MIGRATE)
+        # Claim (compare-and-swap), action and migration row in one transaction.
         dest = candidates[0]
-        migration = self.db.migration_create({
+        _, _, migration = self.db.instance_claim_move(
+            self.ctxt, self.instance_uuid, {"task_state": states.RESIZE_PREP},
+            {"task_state": None, "vm_state": (states.ACTIVE, states.STOPPED)},
+            states.ACTION_RESIZE if resize else states.ACTION_MIGRATE, {
             "instance_uuid": self.instance_uuid,
             "migration_type": states.RESIZE if resize else states.COLD_MIGRATION,
             "source_compute": source, "source_node": instance["node"],

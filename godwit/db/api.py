@@ -392,15 +392,40 @@ class Database:
         return current
 
     # --------------------------------------------------------------- migrations
-    def migration_create(self, values):
+    @staticmethod
+    def _new_migration(values):
         values = dict(values)
         values.setdefault("uuid", _new_uuid())
         values.setdefault("status", states.ACCEPTED)
+        return models.Migration(**values)
+
+    def migration_create(self, values):
         with self.transaction() as s:
-            mig = models.Migration(**values)
+            mig = self._new_migration(values)
             s.add(mig)
             s.flush()
             return mig.to_dict()
+
+    def instance_claim_move(self, ctxt, instance_uuid, values, expected, action,
+                            migration_values):
+        """Claim the instance for a move and record it, in one transaction.
+
+        The claim is :meth:`instance_update` with ``expected`` (a
+        compare-and-swap: ConcurrentUpdate if another request got there
+        first); then the instance action ``action`` is started
+        (:meth:`action_start`) and the migration row created
+        (:meth:`migration_create`). All three happen or none.
+        Returns (instance, action, migration).
+        """
+        with self.transaction() as s:
+            instance = self._instance_cas(s.connection(), instance_uuid, values, expected)
+            row = self._new_action(ctxt, instance_uuid, action)
+            mig = self._new_migration(migration_values)
+            s.add_all([row, mig])
+            s.flush()
+            result = instance, row.to_dict(), mig.to_dict()
+        self._remember_action(instance_uuid, ctxt.request_id, result[1]["id"])
+        return result
 
     def migration_get(self, migration_id):
         with self.connection() as conn:
@@ -541,8 +566,14 @@ class Database:
         raise exception.ConcurrentUpdate(what=f"Migration {migration_id}",
                                          expected=old, found=mig["status"])
 
-    def migration_update(self, migration_id, values, expected_status=None):
-        """Update non-status fields (progress, hosts), optionally guarded by status."""
+    def migration_update(self, migration_id, values, expected_status=None,
+                         instance_progress=None):
+        """Update non-status fields (progress, hosts), optionally guarded by status.
+
+        With ``instance_progress`` the instance's progress is set in the same
+        transaction while its task_state is still MIGRATING (silently not, if
+        it is no longer).
+        """
         if "status" in values:
             raise ValueError("status changes go through migration_transition")
         with self.connection() as conn:
@@ -556,6 +587,13 @@ class Database:
                     raise exception.MigrationNotFound(migration_id=migration_id)
                 raise exception.ConcurrentUpdate(what=f"Migration {migration_id}",
                                                  expected=expected_status, found=mig["status"])
+            if instance_progress is not None:
+                try:
+                    self._instance_cas(conn, mig["instance_uuid"],
+                                       {"progress": instance_progress},
+                                       {"task_state": states.MIGRATING})
+                except exception.ConcurrentUpdate:
+                    pass
             return mig
 
     # ------------------------------------------------- block devices, interfaces
@@ -588,11 +626,15 @@ class Database:
             return vif.to_dict()
 
     # ------------------------------------------------------------------ actions
+    @staticmethod
+    def _new_action(ctxt, instance_uuid, action):
+        return models.InstanceAction(action=action, instance_uuid=instance_uuid,
+                                     request_id=ctxt.request_id, user_id=ctxt.user_id,
+                                     project_id=ctxt.project_id, start_time=utcnow())
+
     def action_start(self, ctxt, instance_uuid, action):
         with self.transaction() as s:
-            row = models.InstanceAction(action=action, instance_uuid=instance_uuid,
-                                        request_id=ctxt.request_id, user_id=ctxt.user_id,
-                                        project_id=ctxt.project_id, start_time=utcnow())
+            row = self._new_action(ctxt, instance_uuid, action)
             s.add(row)
             s.flush()
             action = row.to_dict()

@@ -592,3 +592,49 @@ def test_advance_that_cannot_take_an_edge_changes_nothing(any_db):
     assert any_db.migration_get(mig["id"]) == before
     with pytest.raises(exception.MigrationNotFound):
         any_db.migration_advance(12345, (states.ACCEPTED, states.QUEUED))
+
+
+def test_claim_move_writes_claim_action_and_migration_together(any_db):
+    inst = _instance(any_db, _flavor(any_db))
+    ctxt = type("C", (), {"request_id": "req-9", "user_id": "u", "project_id": "p"})
+    mig_values = {"instance_uuid": inst["uuid"], "migration_type": states.LIVE_MIGRATION,
+                  "source_compute": "h1", "dest_compute": "h2"}
+    expected = {"task_state": None, "vm_state": (states.ACTIVE, states.PAUSED)}
+    with _Commits(any_db) as commits:
+        claimed, action, mig = any_db.instance_claim_move(
+            ctxt, inst["uuid"], {"task_state": states.MIGRATING}, expected,
+            states.ACTION_LIVE_MIGRATION, mig_values)
+    assert commits.n == 1
+    assert claimed == any_db.instance_get(inst["uuid"])
+    assert claimed["task_state"] == states.MIGRATING
+    assert action == any_db.action_get_by_request_id(inst["uuid"], "req-9")
+    assert mig == any_db.migration_get(mig["id"])
+    assert mig["status"] == states.ACCEPTED and mig["uuid"]
+
+    # A second claim loses the compare-and-swap and records nothing.
+    ctxt.request_id = "req-10"
+    with pytest.raises(exception.ConcurrentUpdate):
+        any_db.instance_claim_move(ctxt, inst["uuid"], {"task_state": states.MIGRATING},
+                                   expected, states.ACTION_LIVE_MIGRATION, mig_values)
+    assert any_db.action_get_by_request_id(inst["uuid"], "req-10") is None
+    assert [m["id"] for m in any_db.migration_list({"instance_uuid": inst["uuid"]})] == \
+        [mig["id"]]
+
+
+def test_migration_update_sets_instance_progress_only_while_migrating(db):
+    inst = _instance(db, _flavor(db), task_state=states.MIGRATING)
+    mig = _migration(db, inst)
+    with _Commits(db) as commits:
+        row = db.migration_update(mig["id"], {"memory_processed": 5}, states.ACCEPTED,
+                                  instance_progress=40)
+    assert commits.n == 1
+    assert row["memory_processed"] == 5
+    assert db.instance_get(inst["uuid"])["progress"] == 40
+    db.instance_update(inst["uuid"], {"task_state": None})
+    db.migration_update(mig["id"], {"memory_processed": 6}, instance_progress=90)
+    assert db.instance_get(inst["uuid"])["progress"] == 40
+    assert db.migration_get(mig["id"])["memory_processed"] == 6
+    with pytest.raises(exception.ConcurrentUpdate):   # status guard: nothing written
+        db.migration_update(mig["id"], {"memory_processed": 7}, states.RUNNING_MIGRATION,
+                            instance_progress=99)
+    assert db.migration_get(mig["id"])["memory_processed"] == 6
