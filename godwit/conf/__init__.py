@@ -27,6 +27,11 @@ DEFAULT_OPTS = [
     cfg.StrOpt("instances_path", default="$state_path/instances",
                help="Where instance directories live. When two compute hosts see the same "
                     "directory here (shared storage) live migration needs no disk copy."),
+    cfg.IntOpt("shutdown_timeout", default=60, min=0,
+               help="Seconds a guest gets to shut down after the ACPI power button before "
+                    "it is destroyed (Nova's option): cold migration and resize power the "
+                    "guest off this way, and a soft reboot starts this way. 0 destroys at "
+                    "once."),
     cfg.IntOpt("report_interval", default=10, min=1,
                help="Seconds between service heartbeats."),
     cfg.IntOpt("service_down_time", default=60, min=1,

@@ -7,7 +7,7 @@ Nova's libvirt layout and order, on this driver's files (``<instances_path>/
   destination's instance directory is created first (an unreachable
   destination fails here, before the guest stops, as in Nova); the
   guest is powered off - asked first through its ACPI power button, destroyed
-  after :data:`CLEAN_SHUTDOWN_TIMEOUT` seconds if it is still running (a TCG
+  after ``[DEFAULT] shutdown_timeout`` seconds if it is still running (a TCG
   guest sitting in SeaBIOS, or any guest without ACPI handling, never stops on
   its own); the instance directory is renamed to ``<uuid>_resize`` (the
   originals, kept for a revert); each of the domain's file disks in that
@@ -50,12 +50,6 @@ LOG = logging.getLogger(__name__)
 GIB = 1024 ** 3
 RESIZE_SUFFIX = "_resize"
 FLAT_SUFFIX = ".flat"
-#: Seconds a guest gets to act on the ACPI power button before it is destroyed.
-#: Nova waits ``[DEFAULT] shutdown_timeout`` (60 s); Godwit has no such option
-#: yet, and its test guests (TCG, SeaBIOS, no OS) never react, so it is short.
-#: The destroy is virDomainDestroy: SIGTERM to QEMU (which flushes its disk
-#: caches and exits), SIGKILL only if QEMU does not exit.
-CLEAN_SHUTDOWN_TIMEOUT = 2.0
 SHUTDOWN_POLL_INTERVAL = 0.1
 
 
@@ -72,7 +66,13 @@ class LibvirtColdMigration:
     """LibvirtDriver's cold migration and resize (uses the driver's ``hosts``,
     ``_instance_dir``, ``_domain_xml``, ``_remove_domain`` and ``power_off``)."""
 
-    clean_shutdown_timeout = CLEAN_SHUTDOWN_TIMEOUT
+    @property
+    def clean_shutdown_timeout(self):
+        """Seconds a guest gets to act on the ACPI power button before it is destroyed
+        (``[DEFAULT] shutdown_timeout``, as in Nova). The destroy is
+        virDomainDestroy: SIGTERM to QEMU (which flushes its disk caches and
+        exits), SIGKILL only if QEMU does not exit."""
+        return self.conf.shutdown_timeout
 
     def _resize_dir(self, instance):
         return self._instance_dir(instance) + RESIZE_SUFFIX
