@@ -42,28 +42,29 @@ class LiveMigrationTask:
         self.instance_info = None   # what the hosts' checks need, sent along
 
     def execute(self):
-        # The instance with its VIFs and BDMs: the hosts' checks get them with
-        # the request instead of each asking for them again.
-        info = self.db.instance_get_with_devices(self.instance_uuid)
-        instance = info["instance"]
-        source = instance["host"]
-        # 1. Checks that write nothing.
-        checks.check_instance_can_live_migrate(instance)
-        checks.check_service_up(self.db, self.conf, source)
-        source_node = self.db.compute_node_get_by_host(source)
-        need = {"memory_mb": instance["memory_mb"], "vcpus": instance["vcpus"],
-                "disk_gb": instance["root_gb"] + instance["ephemeral_gb"]}
-        refusals = {}
-        if self.requested_host:
-            dest_node = checks.check_destination(self.db, self.conf, instance, source_node,
-                                                 self.requested_host)
-            candidates = [dest_node["host"]]
-        else:
-            candidates, refusals = self.c.scheduler.candidates(
-                need, exclude={source},
-                check=lambda node: checks.check_hypervisor_compatible(source_node, node))
-            if not candidates:
-                raise exception.NoValidHost(reason=scheduler_mod.explain(refusals))
+        # 1. Checks that write nothing, all read in one transaction.
+        with self.db.reads():
+            # The instance with its VIFs and BDMs: the hosts' checks get them with
+            # the request instead of each asking for them again.
+            info = self.db.instance_get_with_devices(self.instance_uuid)
+            instance = info["instance"]
+            source = instance["host"]
+            checks.check_instance_can_live_migrate(instance)
+            checks.check_service_up(self.db, self.conf, source)
+            source_node = self.db.compute_node_get_by_host(source)
+            need = {"memory_mb": instance["memory_mb"], "vcpus": instance["vcpus"],
+                    "disk_gb": instance["root_gb"] + instance["ephemeral_gb"]}
+            refusals = {}
+            if self.requested_host:
+                dest_node = checks.check_destination(self.db, self.conf, instance, source_node,
+                                                     self.requested_host)
+                candidates = [dest_node["host"]]
+            else:
+                candidates, refusals = self.c.scheduler.candidates(
+                    need, exclude={source},
+                    check=lambda node: checks.check_hypervisor_compatible(source_node, node))
+                if not candidates:
+                    raise exception.NoValidHost(reason=scheduler_mod.explain(refusals))
 
         # 2. Claim the instance and record the move.
         # (One transaction: the claim is a compare-and-swap, and the action and

@@ -125,6 +125,7 @@ class Database:
         # never deleted or re-keyed, so an entry cannot go stale.
         self._action_ids = collections.OrderedDict()
         self._action_ids_lock = threading.Lock()
+        self._reads = threading.local()
 
     @contextlib.contextmanager
     def transaction(self):
@@ -133,8 +134,34 @@ class Database:
             yield session
 
     def connection(self):
-        """A core connection in one transaction (cheaper than a session)."""
+        """A core connection in one transaction (cheaper than a session).
+
+        Inside :meth:`reads` on the same thread, that block's transaction.
+        """
+        shared = getattr(self._reads, "conn", None)
+        if shared is not None:
+            return contextlib.nullcontext(shared)
         return self.engine.begin()
+
+    @contextlib.contextmanager
+    def reads(self):
+        """Run a group of reads in one transaction instead of one each.
+
+        For a series of checks that only read (the pre-checks of a move):
+        every read method on this thread that uses :meth:`connection` joins
+        it. The isolation level is unchanged (READ COMMITTED, or SQLite's
+        serialised writes), so each statement sees what it would have seen in
+        its own transaction. Do not write inside it.
+        """
+        if getattr(self._reads, "conn", None) is not None:
+            yield
+            return
+        with self.engine.begin() as conn:
+            self._reads.conn = conn
+            try:
+                yield
+            finally:
+                self._reads.conn = None
 
     # ------------------------------------------------------------------ services
     def service_register(self, host, binary, topic, version):

@@ -638,3 +638,20 @@ def test_migration_update_sets_instance_progress_only_while_migrating(db):
         db.migration_update(mig["id"], {"memory_processed": 7}, states.RUNNING_MIGRATION,
                             instance_progress=99)
     assert db.migration_get(mig["id"])["memory_processed"] == 6
+
+
+def test_reads_groups_reads_in_one_transaction(db):
+    inst = _instance(db, _flavor(db))
+    db.compute_node_upsert("h1", {"hypervisor_hostname": "h1", "hypervisor_type": "fake"})
+    with _Commits(db) as commits:
+        with db.reads():
+            assert db.instance_get(inst["uuid"])["uuid"] == inst["uuid"]
+            assert db.compute_node_get_by_host("h1")["host"] == "h1"
+            assert db.host_usage("h1")["running_vms"] == 1
+            with db.reads():   # nested: the same transaction
+                assert db.service_get_by_host("h1") is None
+    assert commits.n == 1
+    with _Commits(db) as commits:   # and afterwards each read on its own again
+        db.instance_get(inst["uuid"])
+        db.compute_node_get_by_host("h1")
+    assert commits.n == 2
