@@ -13,8 +13,10 @@ need (pool, SQLite pragmas, retries are the caller's CAS loop).
 import collections
 import contextlib
 import datetime
+import functools
 import json
 import threading
+import time
 import uuid as uuidlib
 
 import sqlalchemy as sa
@@ -52,6 +54,31 @@ def _sqlite_pragmas(dbapi_conn, _record):
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.close()
+
+
+# A pooled connection idle longer than this is pinged before use.
+PING_IDLE_AFTER = 1.0
+
+
+def _checkin(_dbapi_conn, record):
+    if record is not None:
+        record.info["godwit_checkin"] = time.monotonic()
+
+
+def _checkout(dialect, dbapi_conn, record, _proxy):
+    """Ping a connection that was idle, as pool_pre_ping would; a dropped one is
+    replaced by the pool (DisconnectionError makes it reconnect and retry)."""
+    since = record.info.get("godwit_checkin")
+    if since is None or time.monotonic() - since < PING_IDLE_AFTER:
+        return
+    try:
+        alive = dialect.do_ping(dbapi_conn)
+    except dialect.loaded_dbapi.Error as e:
+        if dialect.is_disconnect(e, dbapi_conn, None):
+            raise sa.exc.DisconnectionError() from e
+        raise
+    if alive is False:
+        raise sa.exc.DisconnectionError()
 
 
 def _new_uuid():
@@ -111,7 +138,11 @@ class Database:
         if url.startswith("sqlite"):
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
         else:
-            kwargs.update(pool_pre_ping=True, pool_size=10, max_overflow=20)
+            # Not pool_pre_ping, which costs a round trip on every checkout:
+            # only a connection that sat idle may have been dropped (server
+            # restart, idle timeouts), so only those are pinged (_checkout).
+            # LIFO keeps the busy connections busy and lets the spare ones idle.
+            kwargs.update(pool_size=10, max_overflow=20, pool_use_lifo=True)
         if url.startswith("mysql"):
             # MySQL/MariaDB default to REPEATABLE READ, where the re-read after a
             # lost compare-and-swap would show the transaction's old snapshot
@@ -120,6 +151,10 @@ class Database:
         self.engine = sa.create_engine(url, **kwargs)
         if url.startswith("sqlite"):
             event.listen(self.engine, "connect", _sqlite_pragmas)
+        else:
+            event.listen(self.engine, "checkin", _checkin)
+            event.listen(self.engine, "checkout", functools.partial(_checkout,
+                                                                    self.engine.dialect))
         self._session = sessionmaker(self.engine, expire_on_commit=False)
         # (instance_uuid, request_id) -> instance action id. Actions are
         # never deleted or re-keyed, so an entry cannot go stale.
