@@ -3,7 +3,7 @@
 import uuid
 
 from api import microversion, schemas, views
-from api.servers import _timestamp, limit_param
+from api.servers import _timestamp, limit_param, page
 from godwit import exception, states
 from godwit.db import api as db_api
 
@@ -61,15 +61,9 @@ def list_flavors(req, detail=False):
     reverse = schemas.first(query, "sort_dir", "asc") == "desc"
     flavors.sort(key=lambda f: (f[column] is None, f[column] if f[column] is not None else 0),
                  reverse=reverse)
-    marker = (schemas.first(query, "marker") or None)
-    if marker is not None:
-        ids = [f["flavorid"] for f in flavors]
-        if marker not in ids:
-            raise exception.Invalid(f"marker [{marker}] not found")
-        flavors = flavors[ids.index(marker) + 1:]
     limit = limit_param(req, query)
-    if limit is not None:
-        flavors = flavors[:limit]
+    flavors = page(flavors, lambda f: f["flavorid"], schemas.first(query, "marker") or None,
+                   limit)
     if detail:
         out = [views.flavor(req, f) for f in flavors]
     else:
@@ -249,14 +243,8 @@ def list_hypervisors(req, detail=False):
     limit = marker = None
     if req.api_version.matches("2.33"):
         limit, marker = limit_param(req, query), (schemas.first(query, "marker") or None)
-        if marker is not None:
-            key = "uuid" if req.api_version.matches("2.53") else "id"
-            ids = [str(n[0][key]) for n in nodes]
-            if marker not in ids:
-                raise exception.Invalid(f"marker [{marker}] not found")
-            nodes = nodes[ids.index(marker) + 1:]
-        if limit is not None:
-            nodes = nodes[:limit]
+        key = "uuid" if req.api_version.matches("2.53") else "id"
+        nodes = page(nodes, lambda n: str(n[0][key]), marker, limit)
     with_servers = req.api_version.matches("2.53") and \
         schemas.to_bool(schemas.first(query, "with_servers", False))
     out = []

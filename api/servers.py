@@ -45,6 +45,19 @@ def limit_param(req, query, name="limit"):
     return min(int(value), MAX_LIMIT)
 
 
+def page(items, key, marker, limit, missing="marker [{marker}] not found"):
+    """Nova's marker/limit paging of a list already filtered and sorted in memory:
+    the items after the one whose ``key`` is ``marker``, at most ``limit``. An
+    unknown marker is a 400 with the message ``missing`` (Nova words it
+    differently per resource)."""
+    if marker is not None:
+        ids = [key(item) for item in items]
+        if marker not in ids:
+            raise exception.Invalid(missing.format(marker=marker))
+        items = items[ids.index(marker) + 1:]
+    return items if limit is None else items[:limit]
+
+
 def _all_tenants(query):
     if "all_tenants" not in query:
         return False
@@ -324,15 +337,10 @@ def list_instance_actions(req, server_id):
             actions = [a for a in actions if changed(a) >= since]
         if before:
             actions = [a for a in actions if changed(a) <= before]
-        marker = (schemas.first(query, "marker") or None)
-        if marker is not None:
-            ids = [a["request_id"] for a in actions]
-            if marker not in ids:
-                raise exception.Invalid(f"Marker {marker} could not be found.")
-            actions = actions[ids.index(marker) + 1:]
         limit = limit_param(req, query)
-        if limit is not None:
-            actions = actions[:limit]
+        actions = page(actions, lambda a: a["request_id"],
+                       schemas.first(query, "marker") or None, limit,
+                       "Marker {marker} could not be found.")
     body = {"instanceActions": [views.action(req, a) for a in actions]}
     links = views.next_link(req, f"servers/{server_id}/os-instance-actions",
                             body["instanceActions"], limit, marker_key="request_id")
