@@ -36,13 +36,13 @@ the kernel from its own image store, and with a loop-device volume
 import json
 import os
 import re
-import subprocess
 import time
 import uuid
 
 import libvirt
 import pytest
 
+from compute.volume.local_block import loop_devices_of
 from godwit.testing import wait_for
 from tests.host.conftest import Tgtd
 from tests.real import continuity, guest_kernel
@@ -139,17 +139,19 @@ def _local_volume(tmp_path):
 
 
 def _loop_devices(path):
-    out = subprocess.run(["losetup", "-j", path], capture_output=True, text=True).stdout
-    return sorted(line.split(":", 1)[0] for line in out.splitlines() if line.strip())
+    return sorted(loop_devices_of(path))
+
+
+def _domain_xml(d, host, sid):
+    conn = d.lv[host].connect()
+    try:
+        return conn.lookupByUUIDString(sid).XMLDesc(0)
+    finally:
+        conn.close()
 
 
 def _block_disks(d, host, sid):
-    conn = d.lv[host].connect()
-    try:
-        xml = conn.lookupByUUIDString(sid).XMLDesc(0)
-    finally:
-        conn.close()
-    return re.findall(r"<source dev='(/dev/loop\d+)'", xml)
+    return re.findall(r"<source dev='(/dev/loop\d+)'", _domain_xml(d, host, sid))
 
 
 def _deploy(deployment, network, guest_image, tmp_path, shared, iscsi_target=None,
@@ -274,12 +276,7 @@ def _volume_hosts(d, sid):
 
 
 def _iscsi_disks(d, host, sid):
-    conn = d.lv[host].connect()
-    try:
-        xml = conn.lookupByUUIDString(sid).XMLDesc(0)
-    finally:
-        conn.close()
-    return re.findall(r"<source protocol='iscsi' name='([^']+)'", xml)
+    return re.findall(r"<source protocol='iscsi' name='([^']+)'", _domain_xml(d, host, sid))
 
 
 def test_guest_answers_ping_throughout_live_migrations(deployment, network, guest_image,
