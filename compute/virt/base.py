@@ -10,9 +10,12 @@ hypervisor except through this class.
 
 import abc
 import os
+import uuid
 
 from godwit import exception
 
+#: Name prefix of the shared-storage probe files (never an instance uuid).
+PROBE_PREFIX = ".godwit-shared-probe-"
 
 class MigrationJob(abc.ABC):
     """A hypervisor migration in progress, as the monitor sees it.
@@ -130,9 +133,23 @@ class VirtDriver(abc.ABC):
         :raises: MigrationPreCheckError naming the cause.
         """
 
-    @abc.abstractmethod
+    def leave_shared_probe(self):
+        """Write a probe file into this host's instances path; its name goes to the
+        source, which is on shared storage exactly when it sees the file."""
+        probe = PROBE_PREFIX + uuid.uuid4().hex
+        with open(os.path.join(self.instances_path, probe), "w") as f:
+            f.write(self.host)
+        return probe
+
     def cleanup_live_migration_destination_check(self, dest_check_data):
-        """Remove what check_can_live_migrate_destination left (the probe)."""
+        """Remove what check_can_live_migrate_destination left (the probe); drivers
+        that leave more extend this."""
+        probe = dest_check_data.get("probe")
+        if probe:
+            try:
+                os.unlink(os.path.join(self.instances_path, probe))
+            except FileNotFoundError:
+                pass
 
     def decide_storage(self, instance, dest, dest_check_data):
         """Whether source and ``dest`` share the instance directory, and whether the

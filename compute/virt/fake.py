@@ -18,7 +18,6 @@ import os
 import shutil
 import threading
 import time
-import uuid
 
 from oslo_log import log as logging
 
@@ -29,7 +28,6 @@ from compute.virt.fake_cold import GIB, FakeColdMigration
 from godwit import exception, states
 
 LOG = logging.getLogger(__name__)
-PROBE_PREFIX = ".godwit-shared-probe-"
 
 
 class FakeDriver(FakeColdMigration, base.VirtDriver, base.ColdMigrationDriver):
@@ -141,19 +139,9 @@ class FakeDriver(FakeColdMigration, base.VirtDriver, base.ColdMigrationDriver):
     # --- live migration -------------------------------------------------
     def check_can_live_migrate_destination(self, instance, block_migration):
         self.faults.check("check_can_live_migrate_destination")
-        probe = PROBE_PREFIX + uuid.uuid4().hex
-        with open(os.path.join(self.instances_path, probe), "w") as f:
-            f.write(self.host)
+        probe = self.leave_shared_probe()
         return {"probe": probe, "dest_instances_path": self.instances_path,
                 "block_migration": block_migration, "dest_hostname": self.host}
-
-    def cleanup_live_migration_destination_check(self, dest_check_data):
-        probe = dest_check_data.get("probe")
-        if probe:
-            try:
-                os.unlink(os.path.join(self.instances_path, probe))
-            except FileNotFoundError:
-                pass
 
     def check_can_live_migrate_source(self, instance, dest_check_data):
         self.faults.check("check_can_live_migrate_source")

@@ -19,7 +19,6 @@ with the transfer driver, define the guest anew on the destination) are in
 
 import os
 import shutil
-import uuid as uuid_mod
 
 import libvirt
 from oslo_log import log as logging
@@ -32,7 +31,6 @@ from compute.virt.libvirt.cold import LibvirtColdMigration
 from godwit import exception, states
 
 LOG = logging.getLogger(__name__)
-PROBE_PREFIX = ".godwit-shared-probe-"
 GIB = 1024 ** 3
 POWER_STATES = {
     libvirt.VIR_DOMAIN_NOSTATE: states.NOSTATE,
@@ -235,22 +233,12 @@ class LibvirtDriver(LibvirtColdMigration, base.VirtDriver, base.ColdMigrationDri
 
     # --- live migration: checks ----------------------------------------------------
     def check_can_live_migrate_destination(self, instance, block_migration):
-        probe = PROBE_PREFIX + uuid_mod.uuid4().hex
-        with open(os.path.join(self.instances_path, probe), "w") as f:
-            f.write(self.host)
+        probe = self.leave_shared_probe()
         return {"probe": probe, "dest_instances_path": self.instances_path,
                 "block_migration": block_migration, "dest_hostname": self.host,
                 "dest_peer_uri": self.peer_uri, "dest_host_ip": self.host_ip,
                 "dest_inbound_addr": self.conf.libvirt.live_migration_inbound_addr
                 or self.host_ip}
-
-    def cleanup_live_migration_destination_check(self, dest_check_data):
-        probe = dest_check_data.get("probe")
-        if probe:
-            try:
-                os.unlink(os.path.join(self.instances_path, probe))
-            except FileNotFoundError:
-                pass
 
     def _connect_peer(self, dest, uri):
         try:
