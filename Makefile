@@ -1,4 +1,4 @@
-# Godwit developer entry points. `make test` is what CI runs (via .ci/run).
+# Godwit developer entry points. CI (.ci/run) runs `make test`, then `make bench QUICK=1`.
 #
 # Everything runs from the repository's own virtualenv in .venv, which the
 # `venv` target builds from scratch on a fresh clone and refreshes whenever
@@ -78,9 +78,13 @@ lint: venv
 genconfig: venv
 	$(VENV)/bin/oslo-config-generator --config-file etc/godwit/godwit-config-generator.conf
 
-# Benchmarks (bench/run.py); QUICK=1 passes --quick.
+# Benchmarks (bench/run.py); QUICK=1 passes --quick. The real-hypervisor and
+# cold-transfer sections start their own libvirt daemons and sshd: only the
+# packages are needed (tools/ensure-libvirt.sh, tools/ensure-ssh.sh).
 bench: venv
 	tools/ensure-services.sh
+	tools/ensure-libvirt.sh
+	tools/ensure-ssh.sh
 	$(PY) -m bench.run $(if $(QUICK),--quick)
 
 # Remove the virtualenv, build artefacts, caches and local state.
