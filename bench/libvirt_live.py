@@ -24,14 +24,15 @@ two daemons, alternately:
   is those two calls (the connection to the source daemon and the domain XML
   are prepared before).
 
-After a warm-up pair of Godwit moves (there and back, not counted), each
-round is a direct pair and a Godwit pair (there and back each), the order
-alternating from round to round (D D G G, G G D D, ...) so that both see the
-same machine; every move of a round counts, in both directions. A direct
-pair brings the guest back to where Godwit's database says it is before the
-next Godwit move. libvirt's own job time and downtime come from the
-destination's completed-job statistics (direct) and from the destination
-agent's log, which records the same statistics (Godwit).
+After a warm-up pair of Godwit moves (there and back, not counted; none in a
+quick run, whose first round starts with the direct pair), each round is a
+direct pair and a Godwit pair (there and back each), the order alternating
+from round to round (D D G G, G G D D, ...) so that both see the same
+machine; every move of a round counts, in both directions. A direct pair
+brings the guest back to where Godwit's database says it is before the next
+Godwit move. libvirt's own job time and downtime come from the destination's
+completed-job statistics (direct) and from the destination agent's log,
+which records the same statistics (Godwit).
 
 :func:`measure` runs on a deployment and libvirt hosts that
 :mod:`bench.real` starts (shared with the cold-transfer section).
@@ -126,9 +127,10 @@ def _arrivals(dep, host, sid):
             if u == sid]
 
 
-def measure(dep, hosts, lvs, rounds):
-    """One warm-up Godwit pair, then ``rounds`` rounds of (direct pair, Godwit
-    pair), the order alternating, on the agents ``hosts`` (libvirt hosts ``lvs``)."""
+def measure(dep, hosts, lvs, rounds, warm=1):
+    """``warm`` warm-up Godwit pairs, then ``rounds`` rounds of (direct pair,
+    Godwit pair), the order alternating, on the agents ``hosts`` (libvirt hosts
+    ``lvs``)."""
     from godwit.testing import Client
     t_start = time.perf_counter()
     a, b = hosts
@@ -147,8 +149,9 @@ def measure(dep, hosts, lvs, rounds):
 
     t_moves = time.perf_counter()
     with dep.engine.connect() as conn:
-        for dest in (b, a):                       # warm-up: one Godwit pair
-            godwit_move(dest)
+        for _ in range(warm):
+            for dest in (b, a):
+                godwit_move(dest)
         since = common.max_action_id(conn)
         for r in range(rounds):
             for kind in (("direct", "godwit") if r % 2 == 0 else ("godwit", "direct")):
@@ -176,7 +179,8 @@ def measure(dep, hosts, lvs, rounds):
     return {
         "godwit": common.summarize(godwit), "direct": common.summarize(direct_s),
         "godwit_observed": common.summarize(godwit_obs),
-        "order": "".join(order), "rounds": rounds, "warmup": "one Godwit pair (A->B->A)",
+        "order": "".join(order), "rounds": rounds,
+        "warmup": f"{warm} Godwit pair(s) (A->B->A)",
         "godwit_job_ms": med([x[0] for x in arrivals]),
         "godwit_downtime_ms": med([x[1] for x in arrivals]),
         "direct_job_ms": med([s["job_ms"] for s in direct_stats]),

@@ -68,12 +68,12 @@ def sizes(quick):
     if quick:
         return {"inprocess_n": 30, "n": 15, "warm": 3, "ping_n": 100, "db_n": 200, "cold_n": 10,
                 "tp_hosts": [5, 10], "tp_migrations": 40, "rows": 10000, "list_n": 15,
-                "size_migrations": 2, "lv_rounds": 1, "cold_ssh_rounds": 2,
+                "size_migrations": 2, "lv_rounds": 1, "lv_warm": 0, "cold_ssh_rounds": 2,
                 "cold_ssh_mib": 256, "cold_ssh_warm": 0}
     return {"inprocess_n": 100, "n": 50, "warm": 3, "ping_n": 200, "db_n": 200, "cold_n": 30,
             "tp_hosts": [5, 10, 20], "tp_migrations": 200, "rows": 10000, "list_n": 50,
-            "size_migrations": 4, "lv_rounds": 4, "cold_ssh_rounds": 5, "cold_ssh_mib": 1024,
-            "cold_ssh_warm": 1}
+            "size_migrations": 4, "lv_rounds": 4, "lv_warm": 1, "cold_ssh_rounds": 5,
+            "cold_ssh_mib": 1024, "cold_ssh_warm": 1}
 
 
 def log(msg, t0):
@@ -226,8 +226,9 @@ def build_results(args, sz, machine, inproc, multi, tps, duration, cold_res, rea
         "libvirt": _libvirt_results(real_res.get("libvirt")),
         "cold": _cold_results(cold_res, real_res.get("cold"), args.quick)[0],
         "resize": _cold_results(cold_res, real_res.get("cold"), args.quick)[1],
-        "real_setup_s": {k: real_res.get(k) for k in ("setup_s", "deployment_stop_s",
-                                                        "teardown_s", "total_s")},
+        "real_setup_s": {k: real_res.get(k) for k in (
+            "setup_s", "deployment_stop_s", "teardown_s", "total_s", "loadavg_at_start",
+            "loadavg_at_end")},
         "targets": {k: v[0] for k, v in TARGETS.items()},
     }
 
@@ -420,7 +421,8 @@ def main(argv=None):
             f"({sz['lv_rounds']} libvirt rounds, {sz['cold_ssh_rounds']} cold rounds of "
             f"{sz['cold_ssh_mib']} MiB)", t0)
         real_res = real.run(workdir, sz["lv_rounds"], sz["cold_ssh_rounds"],
-                            sz["cold_ssh_mib"], cold_warm=sz["cold_ssh_warm"],
+                            sz["cold_ssh_mib"], lv_warm=sz["lv_warm"],
+                            cold_warm=sz["cold_ssh_warm"],
                             log=lambda m: log(m, t0))
         for name, key in (("libvirt", "direct"), ("cold", "rsync")):
             r = real_res[name]
