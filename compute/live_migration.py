@@ -132,44 +132,43 @@ class LiveMigrations:
     def start(self, ctxt, migration_id, dest, migrate_data):
         """RPC cast target: queue the migration and return at once.
 
-        With a slot free at once nothing happens in 'queued', so the migration
-        goes accepted -> queued -> preparing in one conductor call (two
+        With a slot free at once nothing happens in 'queued': the migration is
+        handed to the executor, whose worker takes it at once and moves it
+        accepted -> queued -> preparing in one conductor call (two
         compare-and-swaps in one transaction) that also returns its context.
+        It is handed over under the lock that counts the slots, so a migration
+        queued after it cannot get ahead of it in the executor; and it is moved
+        to preparing only by the worker that runs it, as a queued one is.
         """
         m = self.m
+        fast = m.conductor.can_advance()
         with self._lock:
-            slot_free = self.active < self.slots
-            self.active += 1   # the executor runs it at once iff slot_free
-        context = None
+            fast = fast and self.active < self.slots
+            self.active += 1
+            if fast:
+                try:
+                    self.executor.submit(self._run_source, ctxt, migration_id, dest,
+                                         migrate_data, True)
+                except BaseException:
+                    self.active -= 1
+                    raise
+                return
         try:
-            if slot_free and m.conductor.can_advance():
-                context = m.conductor.migration_advance(
-                    ctxt, migration_id, (states.ACCEPTED, states.QUEUED, states.PREPARING),
-                    context=True)
-            else:
-                m.conductor.migration_transition(ctxt, migration_id, states.ACCEPTED,
-                                                 states.QUEUED)
+            m.conductor.migration_transition(ctxt, migration_id, states.ACCEPTED,
+                                             states.QUEUED)
+            self.executor.submit(self._run_source, ctxt, migration_id, dest, migrate_data)
         except BaseException as e:
-            self._release()
+            with self._lock:
+                self.active -= 1
             if isinstance(e, exception.ConcurrentUpdate):
                 LOG.info("Migration %s already left 'accepted'; not starting it again",
                          migration_id)
                 return
             raise
-        try:
-            self.executor.submit(self._run_source, ctxt, migration_id, dest, migrate_data,
-                                 context)
-        except BaseException:
-            self._release()
-            raise
 
-    def _release(self):
-        with self._lock:
-            self.active -= 1
-
-    def _run_source(self, ctxt, migration_id, dest, migrate_data, context=None):
+    def _run_source(self, ctxt, migration_id, dest, migrate_data, from_accepted=False):
         try:
-            self._drive_source(ctxt, migration_id, dest, migrate_data, context)
+            self._drive_source(ctxt, migration_id, dest, migrate_data, from_accepted)
         except Exception:
             LOG.exception("Live migration %s failed unexpectedly", migration_id)
         finally:
@@ -178,21 +177,23 @@ class LiveMigrations:
                 self.pending_aborts.discard(migration_id)
                 self.monitors.pop(migration_id, None)
 
-    def _drive_source(self, ctxt, migration_id, dest, migrate_data, context=None):
-        """``context``: given if start() already moved the migration to preparing."""
+    def _drive_source(self, ctxt, migration_id, dest, migrate_data, from_accepted=False):
+        """``from_accepted``: start() found a slot free and did not queue it."""
         m = self.m
-        if context is None:
-            try:
-                if m.conductor.can_advance():
-                    context = m.conductor.migration_advance(
-                        ctxt, migration_id, (states.QUEUED, states.PREPARING), context=True)
-                else:
-                    context = m.conductor.migration_context(ctxt, migration_id)
-                    m.conductor.migration_transition(ctxt, migration_id, states.QUEUED,
-                                                     states.PREPARING)
-            except exception.ConcurrentUpdate:
-                LOG.info("Migration %s left 'queued' while waiting (aborted)", migration_id)
-                return
+        path = ((states.ACCEPTED, states.QUEUED, states.PREPARING) if from_accepted
+                else (states.QUEUED, states.PREPARING))
+        try:
+            if m.conductor.can_advance():
+                context = m.conductor.migration_advance(ctxt, migration_id, path,
+                                                        context=True)
+            else:
+                context = m.conductor.migration_context(ctxt, migration_id)
+                m.conductor.migration_transition(ctxt, migration_id, states.QUEUED,
+                                                 states.PREPARING)
+        except exception.ConcurrentUpdate:
+            LOG.info("Migration %s left '%s' before it could start (aborted, or started "
+                     "already)", migration_id, path[0])
+            return
         migration, instance = context["migration"], context["instance"]
         nw, bdms = context["network_info"], context["block_device_info"]
         info = {"instance": instance, "network_info": nw, "block_device_info": bdms}
