@@ -130,6 +130,7 @@ def run(workdir, lv_rounds, cold_rounds, cold_mib, lv_warm=1, cold_warm=1, log=p
             finally:
                 shutil.rmtree(files, ignore_errors=True)
         out["teardown_s"] = round(time.perf_counter() - t_stop, 1)
+        out["total_s"] = round(time.perf_counter() - t0, 1)
         out["loadavg_at_end"] = list(os.getloadavg())
 
 
