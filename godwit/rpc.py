@@ -19,6 +19,7 @@ Example, a server and a client in one process::
     client.prepare(server="host1").call(ctxt, "ping")
 """
 
+import datetime
 import queue
 import socket
 import threading
@@ -27,6 +28,7 @@ import time
 import oslo_messaging as messaging
 from oslo_messaging.rpc import dispatcher
 from oslo_serialization import jsonutils
+from oslo_utils import timeutils
 
 from godwit import context as godwit_context
 
@@ -169,11 +171,30 @@ def cleanup():
         t.join(10)
 
 
+_SIMPLE_TYPES = frozenset((str, int, type(None), bool, float))
+
+
+def to_primitive(value):
+    """``jsonutils.to_primitive(value, convert_instances=True)``, the same result,
+    with a fast path for what Godwit sends (dicts, lists and scalars from
+    database rows, naive datetimes); anything else goes to jsonutils."""
+    kind = type(value)
+    if kind in _SIMPLE_TYPES:
+        return value
+    if kind is dict:
+        return {to_primitive(k): to_primitive(v) for k, v in value.items()}
+    if kind is list or kind is tuple:
+        return [to_primitive(v) for v in value]
+    if kind is datetime.datetime:
+        return value.strftime(timeutils.PERFECT_TIME_FORMAT)
+    return jsonutils.to_primitive(value, convert_instances=True)
+
+
 class RequestContextSerializer(messaging.Serializer):
     """Sends the RequestContext as a dict; entities are plain JSON (IDs, dicts)."""
 
     def serialize_entity(self, ctxt, entity):
-        return jsonutils.to_primitive(entity, convert_instances=True)
+        return to_primitive(entity)
 
     def deserialize_entity(self, ctxt, entity):
         return entity
