@@ -78,11 +78,12 @@ lint: venv
 genconfig: venv
 	$(VENV)/bin/oslo-config-generator --config-file etc/godwit/godwit-config-generator.conf
 
-# Benchmarks (bench/run.py); QUICK=1 passes --quick. The real-hypervisor and
-# cold-transfer sections start their own libvirt daemons and sshd: only the
-# packages are needed (tools/ensure-libvirt.sh, tools/ensure-ssh.sh).
+# Benchmarks (bench/run.py); QUICK=1 passes --quick. The real-hypervisor,
+# cold-transfer and continuity sections start their own libvirt daemons, sshd
+# and network namespaces: only the packages are needed.
 bench: venv
 	tools/ensure-services.sh
+	tools/ensure-host-plumbing.sh
 	tools/ensure-libvirt.sh
 	tools/ensure-ssh.sh
 	$(PY) -m bench.run $(if $(QUICK),--quick)

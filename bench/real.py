@@ -27,7 +27,7 @@ import shutil
 import time
 import traceback
 
-from bench import cold_transfer, common, libvirt_live
+from bench import cold_transfer, common, continuity, libvirt_live
 
 
 def _hosts_module():
@@ -43,14 +43,18 @@ def _error(e):
     return f"{e.__class__.__name__}: {e}"
 
 
-def run(workdir, lv_rounds, cold_rounds, cold_mib, lv_warm=1, cold_warm=1, log=print):
-    """{"libvirt": result or {"error": ...}, "cold": the same, "setup_s": ...}."""
+def run(workdir, lv_rounds, cold_rounds, cold_mib, lv_warm=1, cold_warm=1, cont_rounds=1,
+        log=print):
+    """{"libvirt": result or {"error": ...}, "cold": the same, "continuity": the same,
+    "setup_s": ...}."""
     from tests import sshd as sshd_mod
     t0 = time.perf_counter()
     files = os.path.join(workdir, "real-files")      # disks, sshd, libvirt trees
     os.makedirs(files, exist_ok=True)
-    out = {"libvirt": None, "cold": None, "loadavg_at_start": list(os.getloadavg())}
+    out = {"libvirt": None, "cold": None, "continuity": None,
+           "loadavg_at_start": list(os.getloadavg())}
     hosts_mod, lvs, server, dep = None, None, None, None
+    net, net_lvs = None, None
     try:
         try:
             hosts_mod = _hosts_module()
@@ -61,7 +65,19 @@ def run(workdir, lv_rounds, cold_rounds, cold_mib, lv_warm=1, cold_warm=1, log=p
             server = sshd_mod.start_sshd(os.path.join(files, "sshd"))
         except Exception as e:  # noqa: BLE001 - SshUnavailable, ...
             out["cold"] = {"error": f"cannot start the test sshd: {_error(e)}"}
+        try:
+            _hosts_module()
+            net, net_lvs, kernel_initrd = continuity.setup(files)
+        except Exception as e:  # noqa: BLE001 - GuestBuildError, HostSetupError, ...
+            out["continuity"] = {"error": f"cannot set up the continuity hosts: {_error(e)}"}
         groups, roles = [], []
+        cont_path = os.path.join(files, "instances-continuity")
+        if net_lvs:
+            store = os.path.join(files, "images")
+            continuity.write_image(store, kernel_initrd)
+            groups += [continuity.agent_groups(cont_path, lv, net, i, store)
+                       for i, lv in enumerate(net_lvs)]
+            roles += ["continuity", "continuity"]
         if lvs:
             groups += [libvirt_live.agent_groups(lv) for lv in lvs]
             roles += ["libvirt", "libvirt"]
@@ -77,6 +93,7 @@ def run(workdir, lv_rounds, cold_rounds, cold_mib, lv_warm=1, cold_warm=1, log=p
         try:
             dep.start()
             dep.create_flavor(**libvirt_live.FLAVOR)
+            dep.create_flavor(**continuity.FLAVOR)
         except Exception as e:  # noqa: BLE001 - recorded for both sections
             traceback.print_exc()
             print(dep.logs(), flush=True)
@@ -99,6 +116,17 @@ def run(workdir, lv_rounds, cold_rounds, cold_mib, lv_warm=1, cold_warm=1, log=p
                 print(f"bench: libvirt section failed; service logs in {dep.dir}", flush=True)
                 for lv in lvs:
                     print(f"==== libvirtd {lv.name}\n{lv.output()[-2000:]}", flush=True)
+        if net_lvs:
+            log(f"  continuity: a kernel guest pinged every 10 ms through {cont_rounds} "
+                "round(s) of a Godwit and a direct pair of live migrations")
+            try:
+                out["continuity"] = continuity.measure(dep, hosts_of["continuity"], net_lvs,
+                                                       net, cont_rounds, cont_path)
+            except Exception as e:  # noqa: BLE001 - recorded; the other sections still run
+                traceback.print_exc()
+                out["continuity"] = {"error": _error(e)}
+                print(f"bench: continuity section failed; service logs in {dep.dir}",
+                      flush=True)
         if server:
             log(f"  cold over ssh: {cold_mib} MiB of random data, {cold_warm} warm-up move(s) "
                 f"+ {cold_rounds} rounds of a Godwit move and an rsync")
@@ -128,7 +156,10 @@ def run(workdir, lv_rounds, cold_rounds, cold_mib, lv_warm=1, cold_warm=1, log=p
             try:
                 _stop_hosts(hosts_mod, lvs, server)
             finally:
-                shutil.rmtree(files, ignore_errors=True)
+                try:
+                    continuity.teardown(net, net_lvs)
+                finally:
+                    shutil.rmtree(files, ignore_errors=True)
         out["teardown_s"] = round(time.perf_counter() - t_stop, 1)
         out["total_s"] = round(time.perf_counter() - t0, 1)
         out["loadavg_at_end"] = list(os.getloadavg())

@@ -10,13 +10,16 @@ Runs, in one go and each beside its floor:
    same services (no-op RPC call, cast, single-row UPDATE transaction);
 3. memory (agent, conductor) and API listing latency at 10,000 rows, on that
    same deployment;
-4. throughput with 5, 10 and 20 agent processes (quick: 5 and 10);
+4. throughput with 5, 10 and 20 agent processes (quick: 5);
 5. real hypervisor: a Godwit live migration of a real guest between two real
    libvirt daemons against a direct migrateToURI3 of the same guest
    (bench/libvirt_live.py), and
 6. a Godwit cold migration of a qcow2 disk full of random data (1 GiB; quick:
    256 MiB) over SSH against a plain rsync of the same file
-   (bench/cold_transfer.py), both on one deployment (bench/real.py).
+   (bench/cold_transfer.py), and
+7. network continuity: the longest ping gap of a real Linux guest during a
+   Godwit live migration against a direct one (bench/continuity.py); 5-7 on
+   one deployment (bench/real.py).
 
 Prints a table and writes ``bench/results.json`` (a ``--quick`` run writes
 ``bench/results.quick.json`` instead). Every process, database and RabbitMQ
@@ -58,6 +61,13 @@ DEFINITIONS = {
                "(its updated_at); direct: migrateSetMaxDowntime + migrateToURI3 with the flags "
                "and params of Godwit's driver; same 128 MiB TCG guest, same two libvirtd, "
                "shared instances path; medians over both directions, runs alternating",
+    "continuity": "a real Linux guest (192 MiB, TCG) with its NIC on the linux_bridge VIF "
+                  "driver's tap, pinged every 10 ms from another namespace on host A's bridge "
+                  "(bridges of the two hosts joined by a veth), from 0.3 s before each live "
+                  "migration until 0.7 s after it; the longest gap between two replies and "
+                  "the pings lost, medians over both directions; direct = the destination VIF "
+                  "plugged by the agent's VIF driver, then migrateToURI3 as Godwit's driver "
+                  "calls it, then the source VIF unplugged; runs alternating",
     "cold": "seconds; Godwit: POST migrate until the migration row is 'finished' "
             "(VERIFY_RESIZE); rsync: the driver's rsync command line over the same sshd to a "
             "fresh path; same qcow2 file full of random data; runs alternating",
@@ -67,13 +77,13 @@ DEFINITIONS = {
 def sizes(quick):
     if quick:
         return {"inprocess_n": 30, "n": 15, "warm": 3, "ping_n": 100, "db_n": 200, "cold_n": 10,
-                "tp_hosts": [5, 10], "tp_migrations": 40, "rows": 10000, "list_n": 15,
+                "tp_hosts": [5], "tp_migrations": 40, "rows": 10000, "list_n": 15,
                 "size_migrations": 2, "lv_rounds": 1, "lv_warm": 0, "cold_ssh_rounds": 2,
-                "cold_ssh_mib": 256, "cold_ssh_warm": 0}
+                "cold_ssh_mib": 256, "cold_ssh_warm": 0, "cont_rounds": 1}
     return {"inprocess_n": 100, "n": 50, "warm": 3, "ping_n": 200, "db_n": 200, "cold_n": 30,
             "tp_hosts": [5, 10, 20], "tp_migrations": 200, "rows": 10000, "list_n": 50,
             "size_migrations": 4, "lv_rounds": 4, "lv_warm": 1, "cold_ssh_rounds": 5,
-            "cold_ssh_mib": 1024, "cold_ssh_warm": 1}
+            "cold_ssh_mib": 1024, "cold_ssh_warm": 1, "cont_rounds": 3}
 
 
 def log(msg, t0):
@@ -146,6 +156,15 @@ def _libvirt_results(lv):
             "direct_call": lv["direct_call"], "steps_ms": lv["steps_ms"],
             "phases_s": lv["phases_s"],
             "samples": {"godwit": g, "direct": d, "godwit_observed": lv["godwit_observed"]}}
+
+
+def _continuity_results(c):
+    reason = _failed(c)
+    if reason:
+        return {"godwit_gap_ms": None, "direct_gap_ms": None, "gap_ratio": None,
+                "reason": reason}
+    return dict({k: v for k, v in c.items() if k != "moves"},
+                definition=DEFINITIONS["continuity"], samples=c["moves"])
 
 
 def build_results(args, sz, machine, inproc, multi, tps, duration, cold_res, real_res):
@@ -224,6 +243,7 @@ def build_results(args, sz, machine, inproc, multi, tps, duration, cold_res, rea
         "machine": machine, "git": common.git_info(),
         "live_migration": lm, "throughput": tp, "memory": memory_out, "api": api,
         "libvirt": _libvirt_results(real_res.get("libvirt")),
+        "continuity": _continuity_results(real_res.get("continuity")),
         "cold": _cold_results(cold_res, real_res.get("cold"), args.quick)[0],
         "resize": _cold_results(cold_res, real_res.get("cold"), args.quick)[1],
         "real_setup_s": {k: real_res.get(k) for k in (
@@ -297,6 +317,16 @@ def table(res):
         add("  libvirt job time / downtime (median)",
             f"{lv['godwit_job_ms']} / {lv['godwit_downtime_ms']} ms",
             f"direct {lv['direct_job_ms']} / {lv['direct_downtime_ms']} ms")
+    ct = res["continuity"]
+    if ct["gap_ratio"] is None:
+        add("Ping gap, live migration: Godwit vs direct", "n/a", "n/a", "",
+            target="not measured")
+    else:
+        add(f"Ping gap, live migration: Godwit vs direct (n={2 * ct['rounds']} each)",
+            f"{ct['godwit_gap_ms']} ms", f"direct {ct['direct_gap_ms']} ms",
+            f"{ct['gap_ratio']}x")
+        add("  pings lost per move (median)", f"{ct['godwit_lost']}",
+            f"direct {ct['direct_lost']}")
     if cm["ratio"] is None:
         add("Cold migration over ssh: Godwit vs rsync", "n/a", "n/a", "", target="not measured")
     else:
@@ -376,7 +406,14 @@ def main(argv=None):
     faulthandler.register(signal.SIGUSR1, all_threads=True)   # kill -USR1: stacks
     sz = sizes(args.quick)
 
+    bench_pid = os.getpid()
+
     def on_term(signum, _frame):
+        if os.getpid() != bench_pid:
+            # A child forked without exec (pyroute2 forks one to open a netlink
+            # socket in a network namespace, then terminates it) must just die:
+            # unwinding would run the bench's own tear-down in the copy.
+            os._exit(128 + signum)
         raise SystemExit(128 + signum)
     signal.signal(signal.SIGTERM, on_term)
 
@@ -422,12 +459,15 @@ def main(argv=None):
             f"{sz['cold_ssh_mib']} MiB)", t0)
         real_res = real.run(workdir, sz["lv_rounds"], sz["cold_ssh_rounds"],
                             sz["cold_ssh_mib"], lv_warm=sz["lv_warm"],
-                            cold_warm=sz["cold_ssh_warm"],
+                            cold_warm=sz["cold_ssh_warm"], cont_rounds=sz["cont_rounds"],
                             log=lambda m: log(m, t0))
-        for name, key in (("libvirt", "direct"), ("cold", "rsync")):
+        for name, key in (("libvirt", "direct"), ("cold", "rsync"), ("continuity", None)):
             r = real_res[name]
             if _failed(r):
                 log(f"  {name} FAILED ({_failed(r)}); recorded as null", t0)
+            elif key is None:
+                log(f"  continuity: longest ping gap Godwit {r['godwit_gap_ms']} ms, direct "
+                    f"{r['direct_gap_ms']} ms", t0)
             else:
                 log(f"  {name}: Godwit median {r['godwit']['median']:.2f} s, {key} "
                     f"{r[key]['median']:.2f} s", t0)
@@ -445,7 +485,8 @@ def main(argv=None):
         log(f"wrote {os.path.relpath(path)} (total {duration:.0f} s)", t0)
         failed = [name for name, reason in (
             ("in-process cold/resize", cold_res.get("error")),
-            ("libvirt", _failed(real_res["libvirt"])), ("cold over ssh", _failed(real_res["cold"])))
+            ("libvirt", _failed(real_res["libvirt"])), ("cold over ssh", _failed(real_res["cold"])),
+            ("continuity", _failed(real_res["continuity"])))
             if reason]
         if failed:
             print(f"bench: FAILED: not measured: {', '.join(failed)} (see above); service logs "

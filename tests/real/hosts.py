@@ -35,6 +35,7 @@ FIXED_PATHS = {"run": "/run/libvirt", "lib": "/var/lib/libvirt",
 CACHE_ROOT = os.environ.get("GODWIT_LIBVIRT_CACHE", "/var/tmp/godwit-libvirt-cache")
 MIGRATION_PORT_BASE = 49152
 MIGRATION_PORTS_PER_HOST = 64
+PROBE_ATTEMPT_S = 15
 
 
 class HostSetupError(Exception):
@@ -200,7 +201,11 @@ migration_port_max = {hi}
             if "Driver state initialization failed" in self.output():
                 raise HostSetupError(f"libvirtd of {self.name} could not start its QEMU "
                                      f"driver: {self.output()}")
-            ok, last = _probe(self.uri, max(deadline - time.monotonic(), 1))
+            # At most PROBE_ATTEMPT_S per attempt, so that one connection stuck
+            # while the daemon starts cannot use up the whole wait (our guess at
+            # one daemon here that stayed silent for 90 s with a cold cache).
+            ok, last = _probe(self.uri, min(max(deadline - time.monotonic(), 1),
+                                            PROBE_ATTEMPT_S))
             if ok:
                 return self
             time.sleep(0.2)
@@ -288,15 +293,18 @@ migration_port_max = {hi}
         self.proc = None
 
 
-def start_hosts(root, count=2, timeout=90, netns=None, addresses=None):
+def start_hosts(root, count=2, timeout=90, netns=None, addresses=None, first_index=0):
     """Start ``count`` hosts under ``root`` in parallel; stop them all if one fails.
 
     ``netns``/``addresses``: per host, the network namespace to run in and the
     address to listen on there (reachable from this namespace).
+    ``first_index``: hosts are host<first_index>... - daemons that run at the
+    same time as others need indexes of their own (capabilities cache,
+    migration ports).
     """
     check_prerequisites()
     quiet_libvirt()
-    hosts = [LibvirtHost(root, i, netns=(netns or [None] * count)[i],
+    hosts = [LibvirtHost(root, first_index + i, netns=(netns or [None] * count)[i],
                          address=(addresses or ["127.0.0.1"] * count)[i])
              for i in range(count)]
     try:

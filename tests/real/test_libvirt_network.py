@@ -110,7 +110,7 @@ def libvirt_hosts(tmp_path_factory, network):
     root = tmp_path_factory.mktemp("libvirt-net-hosts")
     try:
         hosts = hosts_mod.start_hosts(str(root), netns=network.hosts,
-                                      addresses=network.mgmt_addresses)
+                                      addresses=network.mgmt_addresses, first_index=2)
     except hosts_mod.HostSetupError as e:
         _unavailable(f"cannot start two libvirt hosts: {e}")
     yield hosts
