@@ -10,6 +10,7 @@ hypervisor except through this class.
 
 import abc
 import os
+import threading
 import uuid
 
 from godwit import exception
@@ -21,8 +22,15 @@ class MigrationJob(abc.ABC):
     """A hypervisor migration in progress, as the monitor sees it.
 
     Every method is safe to call from the monitor's thread while the job
-    runs; steering calls on a finished job do nothing.
+    runs; steering calls on a finished job do nothing. A subclass calls
+    ``super().__init__()`` and, when its job ends, sets ``self._error`` (if
+    it failed) and then ``self._done``; :meth:`wait` and :meth:`result` read
+    them.
     """
+
+    def __init__(self):
+        self._done = threading.Event()
+        self._error = None
 
     @abc.abstractmethod
     def stats(self):
@@ -30,13 +38,16 @@ class MigrationJob(abc.ABC):
         disk_total/processed/remaining (bytes), iteration, dirty_rate and
         bandwidth (bytes/s), expected_downtime_ms, and post_copy/paused flags."""
 
-    @abc.abstractmethod
     def wait(self, timeout):
         """Block up to ``timeout`` seconds; True once the job has ended."""
+        return self._done.wait(timeout)
 
-    @abc.abstractmethod
     def result(self):
         """After the end: return if the guest runs on the destination, else raise."""
+        if not self._done.is_set():
+            raise RuntimeError("migration job still running")
+        if self._error is not None:
+            raise self._error
 
     @abc.abstractmethod
     def set_max_downtime(self, ms):

@@ -240,6 +240,7 @@ class FakeMigrationJob(base.MigrationJob):
     TICK = 0.01
 
     def __init__(self, driver, instance, dest, migrate_data, params):
+        super().__init__()
         self.driver = driver
         self.instance = instance
         self.dest = dest
@@ -262,8 +263,6 @@ class FakeMigrationJob(base.MigrationJob):
         self.post_copy = False
         self.downtime_ms = None
         self._abort = threading.Event()
-        self._done = threading.Event()
-        self._error = None
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, daemon=True,
                                         name=f"fake-migration-{instance['uuid'][:8]}")
@@ -342,15 +341,6 @@ class FakeMigrationJob(base.MigrationJob):
                     "expected_downtime_ms": int(self.remaining / rate * 1000) if rate else 0,
                     "post_copy": self.post_copy, "paused": self.paused,
                     "throttle": self.throttle}
-
-    def wait(self, timeout):
-        return self._done.wait(timeout)
-
-    def result(self):
-        if not self._done.is_set():
-            raise RuntimeError("migration job still running")
-        if self._error is not None:
-            raise self._error
 
     def set_max_downtime(self, ms):
         with self._lock:

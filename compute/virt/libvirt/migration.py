@@ -63,6 +63,7 @@ class LibvirtMigrationJob(base.MigrationJob):
     """Runs one migrateToURI3 and answers the monitor (see module docstring)."""
 
     def __init__(self, driver, instance, dest_uri, flags, params, max_downtime_ms):
+        super().__init__()
         self.driver = driver
         self.host = driver.host
         self.uuid = instance["uuid"]
@@ -73,8 +74,6 @@ class LibvirtMigrationJob(base.MigrationJob):
         self.paused = False
         self.post_copy = False
         self._last = {}
-        self._done = threading.Event()
-        self._error = None
         self._conn = None
         self._thread = threading.Thread(target=self._run, daemon=True,
                                         name=f"libvirt-migration-{self.uuid[:8]}")
@@ -133,15 +132,6 @@ class LibvirtMigrationJob(base.MigrationJob):
                 "time_elapsed_ms": raw.get("time_elapsed", 0),
             }
         return dict(self._last, post_copy=self.post_copy, paused=self.paused)
-
-    def wait(self, timeout):
-        return self._done.wait(timeout)
-
-    def result(self):
-        if not self._done.is_set():
-            raise RuntimeError("migration job still running")
-        if self._error is not None:
-            raise self._error
 
     def _steer(self, what, fn):
         """Apply a steering call; a job that already ended ignores it."""
