@@ -74,7 +74,7 @@ class LocalBlockVolumeDriver(base.VolumeDriver):
         if not os.path.isfile(path):
             raise self._fail(bdm, f"backing file {path} does not exist on this host")
         with self._lock:
-            device = self._recorded_device(instance, bdm, path)
+            device = self._recorded_device(self.ledger.get(instance, bdm), path)
             if device is None:
                 proc = losetup("-f", "--show", path)
                 if proc.returncode != 0:
@@ -89,9 +89,9 @@ class LocalBlockVolumeDriver(base.VolumeDriver):
                  instance["uuid"], self.host, device)
         return info
 
-    def _recorded_device(self, instance, bdm, path):
-        """The loop device this host attached for the volume, if still backed by ``path``."""
-        entry = self.ledger.get(instance, bdm)
+    @staticmethod
+    def _recorded_device(entry, path):
+        """The loop device a ledger entry names, if still backed by ``path``."""
         device = ((entry or {}).get("connection_info") or {}).get("data", {}).get(
             "device_path")
         return device if device and device in loop_devices_of(path) else None
@@ -99,8 +99,9 @@ class LocalBlockVolumeDriver(base.VolumeDriver):
     def disconnect_volume(self, instance, bdm):
         path = self.backing_file(bdm)
         with self._lock:
-            if self.ledger.get(instance, bdm) is not None:
-                device = self._recorded_device(instance, bdm, path)
+            entry = self.ledger.get(instance, bdm)
+            if entry is not None:
+                device = self._recorded_device(entry, path)
                 devices = [device] if device else []
             else:
                 devices = loop_devices_of(path)
