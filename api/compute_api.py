@@ -249,9 +249,15 @@ class ComputeAPI:
         self.compute_rpc.revert_resize(ctxt, migration["dest_compute"], migration["id"])
 
     # --- power ------------------------------------------------------------------
-    def _power(self, ctxt, server_id, action, from_vm_state, task_state, cast):
+    def _power(self, ctxt, server_id, action, from_vm_state, task_state, cast, hint=None):
+        """Move an idle server in ``from_vm_state`` (one state or a tuple) to
+        ``task_state`` and cast ``cast(ctxt, host, server_id)`` to its host."""
         instance = self.get_server(ctxt, server_id)
         self.authorize(ctxt, f"os_compute_api:servers:{action}", instance)
+        if not instance.get("host"):
+            raise exception.InstanceInvalidState(
+                action=action, instance_id=server_id, attr="host", state="none",
+                hint="The server was never placed on a host; delete it and create it again.")
         try:
             self.db.instance_update(server_id, {"task_state": task_state},
                                     expected={"vm_state": from_vm_state, "task_state": None})
@@ -259,7 +265,7 @@ class ComputeAPI:
             raise exception.InstanceInvalidState(
                 action=action, instance_id=server_id, attr="vm_state/task_state",
                 state=f"{instance['vm_state']}/{instance['task_state']}",
-                hint=f"It must be {from_vm_state} and idle.") from None
+                hint=hint or f"It must be {from_vm_state} and idle.") from None
         self.db.action_start(ctxt, server_id, action)
         cast(ctxt, instance["host"], server_id)
 
@@ -274,28 +280,17 @@ class ComputeAPI:
     def reboot(self, ctxt, server_id, reboot_type):
         """Nova's rules: a soft reboot needs an active, idle server; a hard one also
         takes a stopped server or one in error (the way out for an operator)."""
-        instance = self.get_server(ctxt, server_id)
-        self.authorize(ctxt, "os_compute_api:servers:reboot", instance)
         if reboot_type == "HARD":
             allowed, task_state = (states.ACTIVE, states.STOPPED, states.ERROR), \
                 states.REBOOTING_HARD
         else:
             allowed, task_state = (states.ACTIVE,), states.REBOOTING
-        if not instance.get("host"):
-            raise exception.InstanceInvalidState(
-                action="reboot", instance_id=server_id, attr="host", state="none",
-                hint="The server was never placed on a host; delete it and create it again.")
-        try:
-            self.db.instance_update(server_id, {"task_state": task_state},
-                                    expected={"vm_state": allowed, "task_state": None})
-        except exception.ConcurrentUpdate:
-            raise exception.InstanceInvalidState(
-                action="reboot", instance_id=server_id, attr="vm_state/task_state",
-                state=f"{instance['vm_state']}/{instance['task_state']}",
-                hint=f"A {reboot_type.lower()} reboot needs an idle server in "
-                     f"{' or '.join(allowed)}.") from None
-        self.db.action_start(ctxt, server_id, "reboot")
-        self.compute_rpc.reboot_instance(ctxt, instance["host"], server_id, reboot_type)
+
+        def cast(c, host, sid):
+            self.compute_rpc.reboot_instance(c, host, sid, reboot_type)
+        self._power(ctxt, server_id, "reboot", allowed, task_state, cast,
+                    hint=f"A {reboot_type.lower()} reboot needs an idle server in "
+                         f"{' or '.join(allowed)}.")
 
     # --- migrations -------------------------------------------------------------
     def list_migrations(self, ctxt, filters, limit=None, marker=None):

@@ -159,11 +159,13 @@ class ComputeManager:
 
     # --- RPC: power (os-stop / os-start) ------------------------------------
     def stop_instance(self, ctxt, instance_uuid):
-        self._set_power(ctxt, instance_uuid, "compute_stop_instance", self.driver.power_off,
+        self._set_power(ctxt, instance_uuid, "compute_stop_instance",
+                        lambda instance, _info: self.driver.power_off(instance),
                         states.STOPPED, states.POWERING_OFF)
 
     def start_instance(self, ctxt, instance_uuid):
-        self._set_power(ctxt, instance_uuid, "compute_start_instance", self.driver.power_on,
+        self._set_power(ctxt, instance_uuid, "compute_start_instance",
+                        lambda instance, _info: self.driver.power_on(instance),
                         states.ACTIVE, states.POWERING_ON)
 
     def reboot_instance(self, ctxt, instance_uuid, reboot_type):
@@ -172,20 +174,17 @@ class ComputeManager:
                                info.get("block_device_info"), reboot_type)
         task_state = states.REBOOTING_HARD if reboot_type == "HARD" else states.REBOOTING
         self._set_power(ctxt, instance_uuid, "compute_reboot_instance", reboot,
-                        states.ACTIVE, task_state, with_devices=True)
+                        states.ACTIVE, task_state)
 
-    def _set_power(self, ctxt, instance_uuid, event, action, vm_state, task_state,
-                   with_devices=False):
-        """Run ``action`` under an instance action event; on success the instance is
-        ``vm_state`` and idle, on failure idle with the fault recorded."""
+    def _set_power(self, ctxt, instance_uuid, event, action, vm_state, task_state):
+        """Run ``action(instance, info)`` (info: the instance with its network_info
+        and block_device_info) under an instance action event; on success the
+        instance is ``vm_state`` and idle, on failure idle with the fault recorded."""
         info = self.conductor.instance_get(ctxt, instance_uuid)
         instance = info["instance"]
         try:
             with self.event(ctxt, instance_uuid, event):
-                if with_devices:
-                    action(instance, info)
-                else:
-                    action(instance)
+                action(instance, info)
         except Exception as e:
             self.conductor.instance_update(ctxt, instance_uuid, {
                 "task_state": None, "fault_message": f"{event} on {self.host}: {e}"},
