@@ -24,7 +24,6 @@ both see the same machine. The interesting number is the gap: a user sees it,
 and it is where a VIF plugged after the switch instead of before would show.
 """
 
-import json
 import os
 import statistics
 import time
@@ -32,15 +31,15 @@ import time
 from bench import common, libvirt_live
 
 FLAVOR = {"flavorid": "lv.kernel", "memory_mb": 192, "vcpus": 1, "root_gb": 1}
-IMAGE = "continuity"
 
 
 def setup(root):
-    """(network, libvirt hosts, (kernel, initrd)) for :func:`measure`; stop them with
-    :func:`teardown` (also when this raises, nothing is left)."""
+    """(network, libvirt hosts, image store holding the guest kernel) for
+    :func:`measure`; stop them with :func:`teardown` (also when this raises,
+    nothing is left)."""
     from tests.real import continuity, guest_kernel
     from tests.real import hosts as hosts_mod
-    kernel_initrd = guest_kernel.build()
+    store = continuity.write_image(os.path.join(root, "images"), *guest_kernel.build())
     net = continuity.TwoHostNetwork().create()
     try:
         # host2 and host3: beside bench.real's host0 and host1 (own QEMU caches).
@@ -49,7 +48,7 @@ def setup(root):
     except BaseException:
         net.remove()
         raise
-    return net, lvs, kernel_initrd
+    return net, lvs, store
 
 
 def teardown(net, lvs):
@@ -76,16 +75,6 @@ def agent_groups(instances_path, lv, net, index, store):
     }
 
 
-def write_image(store, kernel_initrd):
-    from tests.real import continuity
-    os.makedirs(store, exist_ok=True)
-    kernel, initrd = kernel_initrd
-    with open(os.path.join(store, IMAGE + ".json"), "w") as f:
-        json.dump({"kernel": kernel, "ramdisk": initrd,
-                   "cmdline": "console=ttyS0 panic=-1 quiet "
-                              f"guestip={continuity.GUEST_PREFIX}.10/24"}, f)
-
-
 def _vif_of(dep, sid):
     from sqlalchemy import text
     with dep.engine.connect() as conn:
@@ -95,25 +84,14 @@ def _vif_of(dep, sid):
     return dict(row)
 
 
-def _boot(client, net, host, ip, instances_path):
-    from godwit.testing import wait_for
-    from tests.real import guest_kernel
+def _boot(client, net, host, instances_path):
+    from tests.real import continuity
     sid = client.create_server("bench-ping", flavor=FLAVOR["flavorid"], host=host,
-                               wait=False, imageRef=IMAGE)
+                               wait=False, imageRef=continuity.IMAGE)
     server = client.wait_server(sid, lambda s: s["status"] != "BUILD", timeout=120)
     if server["status"] != "ACTIVE":
         raise RuntimeError(f"the kernel guest is {server['status']}: {server.get('fault')}")
-    console = os.path.join(instances_path, sid, "console.log")
-
-    def ready():
-        try:
-            with open(console, errors="replace") as f:
-                return guest_kernel.READY in f.read()
-        except FileNotFoundError:
-            return False
-    wait_for("the guest kernel's ready line", ready, timeout=120, interval=0.2)
-    wait_for("the guest's first ping reply", lambda: net.ping_once(ip), timeout=30,
-             interval=0.2)
+    continuity.wait_answering(net, os.path.join(instances_path, sid, "console.log"))
     return sid
 
 
@@ -126,9 +104,9 @@ def measure(dep, hosts, lvs, net, rounds, instances_path):
     from tests.real import continuity
     t_start = time.perf_counter()
     a, b = hosts
-    ip = f"{continuity.GUEST_PREFIX}.10"
+    ip = continuity.GUEST_IP
     client = Client(dep.api_url)
-    sid = _boot(client, net, a, ip, instances_path)
+    sid = _boot(client, net, a, instances_path)
     boot_s = time.perf_counter() - t_start
     vif = _vif_of(dep, sid)
     instance = {"uuid": sid}

@@ -67,14 +67,12 @@ def run(workdir, lv_rounds, cold_rounds, cold_mib, lv_warm=1, cold_warm=1, cont_
             out["cold"] = {"error": f"cannot start the test sshd: {_error(e)}"}
         try:
             _hosts_module()
-            net, net_lvs, kernel_initrd = continuity.setup(files)
+            net, net_lvs, store = continuity.setup(files)
         except Exception as e:  # noqa: BLE001 - GuestBuildError, HostSetupError, ...
             out["continuity"] = {"error": f"cannot set up the continuity hosts: {_error(e)}"}
         groups, roles = [], []
         cont_path = os.path.join(files, "instances-continuity")
         if net_lvs:
-            store = os.path.join(files, "images")
-            continuity.write_image(store, kernel_initrd)
             groups += [continuity.agent_groups(cont_path, lv, net, i, store)
                        for i, lv in enumerate(net_lvs)]
             roles += ["continuity", "continuity"]

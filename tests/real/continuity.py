@@ -23,15 +23,23 @@ replies: the number a user notices (ping-continuity.md: with the wire cut,
 one direction lost only 3 pings but went silent for 549 ms).
 """
 
+import json
+import os
 import re
 import secrets
 import signal
 import subprocess
 import tempfile
 
+from godwit.testing import wait_for
+from tests.real import guest_kernel
+
 MGMT_PREFIX = "198.51.100"
 GUEST_PREFIX = "203.0.113"
 PINGER_IP = f"{GUEST_PREFIX}.1"
+GUEST_IP = f"{GUEST_PREFIX}.10"
+#: The guest kernel's name in the libvirt driver's image store.
+IMAGE = "continuity"
 #: A reply later than this counts as lost (ping -W).
 REPLY_TIMEOUT_S = 1
 
@@ -148,6 +156,34 @@ class TwoHostNetwork:
         return proc.returncode == 0
 
 
+def write_image(store, kernel, initrd, ip=GUEST_IP):
+    """The guest kernel as image :data:`IMAGE` in a libvirt image store
+    (``[libvirt] image_store_path``), taking address ``ip``."""
+    os.makedirs(store, exist_ok=True)
+    with open(os.path.join(store, IMAGE + ".json"), "w") as f:
+        json.dump({"kernel": kernel, "ramdisk": initrd,
+                   "cmdline": f"console=ttyS0 panic=-1 quiet guestip={ip}/24"}, f)
+    return store
+
+
+def console(path):
+    """The guest's serial console log so far ("" before it exists)."""
+    try:
+        with open(path, errors="replace") as f:
+            return f.read()
+    except FileNotFoundError:
+        return ""
+
+
+def wait_answering(net, console_path, ip=GUEST_IP, boots=1):
+    """Wait for the guest's ``boots``-th ready line, then for a ping reply."""
+    wait_for("the guest kernel's ready line",
+             lambda: console(console_path).count(guest_kernel.READY) >= boots,
+             timeout=120, interval=0.2)
+    wait_for("a ping reply from the guest", lambda: net.ping_once(ip), timeout=30,
+             interval=0.2)
+
+
 REPLY = re.compile(r"^\[(\d+\.\d+)\] \d+ bytes from .*icmp_seq=(\d+)")
 SENT = re.compile(r"(\d+) packets transmitted, (\d+) received")
 
@@ -173,13 +209,13 @@ class Pinger:
         self.proc.send_signal(signal.SIGINT)
         self.proc.wait(timeout=10)
         self.out.seek(0)
-        out = err = self.out.read()
+        out = self.out.read()
         self.out.close()
         replies = [(float(m.group(1)), int(m.group(2)))
                    for m in map(REPLY.match, out.splitlines()) if m]
         summary = SENT.search(out)
         if summary is None:
-            raise RuntimeError(f"ping printed no summary: {err.strip() or out[-500:]}")
+            raise RuntimeError(f"ping printed no summary: {out[-500:]}")
         sent, received = int(summary.group(1)), int(summary.group(2))
         gap, gap_end = 0.0, None
         for (t0, _), (t1, _) in zip(replies, replies[1:]):

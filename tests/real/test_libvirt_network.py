@@ -33,7 +33,6 @@ the kernel from its own image store, and with a loop-device volume
 (``local_block``) that each host attaches on its own loop device.
 """
 
-import json
 import os
 import re
 import time
@@ -43,14 +42,12 @@ import libvirt
 import pytest
 
 from compute.volume.local_block import loop_devices_of
-from godwit.testing import wait_for
 from tests.host.conftest import Tgtd
 from tests.real import continuity, guest_kernel
 from tests.real import hosts as hosts_mod
 from tests.real.conftest import _unavailable
 
-GUEST_IP = f"{continuity.GUEST_PREFIX}.10"
-IMAGE = "continuity"
+GUEST_IP = continuity.GUEST_IP
 #: Longest silence a user may see. libvirt's own downtime here is 40-170 ms
 #: (ping-continuity.md); the bound leaves room for a loaded 2-core machine
 #: while still failing when the guest's NIC is not wired before the switch.
@@ -117,15 +114,6 @@ def libvirt_hosts(tmp_path_factory, network):
     hosts_mod.stop_hosts(hosts)
 
 
-def _image_store(tmp_path, name, kernel, initrd):
-    store = tmp_path / f"images-{name}"
-    store.mkdir()
-    (store / f"{IMAGE}.json").write_text(json.dumps({
-        "kernel": kernel, "ramdisk": initrd,
-        "cmdline": f"console=ttyS0 panic=-1 quiet guestip={GUEST_IP}/24"}))
-    return str(store)
-
-
 def _local_volume(tmp_path):
     """A new 8 MiB volume file for the local_block driver; (volume id, its text, dir)."""
     volumes = tmp_path / "volumes"
@@ -162,7 +150,8 @@ def _deploy(deployment, network, guest_image, tmp_path, shared, iscsi_target=Non
         host_options[i] = {
             "vif_bridge": {"netns": ns,
                            "bridge_mappings": f"public:{network.guest_bridges[i]}"},
-            "libvirt": {"image_store_path": _image_store(tmp_path, i, kernel, initrd)}}
+            "libvirt": {"image_store_path": continuity.write_image(
+                str(tmp_path / f"images-{i}"), kernel, initrd)}}
     compute = {"vif_driver": "linux_bridge"}
     options = {"compute": compute}
     if iscsi_target is not None:
@@ -176,17 +165,17 @@ def _deploy(deployment, network, guest_image, tmp_path, shared, iscsi_target=Non
     return deployment(shared=shared, options=options, host_options=host_options)
 
 
+def _console_path(d, host, sid):
+    return os.path.join(d.paths[host], sid, "console.log")
+
+
 def _console(d, host, sid):
-    try:
-        with open(os.path.join(d.paths[host], sid, "console.log"), errors="replace") as f:
-            return f.read()
-    except FileNotFoundError:
-        return ""
+    return continuity.console(_console_path(d, host, sid))
 
 
 def _boot(d, network, host, volume_id=None):
     started = time.monotonic()
-    extra = {"imageRef": IMAGE}
+    extra = {"imageRef": continuity.IMAGE}
     if volume_id:
         extra["block_device_mapping_v2"] = [{"source_type": "volume",
                                              "destination_type": "volume",
@@ -194,10 +183,7 @@ def _boot(d, network, host, volume_id=None):
     server = d.client.create_server("ping-vm", flavor="lv.kernel", host=host, **extra)
     assert server["status"] == "ACTIVE", server
     sid = server["id"]
-    wait_for("the guest kernel's ready line",
-             lambda: guest_kernel.READY in _console(d, host, sid), timeout=120, interval=0.2)
-    wait_for("the guest's first ping reply", lambda: network.ping_once(GUEST_IP),
-             timeout=30, interval=0.2)
+    continuity.wait_answering(network, _console_path(d, host, sid))
     print(f"guest booted and answering ping {time.monotonic() - started:.1f} s after "
           "the create request")
     return sid
@@ -331,11 +317,7 @@ def test_guest_answers_ping_throughout_live_migrations(deployment, network, gues
         server = d.client.wait_server(sid, lambda s: s["OS-EXT-STS:task_state"] is None,
                                       timeout=60)
         assert server["status"] == "ACTIVE", server
-        wait_for(f"the guest's boot after a {reboot_type} reboot",
-                 lambda n=boots + 1: _console(d, a, sid).count(guest_kernel.READY) == n,
-                 timeout=120, interval=0.2)
-        wait_for("a ping reply after the reboot", lambda: network.ping_once(GUEST_IP),
-                 timeout=30, interval=0.2)
+        continuity.wait_answering(network, _console_path(d, a, sid), boots=boots + 1)
         _vif_wired_on(network, 0)
         assert f"VOLUME {volume_text}" in _console(d, a, sid).rsplit(guest_kernel.READY, 2)[-2]
 
