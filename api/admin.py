@@ -5,7 +5,6 @@ import uuid
 from api import microversion, schemas, views
 from api.servers import _timestamp, limit_param, page
 from godwit import exception, states
-from godwit.db import api as db_api
 
 # Nova's clients name services by Nova's binaries; Godwit's are godwit-*.
 NOVA_BINARIES = {"nova-compute": states.SERVICE_COMPUTE,
@@ -133,7 +132,7 @@ def list_services(req):
     services = req.api.list_services(req.context, host=schemas.first(query, "host"),
                                      binary=godwit_binary(binary) if binary else None)
     down = req.api.conf.service_down_time
-    return 200, {"services": [views.service(req, s, db_api.is_service_up(s, down))
+    return 200, {"services": [views.service(req, s, req.api.db.is_host_up(s, down))
                               for s in services]}
 
 
@@ -224,7 +223,7 @@ def _update_service_v253(req, service_id):
         raise exception.Invalid("No updates were requested. Fields 'status' or "
                                 "'forced_down' should be specified.")
     svc = req.api.update_service(req.context, svc["id"], values)
-    up = db_api.is_service_up(svc, req.api.conf.service_down_time)
+    up = req.api.db.is_host_up(svc, req.api.conf.service_down_time)
     return 200, {"service": views.service(req, svc, up)}
 
 
@@ -249,7 +248,7 @@ def list_hypervisors(req, detail=False):
         schemas.to_bool(schemas.first(query, "with_servers", False))
     out = []
     for node, svc, usage in nodes:
-        up = svc is not None and db_api.is_service_up(svc, down)
+        up = svc is not None and req.api.db.is_host_up(svc, down)
         view = views.hypervisor(req, node, svc, usage, up, detail)
         if with_servers:
             servers = req.api.servers_on_host(req.context, node["host"])
@@ -283,7 +282,7 @@ def show_hypervisor(req, hypervisor_id):
     for node, svc, usage in req.api.list_hypervisors(req.context,
                                                      "os_compute_api:os-hypervisors:show"):
         if str(node[key]) == hypervisor_id:
-            up = svc is not None and db_api.is_service_up(svc, down)
+            up = svc is not None and req.api.db.is_host_up(svc, down)
             return 200, {"hypervisor": views.hypervisor(req, node, svc, usage, up, True)}
     raise exception.NotFound(f"Hypervisor with ID '{hypervisor_id}' could not be found; "
                              "'openstack hypervisor list' shows them.")

@@ -11,7 +11,6 @@ from oslo_log import log as logging
 from waitress import wasyncore
 
 from api import compute_api, router
-from compute import rpcapi as compute_rpcapi
 from conductor import rpcapi as conductor_rpcapi
 from godwit import rpc, service
 from godwit.cmd import common
@@ -25,10 +24,12 @@ class APIServer:
 
     def __init__(self, conf, transport, host=None, port=None):
         db = db_api.get_database(conf.database.connection, conf.database.echo)
+        db.deadlines = conf
         conductor = conductor_rpcapi.ConductorAPI(transport,
                                                   long_timeout=conf.long_rpc_timeout)
-        self.api = compute_api.ComputeAPI(conf, db, conductor,
-                                          compute_rpcapi.ComputeAPI(transport))
+        # No compute RPC client: the API never talks to a host. Every request
+        # is recorded in the database and carried out by a conductor.
+        self.api = compute_api.ComputeAPI(conf, db, conductor)
         self.app = router.build_app(self.api)
         self.server = waitress.create_server(
             self.app, host=host or conf.api.listen,
@@ -43,19 +44,20 @@ class APIServer:
         self._thread.start()
         LOG.info("Compute API listening on %s", self.url)
 
-    def stop(self):
+    def stop(self, grace=5):
         # waitress's loop runs until its socket map is empty; closing only the
         # listener would leave keep-alive client connections holding it open.
         wasyncore.close_all(self.server._map)
-        self.server.task_dispatcher.shutdown(timeout=5)
+        self.server.task_dispatcher.shutdown(timeout=min(grace, 5))
 
-    def wait(self):
-        self._thread.join(5)
+    def wait(self, timeout=5):
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
 
 
 def main(argv=None):
     conf = common.init(argv, prog="godwit-api")
     server = APIServer(conf, rpc.get_transport(conf))
     server.start()
-    service.wait_for_signal([server])
+    service.wait_for_signal([server], conf.graceful_shutdown_timeout)
     rpc.cleanup()

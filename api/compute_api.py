@@ -1,11 +1,16 @@
 """What the REST handlers ask of the control plane.
 
 The API reads the database directly (it is control plane, like the
-conductor) and hands work to the conductor over RPC. Checks that only read
-run here or in the conductor before anything is written, so refused
-requests change nothing.
+conductor) and hands work to the conductor over RPC; it never talks to a
+compute host. Checks that only read run here or in the conductor before
+anything is written, so refused requests change nothing. A user's intent
+on a move (abort, force-complete, confirm, revert) or a server (stop,
+start, reboot) is written to the database first and a conductor is then
+woken: the answer 202 means it is recorded and will be carried out, even if
+the wake-up message is lost (docs/crash-safety.md).
 """
 
+import os
 import random
 import re
 
@@ -14,8 +19,8 @@ from oslo_log import log as logging
 from sqlalchemy import func
 
 from api import policy as policy_mod
-from conductor import migrate as cold_migrate
-from godwit import exception, states
+from compute import fault_injection
+from godwit import exception, phases, states
 
 LOG = logging.getLogger(__name__)
 
@@ -25,12 +30,14 @@ def _mac():
 
 
 class ComputeAPI:
-    def __init__(self, conf, db, conductor_api, compute_rpc):
+    def __init__(self, conf, db, conductor_api):
         self.conf = conf
         self.db = db
         self.conductor = conductor_api
-        self.compute_rpc = compute_rpc
         self.policy = policy_mod.Policy(conf)
+        # Faults the crash-safety tests arm in the API ([api] faults).
+        self.faults = fault_injection.for_host(
+            "api", os.path.join(conf.state_path, "api-faults"), conf.api.faults)
 
     def authorize(self, ctxt, action, target=None):
         self.policy.authorize(ctxt, action, target)
@@ -162,6 +169,8 @@ class ComputeAPI:
     def delete_server(self, ctxt, server_id):
         instance = self.get_server(ctxt, server_id)
         self.authorize(ctxt, "os_compute_api:servers:delete", instance)
+        if instance["vm_state"] == states.ERROR:
+            self._refuse_if_unresolved(server_id, "delete")
         expected = {"task_state": None}
         if instance["vm_state"] == states.ERROR and instance["task_state"] != states.MIGRATING:
             expected = {"task_state": instance["task_state"]}
@@ -229,31 +238,46 @@ class ComputeAPI:
     def confirm_resize(self, ctxt, server_id):
         migration = self._resized(ctxt, server_id, "confirm_resize")
         self.db.action_start(ctxt, server_id, "confirmResize")
-        try:
-            cold_migrate.start_confirm(self.db, self.compute_rpc, ctxt, migration)
-        except exception.ConcurrentUpdate:
-            raise exception.InstanceBusy(instance_id=server_id,
-                                         task_state="confirming") from None
+        # The server stays RESIZED (shown VERIFY_RESIZE) and idle until its
+        # owner has cleaned the source: the write only requires it, in the
+        # same transaction as the intent.
+        self._decide(ctxt, server_id, migration, "confirm", "confirming",
+                     {"vm_state": states.RESIZED})
 
     def revert_resize(self, ctxt, server_id):
         migration = self._resized(ctxt, server_id, "revert_resize")
         self.db.action_start(ctxt, server_id, "revertResize")
+        self._decide(ctxt, server_id, migration, "revert", "reverting",
+                     {"task_state": states.RESIZE_REVERTING})
+
+    def _decide(self, ctxt, server_id, migration, event, busy, instance_values):
         try:
-            migration = self.db.migration_transition(
-                migration["id"], states.FINISHED, states.REVERTING,
-                instance_values={"task_state": states.RESIZE_REVERTING},
+            migration = self.db.migration_advance(
+                migration, event, fenced=False, instance_values=instance_values,
                 instance_expected={"vm_state": states.RESIZED, "task_state": None})
         except exception.ConcurrentUpdate:
-            raise exception.InstanceBusy(instance_id=server_id,
-                                         task_state="reverting") from None
-        self.compute_rpc.revert_resize(ctxt, migration["dest_compute"], migration["id"])
+            raise exception.InstanceBusy(instance_id=server_id, task_state=busy) from None
+        self.faults.check(f"intent.{event}", server_id)
+        self._wake(ctxt, migration)
+
+    def _wake(self, ctxt, migration):
+        """Tell the move's owner to look (only a wake-up: its sweep finds the
+        intent anyway)."""
+        try:
+            self.conductor.wake(ctxt, migration["id"], owner=migration.get("owner"))
+        except Exception:  # noqa: BLE001 - the intent is recorded; the sweep acts
+            LOG.warning("Could not wake the conductor for migration %s; its sweep will "
+                        "carry out the request", migration["id"], exc_info=True)
 
     # --- power ------------------------------------------------------------------
-    def _power(self, ctxt, server_id, action, from_vm_state, task_state, cast, hint=None):
+    def _power(self, ctxt, server_id, action, from_vm_state, task_state, reboot_type=None,
+               hint=None):
         """Move an idle server in ``from_vm_state`` (one state or a tuple) to
-        ``task_state`` and cast ``cast(ctxt, host, server_id)`` to its host."""
+        ``task_state`` and wake a conductor to carry out ``action``."""
         instance = self.get_server(ctxt, server_id)
         self.authorize(ctxt, f"os_compute_api:servers:{action}", instance)
+        if action != "stop":
+            self._refuse_if_unresolved(server_id, action)
         if not instance.get("host"):
             raise exception.InstanceInvalidState(
                 action=action, instance_id=server_id, attr="host", state="none",
@@ -267,15 +291,30 @@ class ComputeAPI:
                 state=f"{instance['vm_state']}/{instance['task_state']}",
                 hint=hint or f"It must be {from_vm_state} and idle.") from None
         self.db.action_start(ctxt, server_id, action)
-        cast(ctxt, instance["host"], server_id)
+        self.faults.check(f"intent.{action}", server_id)
+        try:
+            self.conductor.power_action(ctxt, server_id, action, reboot_type)
+        except Exception:  # noqa: BLE001 - recorded; a conductor's sweep carries it out
+            LOG.warning("Could not wake a conductor for the %s of %s; its sweep will carry "
+                        "it out", action, server_id, exc_info=True)
+
+    def _refuse_if_unresolved(self, server_id, action):
+        """Starting a guest whose move is unresolved could run a second copy."""
+        for m in self.db.migration_list({"instance_uuid": server_id,
+                                         "status": sorted(phases.IN_PROGRESS
+                                                          | {states.ERROR_MIGRATION})}):
+            if m["status"] != states.ERROR_MIGRATION or m.get("awaiting_hosts"):
+                raise exception.MoveUnresolved(
+                    instance_id=server_id, action={"start": "started", "reboot": "rebooted",
+                                                   "delete": "deleted"}.get(action, action),
+                    migration_id=m["id"],
+                    reason=m.get("error_message") or f"it is {m['status']}")
 
     def stop(self, ctxt, server_id):
-        self._power(ctxt, server_id, "stop", states.ACTIVE, states.POWERING_OFF,
-                    self.compute_rpc.stop_instance)
+        self._power(ctxt, server_id, "stop", states.ACTIVE, states.POWERING_OFF)
 
     def start(self, ctxt, server_id):
-        self._power(ctxt, server_id, "start", states.STOPPED, states.POWERING_ON,
-                    self.compute_rpc.start_instance)
+        self._power(ctxt, server_id, "start", states.STOPPED, states.POWERING_ON)
 
     def reboot(self, ctxt, server_id, reboot_type):
         """Nova's rules: a soft reboot needs an active, idle server; a hard one also
@@ -286,9 +325,7 @@ class ComputeAPI:
         else:
             allowed, task_state = (states.ACTIVE,), states.REBOOTING
 
-        def cast(c, host, sid):
-            self.compute_rpc.reboot_instance(c, host, sid, reboot_type)
-        self._power(ctxt, server_id, "reboot", allowed, task_state, cast,
+        self._power(ctxt, server_id, "reboot", allowed, task_state, reboot_type,
                     hint=f"A {reboot_type.lower()} reboot needs an idle server in "
                          f"{' or '.join(allowed)}.")
 
@@ -301,7 +338,7 @@ class ComputeAPI:
         instance = self.get_server(ctxt, server_id)
         self.authorize(ctxt, "os_compute_api:servers:migrations:index",
                        {"project_id": instance["project_id"]})
-        in_progress = [st for st in states.MIGRATION_IN_PROGRESS]
+        in_progress = sorted(phases.IN_PROGRESS)
         return self.db.migration_list({"instance_uuid": server_id,
                                        "migration_type": states.LIVE_MIGRATION,
                                        "status": in_progress})
@@ -329,8 +366,7 @@ class ComputeAPI:
             raise exception.NotFound(
                 f"Migration {migration_id} of server {server_id} is not a live migration "
                 f"(GET /os-migrations?instance_uuid={server_id} lists every kind).")
-        if migration["status"] not in (states.QUEUED, states.PREPARING,
-                                       states.RUNNING_MIGRATION, states.POST_MIGRATING):
+        if migration["status"] not in phases.LIVE_UNDER_WAY:
             raise exception.NotFound(
                 f"Live migration {migration_id} of server {server_id} is not in progress "
                 f"(it is {migration['status']}; GET /os-migrations?instance_uuid={server_id} "
@@ -364,15 +400,29 @@ class ComputeAPI:
         m = self._live_migration_in(ctxt, server_id, migration_id,
                                     "os_compute_api:servers:migrations:delete", "abort",
                                     allowed)
-        self.db.action_start(ctxt, server_id, "live_migration_abort")
-        self.compute_rpc.live_migration_abort(ctxt, m["source_compute"], m["id"])
+        self._request(ctxt, server_id, m, "abort", allowed, "live_migration_abort")
 
     def force_complete(self, ctxt, server_id, migration_id):
         m = self._live_migration_in(ctxt, server_id, migration_id,
                                     "os_compute_api:servers:migrations:force_complete",
                                     "force_complete", {states.RUNNING_MIGRATION})
-        self.db.action_start(ctxt, server_id, "live_migration_force_complete")
-        self.compute_rpc.live_migration_force_complete(ctxt, m["source_compute"], m["id"])
+        self._request(ctxt, server_id, m, "force_complete", {states.RUNNING_MIGRATION},
+                      "live_migration_force_complete")
+
+    def _request(self, ctxt, server_id, migration, intent, allowed, action):
+        """Record ``intent`` on the migration (while still in ``allowed``), then wake
+        its owner."""
+        try:
+            migration = self.db.migration_request(migration["id"], intent, allowed)
+        except exception.ConcurrentUpdate:
+            m = self.db.migration_get(migration["id"])
+            raise exception.InvalidMigrationState(
+                migration_id=m["id"], instance_id=server_id, status=m["status"],
+                action=intent, allowed=" or ".join(sorted(allowed)) + " live migration"
+            ) from None
+        self.db.action_start(ctxt, server_id, action)
+        self.faults.check(f"intent.{intent}", server_id)
+        self._wake(ctxt, migration)
 
     # --- actions ---------------------------------------------------------------
     def _server_for_actions(self, ctxt, server_id, rule):

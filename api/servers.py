@@ -2,7 +2,6 @@
 
 from api import schemas, views
 from godwit import exception, states
-from godwit.db import api as db_api
 
 MAX_LIMIT = 1000  # Nova's [api] max_limit
 
@@ -160,7 +159,7 @@ def _host_status(req):
     down = req.api.conf.service_down_time
     out = {}
     for svc in req.api.db.service_list(binary=states.SERVICE_COMPUTE):
-        if svc["forced_down"] or not db_api.is_service_up(svc, down):
+        if svc["forced_down"] or not req.api.db.is_host_up(svc, down):
             out[svc["host"]] = "DOWN"
         elif svc["disabled"]:
             out[svc["host"]] = "MAINTENANCE"

@@ -3,7 +3,7 @@
 import hashlib
 from urllib.parse import urlencode
 
-from godwit import states
+from godwit import phases, states
 
 # (vm_state, task_state) -> Nova's server status; task None means any task.
 _STATUS = {
@@ -130,9 +130,8 @@ def migration(req, m):
             "updated_at": iso_micro(m["updated_at"])}
     if req.api_version.matches("2.23"):
         view["migration_type"] = m["migration_type"]
-        if m["migration_type"] == states.LIVE_MIGRATION and m["status"] in (
-                states.QUEUED, states.PREPARING, states.RUNNING_MIGRATION,
-                states.POST_MIGRATING):
+        if m["migration_type"] == states.LIVE_MIGRATION and \
+                m["status"] in phases.LIVE_UNDER_WAY:
             path = f"servers/{m['instance_uuid']}/migrations/{m['id']}"
             view["links"] = [{"rel": "self", "href": f"{req.application_url}/v2.1/{path}"},
                              {"rel": "bookmark", "href": f"{req.application_url}/{path}"}]

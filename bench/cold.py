@@ -16,7 +16,7 @@ import os
 import time
 
 from bench import common, latency
-from godwit import states
+from godwit import phases
 
 FINISHED = "finished"
 CONFIRMED = "confirmed"
@@ -28,7 +28,7 @@ def _until(conn, sid, after, wanted, timeout=120):
     deadline = time.monotonic() + timeout
     while True:
         row = conn.execute(common._LATEST, {"u": sid, "p": after}).first()
-        if row is not None and (row.status in wanted or row.status in states.MIGRATION_FINAL):
+        if row is not None and (row.status in wanted or row.status in phases.FINAL):
             if row.status not in wanted:
                 raise RuntimeError(f"migration {row.id} of {sid} ended {row.status}")
             return row

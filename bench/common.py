@@ -36,14 +36,14 @@ warnings.filterwarnings("ignore", category=DeprecationWarning)
 import requests  # noqa: E402
 import sqlalchemy as sa  # noqa: E402
 
-from godwit import states  # noqa: E402
+from godwit import phases, states  # noqa: E402
 from godwit.db import models  # noqa: E402
 
 RABBIT_URL = os.environ.get("GODWIT_BENCH_RABBIT", "rabbit://guest:guest@127.0.0.1:5672/")
 POSTGRES_ADMIN_URL = os.environ.get("GODWIT_BENCH_POSTGRES",
                                     "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
 BIN = os.path.dirname(sys.executable)
-FINAL = tuple(sorted(states.MIGRATION_FINAL))
+FINAL = tuple(sorted(phases.FINAL))
 HEADERS = {"X-Auth-Token": "admin:admin", "OpenStack-API-Version": "compute 2.80"}
 
 
@@ -524,7 +524,7 @@ def wait_migration(conn, instance_uuid, after_id, timeout=120, interval=0.002):
     deadline = time.monotonic() + timeout
     while True:
         row = conn.execute(_LATEST, {"u": instance_uuid, "p": after_id}).first()
-        if row is not None and row.status in states.MIGRATION_FINAL:
+        if row is not None and row.status in phases.FINAL:
             return row
         if time.monotonic() > deadline:
             raise TimeoutError(f"migration of {instance_uuid} not final after {timeout}s "
@@ -707,7 +707,7 @@ def timed_move(client, conn, sid, body, wanted, timeout=300, interval=0.01, migr
     deadline = time.monotonic() + timeout
     while True:
         row = conn.execute(_LATEST, {"u": sid, "p": prev}).first()
-        if row is not None and (row.status == wanted or row.status in states.MIGRATION_FINAL):
+        if row is not None and (row.status == wanted or row.status in phases.FINAL):
             break
         if time.monotonic() > deadline:
             raise TimeoutError(f"migration of {sid} not {wanted} after {timeout}s ({row})")

@@ -18,7 +18,7 @@ divided by the time from the first POST to the last completion.
 
 The concurrency limit is checked twice: by the sampler (no source host ever
 seen with two migrations in preparing/running) and from the instance action
-events (per source host, the spans from compute_pre_live_migration's start to
+events (per source host, the spans from conductor_pre_live_migration's start to
 compute_live_migration's end, which lie inside preparing..running, never
 overlap).
 """
@@ -111,21 +111,22 @@ class Watcher(threading.Thread):
 
 
 def event_overlaps(engine):
-    """Overlapping preparing..running spans per source host, from action events."""
+    """Overlapping preparing..running spans per source host, from action events
+    (the conductor records the preparation, the source the transfer)."""
     q = sa.text(
         "SELECT a.request_id, e.event, e.host, e.start_time, e.finish_time "
         "FROM instance_action_events e JOIN instance_actions a ON a.id = e.action_id "
         "WHERE a.action = :action AND e.event IN "
-        "('compute_pre_live_migration', 'compute_live_migration')")
+        "('conductor_pre_live_migration', 'compute_live_migration')")
     spans = collections.defaultdict(dict)
     with engine.connect() as c:
         for req, ev, host, start, finish in c.execute(q, {"action": states.ACTION_LIVE_MIGRATION}):
             spans[req][ev] = (host, start, finish)
     by_host = collections.defaultdict(list)
     for evs in spans.values():
-        if "compute_pre_live_migration" in evs and "compute_live_migration" in evs:
-            host, start, _ = evs["compute_pre_live_migration"]
-            _, _, end = evs["compute_live_migration"]
+        if "conductor_pre_live_migration" in evs and "compute_live_migration" in evs:
+            _, start, _ = evs["conductor_pre_live_migration"]
+            host, _, end = evs["compute_live_migration"]
             by_host[host].append((start, end))
     overlaps, n = 0, 0
     for intervals in by_host.values():

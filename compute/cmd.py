@@ -19,5 +19,5 @@ def main(argv=None):
     transport = rpc.get_transport(conf)
     svc = build(conf, transport)
     svc.start()
-    service.wait_for_signal([svc])
+    service.wait_for_signal([svc], conf.graceful_shutdown_timeout)
     rpc.cleanup()

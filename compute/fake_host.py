@@ -7,11 +7,16 @@ exactly which domains, VIF plugs, volume connections and filter rules exist
 on each host, which is how the functional tests prove that nothing was left
 behind. :class:`FakeHost` is that directory; it is also a small public API
 for our users' own tests.
+
+Every record created or removed is also appended to ``effects.log`` (one JSON
+line: kind, key, instance, "create" or "delete", process id, time), so a test
+can tell whether a step did its work once, or twice after a crash.
 """
 
 import json
 import os
 import tempfile
+import time
 
 KINDS = ("domains", "vifs", "volumes", "filters")
 
@@ -32,10 +37,35 @@ class FakeHost:
 
     def put(self, kind, key, record):
         path = self._path(kind, key)
+        created = not os.path.exists(path)
         fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-")
         with os.fdopen(fd, "w") as f:
             json.dump(record, f, sort_keys=True)
         os.replace(tmp, path)
+        if created:
+            self._effect(kind, key, "create", record)
+
+    def _effect(self, kind, key, op, record):
+        instance = (record or {}).get("instance_uuid") or key
+        line = json.dumps({"kind": kind, "key": key, "instance": instance, "op": op,
+                           "pid": os.getpid(), "t": time.time()})
+        # One write of one line in append mode: whole lines even from several
+        # processes (the source's job writes into the destination's records).
+        fd = os.open(os.path.join(self.root, "effects.log"),
+                     os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, (line + "\n").encode())
+        finally:
+            os.close(fd)
+
+    def effects(self, since=0.0):
+        """The records created and removed on this host (after ``since``)."""
+        try:
+            with open(os.path.join(self.root, "effects.log")) as f:
+                out = [json.loads(line) for line in f if line.strip()]
+        except FileNotFoundError:
+            return []
+        return [e for e in out if e["t"] >= since]
 
     def get(self, kind, key):
         try:
@@ -46,11 +76,13 @@ class FakeHost:
 
     def delete(self, kind, key):
         """Remove a record; True if it existed (so undo steps stay idempotent)."""
+        record = self.get(kind, key)
         try:
             os.unlink(self._path(kind, key))
-            return True
         except FileNotFoundError:
             return False
+        self._effect(kind, key, "delete", record)
+        return True
 
     def keys(self, kind):
         d = os.path.join(self.root, kind)

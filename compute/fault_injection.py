@@ -8,8 +8,17 @@ agent vanish at that step as if killed: its RPC server and heartbeats stop
 its own, the process exits with status 137). Faults come from
 ``[fake] faults`` and from ``<host dir>/faults.json`` (a list of the same
 strings, re-read at every step), so a test can arm a fault in a running agent.
-A fault may be limited to one firing with a trailing ``:once``, e.g.
-``live_migration:fail:0:once``.
+A fault may be limited to one instance with ``<step>@<instance uuid>``, so
+that tests running several moves side by side on shared hosts hold or break
+exactly one of them. A fault may be limited to one firing with a trailing
+``:once``, e.g.
+``live_migration:fail:0:once``; what fired is kept in ``<host dir>/fired.json``,
+so a ``:once`` fault stays fired when the agent restarts (a crash fault would
+otherwise kill the restarted agent at the same step again).
+
+``after`` in place of ``crash`` (``<step>:after``) lets the step do its work
+and kills the process as it returns: "did it, died before recording it".
+Drivers call :meth:`FaultInjector.done` at the end of such steps.
 """
 
 import json
@@ -21,7 +30,7 @@ from oslo_log import log as logging
 from godwit import exception
 
 LOG = logging.getLogger(__name__)
-ACTIONS = ("fail", "hang", "delay", "crash")
+ACTIONS = ("fail", "hang", "delay", "crash", "after")
 
 _injectors = {}
 _injectors_lock = threading.Lock()
@@ -39,7 +48,8 @@ def for_host(host, host_dir, configured=()):
 def parse(spec):
     parts = spec.strip().split(":")
     if len(parts) < 2 or parts[1] not in ACTIONS:
-        raise ValueError(f"bad fault {spec!r}: expected <step>:<fail|hang|delay>[:<seconds>]")
+        raise ValueError(f"bad fault {spec!r}: expected "
+                         "<step>:<fail|hang|delay|crash|after>[:<seconds>][:once]")
     seconds = float(parts[2]) if len(parts) > 2 and parts[2] else None
     once = len(parts) > 3 and parts[3] == "once"
     return parts[0], parts[1], seconds, once
@@ -49,10 +59,31 @@ class FaultInjector:
     def __init__(self, host, host_dir, configured=()):
         self.host = host
         self.file = os.path.join(host_dir, "faults.json")
+        self.fired_file = os.path.join(host_dir, "fired.json")
         self.configured = [parse(s) for s in configured if s.strip()]
-        self.fired = set()
         self.stopping = threading.Event()
         self.on_crash = None
+        self._lock = threading.Lock()
+
+    def _fire_once(self, key):
+        """True the first time ``key`` fires on this host, across restarts."""
+        with self._lock:
+            try:
+                with open(self.fired_file) as f:
+                    fired = {tuple(k) for k in json.load(f)}
+            except (FileNotFoundError, ValueError):
+                fired = set()
+            if key in fired:
+                return False
+            fired.add(key)
+            os.makedirs(os.path.dirname(self.fired_file), exist_ok=True)
+            tmp = f"{self.fired_file}.{os.getpid()}.tmp"
+            with open(tmp, "w") as f:
+                json.dump(sorted(list(k) for k in fired), f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.fired_file)
+            return True
 
     def _active(self):
         faults = list(self.configured)
@@ -65,15 +96,23 @@ class FaultInjector:
             LOG.warning("Ignoring unreadable %s: %s", self.file, e)
         return faults
 
-    def check(self, step):
+    @staticmethod
+    def _matches(name, step, instance):
+        """``name`` is ``step`` or ``step@<uuid>`` of ``instance`` (a dict or a uuid)."""
+        if name == step:
+            return True
+        base, _, scope = name.partition("@")
+        if base != step or not scope or instance is None:
+            return False
+        uuid = instance.get("uuid") if isinstance(instance, dict) else instance
+        return uuid == scope
+
+    def check(self, step, instance=None):
         for name, action, seconds, once in self._active():
-            if name != step:
+            if action == "after" or not self._matches(name, step, instance):
                 continue
-            key = (name, action, seconds)
-            if once:
-                if key in self.fired:
-                    continue
-                self.fired.add(key)
+            if once and not self._fire_once((name, action, seconds)):
+                continue
             LOG.warning("Injected fault on %s: %s %s", self.host, step, action)
             if action == "fail":
                 raise exception.InjectedFault(step=step, host=self.host)
@@ -83,8 +122,23 @@ class FaultInjector:
             if action == "delay":
                 self.stopping.wait(seconds or 0)
             if action == "crash":
-                if self.on_crash is None:
-                    os._exit(137)
-                self.on_crash()
-                self.stopping.wait(seconds if seconds is not None else 3600)
-                raise exception.InjectedFault(step=step, host=self.host)
+                self._crash(step, seconds)
+
+    def done(self, step, instance=None):
+        """The step ``step`` did its work: an ``after`` fault kills the process now,
+        before anyone hears of it."""
+        for name, action, seconds, once in self._active():
+            if action != "after" or not self._matches(name, step, instance):
+                continue
+            if once and not self._fire_once((name, action, seconds)):
+                continue
+            LOG.warning("Injected fault on %s: %s done, then the process dies", self.host,
+                        step)
+            self._crash(step, seconds)
+
+    def _crash(self, step, seconds):
+        if self.on_crash is None:
+            os._exit(137)
+        self.on_crash()
+        self.stopping.wait(seconds if seconds is not None else 3600)
+        raise exception.InjectedFault(step=step, host=self.host)

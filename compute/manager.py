@@ -1,19 +1,22 @@
 """The compute agent's RPC endpoint: one per hypervisor host.
 
-The manager owns the host's drivers and answers the RPC methods of
+The manager owns the host's drivers and its journal of move steps
+(:mod:`compute.journal`), and answers the RPC methods of
 :mod:`compute.rpcapi`. It never opens the database: state comes and goes
-through :class:`conductor.rpcapi.ConductorAPI`. Each flow keeps its own
-module; the live migration lives in :mod:`compute.live_migration` and this
-class only dispatches to it.
+through :class:`conductor.rpcapi.ConductorAPI`. The conductor drives every
+move; the steps of live migration are in :mod:`compute.live_migration`, those
+of cold migration and resize in :mod:`compute.resize`, and this class only
+dispatches to them.
 """
 
+import os
 import time
 
 import oslo_messaging as messaging
 from oslo_log import log as logging
 
 import godwit
-from compute import drivers, live_migration, resize, steps
+from compute import drivers, journal, live_migration, resize, steps
 from compute import rpcapi as compute_rpcapi
 from conductor import rpcapi as conductor_rpcapi
 from godwit import context as godwit_context
@@ -24,14 +27,16 @@ LOG = logging.getLogger(__name__)
 
 
 class ComputeManager:
-    target = messaging.Target(version="1.4")
+    target = messaging.Target(version=compute_rpcapi.VERSION)
 
     def __init__(self, conf, host, transport, instances_path=None):
         self.conf = conf
         self.host = host
-        self.conductor = conductor_rpcapi.ConductorAPI(transport)
+        self.conductor = conductor_rpcapi.ConductorAPI(transport,
+                                                       timeout=conf.host_step_timeout)
         self.compute_rpc = compute_rpcapi.ComputeAPI(transport,
-                                                     long_timeout=conf.long_rpc_timeout)
+                                                     long_timeout=conf.long_rpc_timeout,
+                                                     step_timeout=conf.host_step_timeout)
         path = (instances_path or conf.instances_path).replace("{host}", host)
         c = conf.compute
         self.driver = drivers.load("virt", c.virt_driver, conf, host, path)
@@ -40,16 +45,25 @@ class ComputeManager:
         self.firewall_driver = drivers.load("firewall", c.firewall_driver, conf, host)
         self.notifier = notifications.Notifier(conf, getattr(transport, "godwit_url", None),
                                                f"compute.{host}")
+        self.journal = journal.Journal(
+            os.path.join(conf.state_path, "journal", f"{host}.sqlite"), host)
+        # How long a repeated step call waits for the same step still running
+        # before answering "in progress": under the caller's own timeout.
+        self.step_wait = max(1.0, conf.host_step_timeout * 0.75)
         self.live = live_migration.LiveMigrations(self)
         self.resizes = resize.Resizes(self)
 
     # --- service lifecycle ------------------------------------------------
     def init_host(self, attempts=60):
         self.driver.init_host()
+        self.journal.prune()
         ctxt = godwit_context.get_admin_context()
-        node_info = self.driver.get_host_info()
+        node_info = dict(self.driver.get_host_info(),
+                         max_live_migrations=self.conf.max_concurrent_live_migrations or None)
         for attempt in range(attempts):
             try:
+                # The conductor also looks at every unfinished move this host
+                # is part of (it may have restarted in the middle of them).
                 self.conductor.service_report(ctxt, self.host, states.SERVICE_COMPUTE,
                                               compute_rpcapi.TOPIC, godwit.__version__,
                                               node_info)
@@ -60,12 +74,20 @@ class ComputeManager:
         raise RuntimeError("conductor did not answer; is godwit-conductor running?")
 
     def heartbeat(self):
-        self.conductor.service_heartbeat(godwit_context.get_admin_context(), self.host,
-                                         states.SERVICE_COMPUTE)
+        # A short timeout: a heartbeat lost with the broker must not hold the
+        # next one back (the next tick sends a fresh one).
+        try:
+            self.conductor.service_heartbeat(godwit_context.get_admin_context(), self.host,
+                                             states.SERVICE_COMPUTE,
+                                             timeout=self.conf.report_interval)
+        except messaging.MessagingTimeout:
+            LOG.warning("Heartbeat of %s not answered within %d s (conductor or broker "
+                        "away); the next one follows", self.host, self.conf.report_interval)
 
     def cleanup_host(self):
         self.live.shutdown()
         self.driver.cleanup_host()
+        self.journal.close()
 
     def record_event(self, ctxt, **kwargs):
         try:
@@ -77,9 +99,30 @@ class ComputeManager:
         return events.step_event(lambda **kw: self.record_event(ctxt, **kw), instance_uuid,
                                  name, self.host)
 
+    def step_done(self, step, instance_uuid=None):
+        """A step did its work (before the journal records it): where the fake
+        driver has an ``after`` fault armed for it, the process dies here."""
+        faults = getattr(self.driver, "faults", None)
+        if faults is not None:
+            faults.done(step, instance_uuid)
+
     # --- RPC: housekeeping -----------------------------------------------
     def ping(self, ctxt):
         return {"host": self.host, "instances": len(self.driver.list_instances())}
+
+    def inspect_instance(self, ctxt, instance_uuid, migration_id=None):
+        """What this host has of the instance: its domain (defined, running as
+        the guest, an incoming shell), a migration job still running, and the
+        journal's steps of ``migration_id``. What recovery decides from."""
+        instance = {"uuid": instance_uuid}
+        found = dict(self.driver.inspect_instance(instance), host=self.host)
+        job = self.driver.find_migration_job(instance)
+        found["job_running"] = job is not None or migration_id in self.live.monitors
+        if migration_id is not None:
+            found["steps"] = {e["step"]: {"state": e["state"],
+                                          "result": live_migration._loads(e["result"])}
+                              for e in self.journal.steps(migration_id)}
+        return found
 
     # --- RPC: server lifecycle -------------------------------------------
     def build_and_run_instance(self, ctxt, instance_uuid):
@@ -93,7 +136,7 @@ class ComputeManager:
                 self.volume_driver.connect_all(instance, bdms)
         except Exception as e:
             LOG.exception("Build of %s failed on %s", instance_uuid, self.host)
-            self._teardown(instance, nw, bdms)
+            self.teardown(instance, nw, bdms)
             self.conductor.instance_update(ctxt, instance_uuid, {
                 "vm_state": states.ERROR, "task_state": None, "power_state": states.NOSTATE,
                 "fault_message": f"Build failed on {self.host}: {e}"})
@@ -104,7 +147,7 @@ class ComputeManager:
              "launched_at": utcnow().isoformat()},
             expected={"task_state": states.SPAWNING})
 
-    def _teardown(self, instance, nw, bdms, destroy_disks=True):
+    def teardown(self, instance, nw, bdms, destroy_disks=True):
         """Remove everything of ``instance`` from this host; report what failed."""
         return steps.run_all([
             ("filter", lambda: self.firewall_driver.unfilter_instance(instance, nw)),
@@ -117,8 +160,8 @@ class ComputeManager:
         info = self.conductor.instance_get(ctxt, instance_uuid)
         instance = info["instance"]
         with self.event(ctxt, instance_uuid, "compute_terminate_instance"):
-            failures = self._teardown(instance, info["network_info"],
-                                      info["block_device_info"])
+            failures = self.teardown(instance, info["network_info"],
+                                     info["block_device_info"])
         if failures:
             self.conductor.instance_update(ctxt, instance_uuid, {
                 "vm_state": states.ERROR, "task_state": None,
@@ -126,90 +169,83 @@ class ComputeManager:
             return
         self.conductor.instance_destroyed(ctxt, instance_uuid, self.host)
 
+    # --- RPC: power (stop, start, reboot), driven by the conductor -----------
+    def power_action(self, ctxt, instance_uuid, action, request_id, reboot_type=None):
+        """Run ``action`` once per request (the conductor may ask again after a
+        crash); returns the power state afterwards."""
+        def run():
+            info = self.conductor.instance_get(ctxt, instance_uuid)
+            instance = info["instance"]
+            with self.event(ctxt, instance_uuid, f"compute_{action}_instance"):
+                if action == "stop":
+                    self.driver.power_off(instance)
+                elif action == "start":
+                    self.driver.power_on(instance)
+                else:
+                    self.driver.reboot(instance, info.get("network_info"),
+                                       info.get("block_device_info"), reboot_type)
+            return self.driver.get_power_state(instance)
+        return self.journal.run(f"power:{instance_uuid}", f"{action}:{request_id}", None, run,
+                                wait=self.step_wait)
+
     # --- RPC: live migration (see compute.live_migration) -----------------
     def check_can_live_migrate_destination(self, ctxt, instance_uuid, source, block_migration,
-                                           instance_info=None):
+                                           instance_info):
         return self.live.check_destination(ctxt, instance_uuid, source, block_migration,
                                            instance_info)
 
     def check_can_live_migrate_source(self, ctxt, instance_uuid, dest_check_data,
-                                      instance_info=None):
+                                      instance_info):
         return self.live.check_source(ctxt, instance_uuid, dest_check_data, instance_info)
 
-    def live_migration(self, ctxt, instance_uuid, migration_id, dest, migrate_data):
-        self.live.start(ctxt, migration_id, dest, migrate_data)
+    def pre_live_migration(self, ctxt, migration_id, epoch, migrate_data, instance_info):
+        return self.live.pre_at_destination(ctxt, migration_id, epoch, migrate_data,
+                                            instance_info)
 
-    def live_migration_abort(self, ctxt, migration_id):
-        self.live.abort(ctxt, migration_id)
+    def live_migration_start(self, ctxt, migration_id, epoch, dest, migrate_data,
+                             instance_info, tuning=None):
+        return self.live.start(ctxt, migration_id, epoch, dest, migrate_data, instance_info,
+                               tuning)
 
-    def live_migration_force_complete(self, ctxt, migration_id):
-        self.live.force_complete(ctxt, migration_id)
+    def live_migration_steer(self, ctxt, migration_id, epoch, action, instance_info):
+        return self.live.steer(ctxt, migration_id, epoch, action, instance_info)
 
-    def pre_live_migration(self, ctxt, migration_id, migrate_data, instance_info=None):
-        return self.live.pre_at_destination(ctxt, migration_id, migrate_data, instance_info)
+    def post_live_migration_at_source(self, ctxt, migration_id, epoch, migrate_data,
+                                      instance_info):
+        return self.live.post_at_source(ctxt, migration_id, epoch, migrate_data,
+                                        instance_info)
 
-    def post_live_migration_at_destination(self, ctxt, migration_id, migrate_data,
-                                           instance_info=None):
-        return self.live.post_at_destination(ctxt, migration_id, migrate_data, instance_info)
+    def post_live_migration_at_destination(self, ctxt, migration_id, epoch, migrate_data,
+                                           instance_info):
+        return self.live.post_at_destination(ctxt, migration_id, epoch, migrate_data,
+                                             instance_info)
 
-    def rollback_live_migration_at_destination(self, ctxt, migration_id, migrate_data,
-                                               destroy_disks):
-        return self.live.rollback_at_destination(ctxt, migration_id, migrate_data,
-                                                 destroy_disks)
+    def rollback_live_migration_at_destination(self, ctxt, migration_id, epoch, migrate_data,
+                                               destroy_disks, instance_info):
+        return self.live.rollback_at_destination(ctxt, migration_id, epoch, migrate_data,
+                                                 destroy_disks, instance_info)
 
-    # --- RPC: power (os-stop / os-start) ------------------------------------
-    def stop_instance(self, ctxt, instance_uuid):
-        self._set_power(ctxt, instance_uuid, "compute_stop_instance",
-                        lambda instance, _info: self.driver.power_off(instance),
-                        states.STOPPED, states.POWERING_OFF)
-
-    def start_instance(self, ctxt, instance_uuid):
-        self._set_power(ctxt, instance_uuid, "compute_start_instance",
-                        lambda instance, _info: self.driver.power_on(instance),
-                        states.ACTIVE, states.POWERING_ON)
-
-    def reboot_instance(self, ctxt, instance_uuid, reboot_type):
-        def reboot(instance, info):
-            self.driver.reboot(instance, info.get("network_info"),
-                               info.get("block_device_info"), reboot_type)
-        task_state = states.REBOOTING_HARD if reboot_type == "HARD" else states.REBOOTING
-        self._set_power(ctxt, instance_uuid, "compute_reboot_instance", reboot,
-                        states.ACTIVE, task_state)
-
-    def _set_power(self, ctxt, instance_uuid, event, action, vm_state, task_state):
-        """Run ``action(instance, info)`` (info: the instance with its network_info
-        and block_device_info) under an instance action event; on success the
-        instance is ``vm_state`` and idle, on failure idle with the fault recorded."""
-        info = self.conductor.instance_get(ctxt, instance_uuid)
-        instance = info["instance"]
-        try:
-            with self.event(ctxt, instance_uuid, event):
-                action(instance, info)
-        except Exception as e:
-            self.conductor.instance_update(ctxt, instance_uuid, {
-                "task_state": None, "fault_message": f"{event} on {self.host}: {e}"},
-                expected={"task_state": task_state})
-            return
-        self.conductor.instance_update(
-            ctxt, instance_uuid, {"vm_state": vm_state, "task_state": None,
-                                  "power_state": self.driver.get_power_state(instance)},
-            expected={"task_state": task_state})
+    def rollback_live_migration_at_source(self, ctxt, migration_id, epoch, instance_info):
+        return self.live.rollback_at_source(ctxt, migration_id, epoch, instance_info)
 
     # --- RPC: cold migration and resize (see compute.resize) ------------------
-    def prep_resize(self, ctxt, migration_id):
-        self.resizes.prep_resize(ctxt, migration_id)
+    def prep_resize(self, ctxt, migration_id, epoch, context):
+        return self.resizes.prep_resize(ctxt, migration_id, epoch, context)
 
-    def resize_instance(self, ctxt, migration_id):
-        self.resizes.resize_instance(ctxt, migration_id)
+    def resize_instance(self, ctxt, migration_id, epoch, context):
+        return self.resizes.resize_instance(ctxt, migration_id, epoch, context)
 
-    def finish_resize(self, ctxt, migration_id, disk_info):
-        self.resizes.finish_resize(ctxt, migration_id, disk_info)
+    def rollback_resize_at_source(self, ctxt, migration_id, epoch, context):
+        return self.resizes.rollback_at_source(ctxt, migration_id, epoch, context)
 
-    def confirm_resize(self, ctxt, migration_id):
-        self.resizes.confirm_resize(ctxt, migration_id)
+    def finish_resize(self, ctxt, migration_id, epoch, context, disk_info):
+        return self.resizes.finish_resize(ctxt, migration_id, epoch, context, disk_info)
 
-    def revert_resize(self, ctxt, migration_id):
-        self.resizes.revert_resize(ctxt, migration_id)
+    def confirm_resize(self, ctxt, migration_id, epoch, context):
+        return self.resizes.confirm_resize(ctxt, migration_id, epoch, context)
 
-    def finish_revert_resize(self, ctxt, migration_id, failure=None):
-        self.resizes.finish_revert_resize(ctxt, migration_id, failure)
+    def revert_resize(self, ctxt, migration_id, epoch, context):
+        return self.resizes.revert_resize(ctxt, migration_id, epoch, context)
+
+    def finish_revert_resize(self, ctxt, migration_id, epoch, context):
+        return self.resizes.finish_revert_resize(ctxt, migration_id, epoch, context)

@@ -11,7 +11,11 @@ operator's policy to it (``[libvirt]`` options, Nova's names and meaning):
 * after ``live_migration_completion_timeout`` seconds per GiB the
   ``live_migration_timeout_action`` is taken: abort, or force completion;
 * an abort or force-complete request from the API is acted on at the next
-  look.
+  look;
+* its tuning (when the job started, the downtime step reached, whether it
+  was forced) goes to the conductor with the progress and is stored with the
+  migration, so a monitor attached again by a restarted agent resumes where
+  the first one was instead of starting the steps over.
 
 Guest data in GiB counts RAM plus the disks copied by block migration, each at
 least 2 GiB, as in Nova.
@@ -63,9 +67,16 @@ def initial_params(conf, instance, migrate_data):
             "post_copy": lv.live_migration_permit_post_copy}
 
 
+class MonitorStopped(Exception):
+    """The agent stops: the monitor lets go of a job that goes on without it."""
+
+
 class Monitor:
-    def __init__(self, conf, job, instance, migrate_data, report, clock=time.monotonic):
-        """``report(stats, percent)`` writes progress (the caller rate-limits nothing)."""
+    def __init__(self, conf, job, instance, migrate_data, report, clock=time.monotonic,
+                 resume=None):
+        """``report(stats, percent, tuning)`` writes progress (the caller
+        rate-limits nothing); ``resume``: the tuning a previous monitor of the
+        same job reported (see the module docstring)."""
         self.conf = conf
         self.job = job
         self.report = report
@@ -78,9 +89,23 @@ class Monitor:
         self.abort_requested = threading.Event()
         self.force_requested = threading.Event()
         self.percent = 0
-        self.forced = None  # "paused" or "post-copy" once forced
+        resume = resume or {}
+        self.forced = resume.get("forced")  # "paused" or "post-copy" once forced
+        self.step = resume.get("downtime_step", 0)
+        # Time already spent by the job before this monitor (wall clock: the
+        # previous monitor may have been another process).
+        started_at = resume.get("started_at")
+        self.elapsed_before = max(0.0, time.time() - started_at) if started_at else 0.0
+        self.started_at = started_at or time.time()
         self.timed_out = False
+        self.epoch = None
         self._last_reported = None
+        self._sent_tuning = None
+
+    @property
+    def tuning(self):
+        return {"started_at": self.started_at, "downtime_step": self.step,
+                "max_downtime_ms": self.steps[self.step][1], "forced": self.forced}
 
     def request_abort(self):
         self.abort_requested.set()
@@ -106,35 +131,46 @@ class Monitor:
             self.percent = max(self.percent, int(100 * (total - remaining) / total))
         return self.percent
 
-    def run(self):
-        """Steer the job until it ends; return normally if the guest moved.
+    def run(self, stopping=None):
+        """Steer the job until it ends; return the job's last stats if the guest moved
+        (the caller hands them to the conductor with the job's end).
 
-        :raises: MigrationAborted if aborted (on request or by timeout), or
-            the job's own error.
+        :raises: MigrationAborted if aborted (on request or by timeout), the
+            job's own error, or MonitorStopped once ``stopping`` is set.
         """
-        start = self.clock()
-        step = 0
+        start = self.clock() - self.elapsed_before
+        if self.step:
+            self.job.set_max_downtime(self.steps[self.step][1])
         while True:
             if self.job.wait(self.interval):
                 break
+            if stopping is not None and stopping.is_set():
+                raise MonitorStopped()
             elapsed = self.clock() - start
             stats = self.job.stats()
-            # Only movement is recorded: a job that stalls stops touching the
-            # record, which is what the conductor's watchdog looks for.
-            moved = (stats.get("memory_processed"), stats.get("disk_processed"),
-                     stats.get("memory_remaining"), stats.get("disk_remaining"))
-            if moved != self._last_reported:
-                self._last_reported = moved
-                self.report(stats, self._progress(stats))
+            tuned = False
             if self.abort_requested.is_set():
                 self.job.abort()
                 continue
-            if self.force_requested.is_set():
+            if self.force_requested.is_set() and not self.forced:
                 self._force_complete("requested through the API")
-            while step + 1 < len(self.steps) and elapsed >= self.steps[step + 1][0]:
-                step += 1
-                self.job.set_max_downtime(self.steps[step][1])
-                LOG.debug("Allowed downtime raised to %d ms", self.steps[step][1])
+                tuned = True
+            while self.step + 1 < len(self.steps) and elapsed >= self.steps[self.step + 1][0]:
+                self.step += 1
+                tuned = True
+                self.job.set_max_downtime(self.steps[self.step][1])
+                LOG.debug("Allowed downtime raised to %d ms", self.steps[self.step][1])
+            # Only movement (and tuning) is recorded: a job that stalls stops
+            # touching the record, which is what the conductor looks for.
+            moved = (stats.get("memory_processed"), stats.get("disk_processed"),
+                     stats.get("memory_remaining"), stats.get("disk_remaining"))
+            if moved != self._last_reported or tuned:
+                self._last_reported = moved
+                # Tuning only when it changed (the first report carries it too):
+                # storing it costs the conductor a read and a write.
+                tuning = self.tuning if self.tuning != self._sent_tuning else None
+                self._sent_tuning = self.tuning
+                self.report(stats, self._progress(stats), tuning)
             if self.completion_timeout and elapsed > self.completion_timeout \
                     and not self.timed_out:
                 self.timed_out = True
@@ -156,5 +192,5 @@ class Monitor:
                     "(live_migration_completion_timeout x GiB of guest data); the guest did "
                     "not converge", by_request=False) from e
             raise
-        stats = self.job.stats()
-        self.report(stats, 100)
+        self.percent = 100
+        return self.job.stats()

@@ -1,133 +1,167 @@
 """Client for the compute agents (RPC topic ``compute``, server = host name).
 
-Calls wait for the host's answer; casts return at once and the host reports
-back through the conductor. As in Nova, the live migration itself is a cast
-to the source, which then drives the destination with calls.
+The conductor that owns a move calls one host step at a time and waits for
+its answer (docs/crash-safety.md). Each step carries (migration id, epoch):
+the host runs it once, returns its first outcome when asked again, and
+refuses an older epoch. A step call waits ``host_step_timeout`` seconds;
+the conductor asks again after that, which joins the step if it still runs,
+so no call holds a thread for a whole long step and an agent that restarted
+is asked again soon. Only instance creation and deletion are casts.
 
 Version history:
 
-* 1.0 - Initial version: build_and_run_instance, terminate_instance,
-  check_can_live_migrate_destination, check_can_live_migrate_source,
-  live_migration, pre_live_migration, post_live_migration_at_destination,
-  rollback_live_migration_at_destination, ping.
-* 1.1 - live_migration_abort, live_migration_force_complete.
-* 1.2 - stop_instance, start_instance; cold migration and resize:
-  prep_resize, resize_instance, finish_resize, confirm_resize, revert_resize,
-  finish_revert_resize.
-* 1.3 - instance_info (the instance, network_info and block_device_info the
-  caller already holds) for check_can_live_migrate_destination,
-  check_can_live_migrate_source, pre_live_migration and
-  post_live_migration_at_destination, which then need not fetch it.
-* 1.4 - reboot_instance.
+* 1.0-1.4 - the first protocol, where the source agent drove live
+  migrations and cold migrations went host to host by casts. Not served any
+  more: hosts and conductors of one cloud move to 2.0 together
+  (docs/upgrades in docs/crash-safety.md).
+* 2.0 - Conductor-driven, idempotent and fenced steps: pre_live_migration,
+  live_migration_start, live_migration_steer, post_live_migration_at_source,
+  post_live_migration_at_destination, rollback_live_migration_at_source,
+  rollback_live_migration_at_destination, prep_resize, resize_instance,
+  finish_resize, confirm_resize, revert_resize, finish_revert_resize,
+  rollback_resize_at_source, inspect_instance, power_action; the checks
+  check_can_live_migrate_destination and check_can_live_migrate_source; casts
+  build_and_run_instance and terminate_instance; ping.
 """
 
 from godwit import rpc
 
 TOPIC = "compute"
-VERSION_CAP = "1.4"
+VERSION = "2.0"
+VERSION_CAP = VERSION
 
 
 class ComputeAPI:
-    def __init__(self, transport, timeout=None, long_timeout=1800, version_cap=VERSION_CAP):
+    def __init__(self, transport, timeout=None, long_timeout=1800, step_timeout=20,
+                 version_cap=VERSION_CAP):
         self.client = rpc.get_client(transport, TOPIC, version_cap=version_cap,
-                                     timeout=timeout)
+                                     timeout=timeout, version=VERSION)
         self.long_timeout = long_timeout
+        self.step_timeout = step_timeout
 
     def _at(self, host, timeout=None):
         return self.client.prepare(server=host, timeout=timeout)
 
-    def _with_info(self, host, timeout, kwargs, instance_info):
-        """Prepare a call that carries ``instance_info`` if the host takes it (1.3)."""
-        if instance_info is not None and self.client.can_send_version("1.3"):
-            kwargs["instance_info"] = instance_info
-            return self.client.prepare(server=host, timeout=timeout, version="1.3")
-        return self._at(host, timeout)
+    def _step(self, ctxt, host, method, timeout=None, **kwargs):
+        return self._at(host, timeout or self.step_timeout).call(ctxt, method, **kwargs)
 
     def ping(self, ctxt, host, timeout=None):
         return self._at(host, timeout).call(ctxt, "ping")
 
+    # --- servers (casts) ---------------------------------------------------------
     def build_and_run_instance(self, ctxt, host, instance_uuid):
         self._at(host).cast(ctxt, "build_and_run_instance", instance_uuid=instance_uuid)
 
     def terminate_instance(self, ctxt, host, instance_uuid):
         self._at(host).cast(ctxt, "terminate_instance", instance_uuid=instance_uuid)
 
+    def power_action(self, ctxt, host, instance_uuid, action, request_id, reboot_type=None,
+                     timeout=None):
+        """stop, start or reboot, once per request; returns the power state."""
+        return self._step(ctxt, host, "power_action", timeout, instance_uuid=instance_uuid,
+                          action=action, request_id=request_id, reboot_type=reboot_type)
+
+    # --- live migration: checks ----------------------------------------------------
     def check_can_live_migrate_destination(self, ctxt, dest, instance_uuid, source,
-                                           block_migration, instance_info=None):
-        kwargs = {"instance_uuid": instance_uuid, "source": source,
-                  "block_migration": block_migration}
-        return self._with_info(dest, None, kwargs, instance_info).call(
-            ctxt, "check_can_live_migrate_destination", **kwargs)
+                                           block_migration, instance_info):
+        return self._at(dest).call(ctxt, "check_can_live_migrate_destination",
+                                   instance_uuid=instance_uuid, source=source,
+                                   block_migration=block_migration,
+                                   instance_info=instance_info)
 
     def check_can_live_migrate_source(self, ctxt, source, instance_uuid, dest_check_data,
-                                      instance_info=None):
-        kwargs = {"instance_uuid": instance_uuid, "dest_check_data": dest_check_data}
-        return self._with_info(source, None, kwargs, instance_info).call(
-            ctxt, "check_can_live_migrate_source", **kwargs)
+                                      instance_info):
+        return self._at(source).call(ctxt, "check_can_live_migrate_source",
+                                     instance_uuid=instance_uuid,
+                                     dest_check_data=dest_check_data,
+                                     instance_info=instance_info)
 
-    def live_migration(self, ctxt, source, instance_uuid, migration_id, dest, migrate_data):
-        self._at(source).cast(ctxt, "live_migration", instance_uuid=instance_uuid,
-                              migration_id=migration_id, dest=dest, migrate_data=migrate_data)
+    # --- live migration: steps -----------------------------------------------------
+    def pre_live_migration(self, ctxt, dest, migration_id, epoch, migrate_data,
+                           instance_info, timeout=None):
+        return self._step(ctxt, dest, "pre_live_migration", timeout,
+                          migration_id=migration_id, epoch=epoch,
+                          migrate_data=migrate_data, instance_info=instance_info)
 
-    def live_migration_abort(self, ctxt, source, migration_id):
-        self.client.prepare(server=source, version="1.1").cast(
-            ctxt, "live_migration_abort", migration_id=migration_id)
+    def live_migration_start(self, ctxt, source, migration_id, epoch, dest, migrate_data,
+                             instance_info, tuning=None, timeout=None):
+        """Start or find the hypervisor job: {"state": "running"} or the outcome."""
+        return self._step(ctxt, source, "live_migration_start", timeout,
+                          migration_id=migration_id, epoch=epoch, dest=dest,
+                          migrate_data=migrate_data, instance_info=instance_info,
+                          tuning=tuning)
 
-    def live_migration_force_complete(self, ctxt, source, migration_id):
-        self.client.prepare(server=source, version="1.1").cast(
-            ctxt, "live_migration_force_complete", migration_id=migration_id)
+    def live_migration_steer(self, ctxt, source, migration_id, epoch, action, instance_info,
+                             timeout=None):
+        return self._step(ctxt, source, "live_migration_steer", timeout,
+                          migration_id=migration_id, epoch=epoch, action=action,
+                          instance_info=instance_info)
 
-    def pre_live_migration(self, ctxt, dest, migration_id, migrate_data, instance_info=None):
-        kwargs = {"migration_id": migration_id, "migrate_data": migrate_data}
-        return self._with_info(dest, self.long_timeout, kwargs, instance_info).call(
-            ctxt, "pre_live_migration", **kwargs)
+    def post_live_migration_at_source(self, ctxt, source, migration_id, epoch, migrate_data,
+                                      instance_info, timeout=None):
+        return self._step(ctxt, source, "post_live_migration_at_source", timeout,
+                          migration_id=migration_id, epoch=epoch,
+                          migrate_data=migrate_data, instance_info=instance_info)
 
-    def post_live_migration_at_destination(self, ctxt, dest, migration_id, migrate_data,
-                                           instance_info=None):
-        kwargs = {"migration_id": migration_id, "migrate_data": migrate_data}
-        return self._with_info(dest, self.long_timeout, kwargs, instance_info).call(
-            ctxt, "post_live_migration_at_destination", **kwargs)
+    def post_live_migration_at_destination(self, ctxt, dest, migration_id, epoch,
+                                           migrate_data, instance_info, timeout=None):
+        return self._step(ctxt, dest, "post_live_migration_at_destination", timeout,
+                          migration_id=migration_id, epoch=epoch,
+                          migrate_data=migrate_data, instance_info=instance_info)
 
-    def rollback_live_migration_at_destination(self, ctxt, dest, migration_id, migrate_data,
-                                               destroy_disks):
-        # A call, not Nova's cast: the source marks the migration failed only
-        # once the destination says it is clean, so nothing is left behind
-        # unnoticed.
-        return self._at(dest, self.long_timeout).call(
-            ctxt, "rollback_live_migration_at_destination", migration_id=migration_id,
-            migrate_data=migrate_data, destroy_disks=destroy_disks)
+    def rollback_live_migration_at_destination(self, ctxt, dest, migration_id, epoch,
+                                               migrate_data, destroy_disks, instance_info,
+                                               timeout=None):
+        return self._step(ctxt, dest, "rollback_live_migration_at_destination", timeout,
+                          migration_id=migration_id, epoch=epoch,
+                          migrate_data=migrate_data, destroy_disks=destroy_disks,
+                          instance_info=instance_info)
 
-    # --- 1.2: power, cold migration and resize (all casts, as in Nova) ---------
-    def _cast12(self, ctxt, host, method, **kwargs):
-        self.client.prepare(server=host, version="1.2").cast(ctxt, method, **kwargs)
+    def rollback_live_migration_at_source(self, ctxt, source, migration_id, epoch,
+                                          instance_info, timeout=None):
+        return self._step(ctxt, source, "rollback_live_migration_at_source", timeout,
+                          migration_id=migration_id, epoch=epoch,
+                          instance_info=instance_info)
 
-    def stop_instance(self, ctxt, host, instance_uuid):
-        self._cast12(ctxt, host, "stop_instance", instance_uuid=instance_uuid)
+    def inspect_instance(self, ctxt, host, instance_uuid, migration_id=None, timeout=None):
+        """Ground truth: the domain, a running migration job, the journal."""
+        return self._step(ctxt, host, "inspect_instance", timeout,
+                          instance_uuid=instance_uuid, migration_id=migration_id)
 
-    def start_instance(self, ctxt, host, instance_uuid):
-        self._cast12(ctxt, host, "start_instance", instance_uuid=instance_uuid)
+    # --- cold migration and resize -------------------------------------------------
+    def _cold(self, ctxt, host, method, migration_id, epoch, context, timeout=None,
+              **kwargs):
+        return self._step(ctxt, host, method, timeout, migration_id=migration_id,
+                          epoch=epoch, context=context, **kwargs)
 
-    def reboot_instance(self, ctxt, host, instance_uuid, reboot_type):
-        """A cast, as in Nova; the host reports the result in the instance."""
-        self.client.prepare(server=host, version="1.4").cast(
-            ctxt, "reboot_instance", instance_uuid=instance_uuid, reboot_type=reboot_type)
+    def prep_resize(self, ctxt, dest, migration_id, epoch, context, timeout=None):
+        return self._cold(ctxt, dest, "prep_resize", migration_id, epoch, context, timeout)
 
-    def prep_resize(self, ctxt, dest, migration_id):
-        self._cast12(ctxt, dest, "prep_resize", migration_id=migration_id)
+    def resize_instance(self, ctxt, source, migration_id, epoch, context, timeout=None):
+        """Power off and copy the disks; returns disk_info."""
+        return self._cold(ctxt, source, "resize_instance", migration_id, epoch, context,
+                          timeout)
 
-    def resize_instance(self, ctxt, source, migration_id):
-        self._cast12(ctxt, source, "resize_instance", migration_id=migration_id)
+    def finish_resize(self, ctxt, dest, migration_id, epoch, context, disk_info,
+                      timeout=None):
+        """Build the guest on the destination; returns its power state."""
+        return self._cold(ctxt, dest, "finish_resize", migration_id, epoch, context,
+                          timeout, disk_info=disk_info)
 
-    def finish_resize(self, ctxt, dest, migration_id, disk_info):
-        self._cast12(ctxt, dest, "finish_resize", migration_id=migration_id,
-                     disk_info=disk_info)
+    def confirm_resize(self, ctxt, source, migration_id, epoch, context, timeout=None):
+        return self._cold(ctxt, source, "confirm_resize", migration_id, epoch, context,
+                          timeout)
 
-    def confirm_resize(self, ctxt, source, migration_id):
-        self._cast12(ctxt, source, "confirm_resize", migration_id=migration_id)
+    def revert_resize(self, ctxt, dest, migration_id, epoch, context, timeout=None):
+        return self._cold(ctxt, dest, "revert_resize", migration_id, epoch, context, timeout)
 
-    def revert_resize(self, ctxt, dest, migration_id):
-        self._cast12(ctxt, dest, "revert_resize", migration_id=migration_id)
+    def finish_revert_resize(self, ctxt, source, migration_id, epoch, context, timeout=None):
+        """Put the guest back on the source; returns its power state."""
+        return self._cold(ctxt, source, "finish_revert_resize", migration_id, epoch,
+                          context, timeout)
 
-    def finish_revert_resize(self, ctxt, source, migration_id, failure=None):
-        self._cast12(ctxt, source, "finish_revert_resize", migration_id=migration_id,
-                     failure=failure)
+    def rollback_resize_at_source(self, ctxt, source, migration_id, epoch, context,
+                                  timeout=None):
+        """After a failed copy or finish: the guest back as it was on the source."""
+        return self._cold(ctxt, source, "rollback_resize_at_source", migration_id, epoch,
+                          context, timeout)

@@ -36,7 +36,7 @@ def check_service_up(db, conf, host):
     svc = db.service_get_by_host(host)
     if svc is None:
         raise exception.DestinationHostUnknown(host=host)
-    if not db_api.is_service_up(svc, conf.service_down_time):
+    if not db.is_host_up(svc, conf.service_down_time):
         raise exception.ComputeServiceUnavailable(host=host, age=db_api.heartbeat_age(svc))
     return svc
 

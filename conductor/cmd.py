@@ -10,11 +10,11 @@ def build(conf, transport, host=None):
     mgr = conductor_manager.ConductorManager(conf, transport, host=host)
     svc = service.Service(conf, transport, conductor_rpcapi.TOPIC, mgr.host, [mgr], mgr)
     svc.add_periodic("conductor-heartbeat", conf.report_interval, mgr.heartbeat)
-    svc.add_periodic("migration-watchdog", conf.migration_watchdog_interval,
-                     mgr.watchdog_sweep)
-    if conf.resize_confirm_window > 0:
-        svc.add_periodic("resize-auto-confirm", min(conf.resize_confirm_window, 60),
-                         mgr.auto_confirm)
+    svc.add_periodic("broker-check", conf.report_interval, mgr.broker_check,
+                     initial_delay=0)
+    # Leases, takeovers, deadlines, lost intents, auto-confirm (conductor.engine).
+    svc.add_periodic("migration-sweep", min(conf.migration_watchdog_interval,
+                                            conf.migration_lease_time / 3), mgr.sweep)
     return svc
 
 
@@ -23,5 +23,5 @@ def main(argv=None):
     transport = rpc.get_transport(conf)
     svc = build(conf, transport)
     svc.start()
-    service.wait_for_signal([svc])
+    service.wait_for_signal([svc], conf.graceful_shutdown_timeout)
     rpc.cleanup()

@@ -13,11 +13,18 @@ refusal reaches the user as an error:
    destination, which asks the source in turn. Without a requested host, the
    scheduler's candidates are tried in order, up to ``migrate_max_retries``
    re-tries, each refusal remembered.
-4. Cast ``live_migration`` to the source; from here the hosts drive it.
+4. ``accepted -> queued`` with the destination and what the checks handed
+   over (migrate_data) in one write, then the engine drives the move
+   (:mod:`conductor.flows.live`). The migration row is created owned by this
+   conductor (lease and epoch 1), so from the moment it exists some conductor
+   is responsible for it.
 
 A refusal after step 2 ends the migration in ``error`` (with the reason),
 clears task_state and leaves the instance as it was.
 """
+
+import datetime
+import json
 
 import oslo_messaging as messaging
 from oslo_log import log as logging
@@ -29,9 +36,16 @@ from godwit import exception, states
 LOG = logging.getLogger(__name__)
 
 
+def move_owner(conductor):
+    """The columns that make ``conductor`` the owner of a new move (epoch 1)."""
+    until = conductor.db.clock() + datetime.timedelta(
+        seconds=conductor.conf.migration_lease_time)
+    return {"owner": conductor.host, "lease_until": until, "epoch": 1}
+
+
 class LiveMigrationTask:
     def __init__(self, conductor, ctxt, instance_uuid, requested_host, block_migration):
-        self.c = conductor
+        self.conductor = conductor
         self.db = conductor.db
         self.conf = conductor.conf
         self.ctxt = ctxt
@@ -60,7 +74,7 @@ class LiveMigrationTask:
                                                      self.requested_host)
                 candidates = [dest_node["host"]]
             else:
-                candidates, refusals = self.c.scheduler.candidates(
+                candidates, refusals = self.conductor.scheduler.candidates(
                     need, exclude={source},
                     check=lambda node: checks.check_hypervisor_compatible(source_node, node))
                 if not candidates:
@@ -79,24 +93,32 @@ class LiveMigrationTask:
                 "dest_compute": self.requested_host, "old_instance_type_id":
                     instance["instance_type_id"], "new_instance_type_id":
                     instance["instance_type_id"], "user_id": self.ctxt.user_id,
-                "project_id": self.ctxt.project_id})
+                "project_id": self.ctxt.project_id,
+                **move_owner(self.conductor), "step_data": json.dumps(
+                    {"context": self.ctxt.to_dict()})})
+        engine = self.conductor.engine
+        engine.adopt(self.migration)
         self.instance_info = dict(info, instance=claimed)
-        try:
-            with self.c.event(self.ctxt, self.instance_uuid, "conductor_live_migrate_instance"):
-                dest, migrate_data = self._choose_destination(source, candidates, refusals)
-                self.migration = self.db.migration_update(
-                    self.migration["id"],
-                    {"dest_compute": dest, "dest_node": dest,
-                     "dest_host": migrate_data.get("dest_host_ip"),
-                     "block_migration": bool(migrate_data.get("block_migration"))},
-                    expected_status=states.ACCEPTED)
-        except Exception as e:
-            self._refused(e)
-            self.db.action_finish(action["id"], message="Error")
-            raise
-        # 4. Hand over to the source.
-        self.c.compute_rpc.live_migration(self.ctxt, source, self.instance_uuid,
-                                          self.migration["id"], dest, migrate_data)
+        # The engine leaves the move alone while this request runs its checks
+        # (its deadline may pass meanwhile), and drives it once they are done.
+        with engine.hold(self.migration["id"]):
+            try:
+                with self.conductor.event(self.ctxt, self.instance_uuid,
+                                          "conductor_live_migrate_instance"):
+                    dest, migrate_data = self._choose_destination(source, candidates,
+                                                                  refusals)
+            except Exception as e:
+                self._refused(e)
+                self.db.action_finish(action["id"], message="Error")
+                raise
+            # 4. Queue it with what the checks found, and hand it to the engine.
+            data = {"context": self.ctxt.to_dict(), "migrate_data": migrate_data}
+            self.migration = self.db.migration_advance(
+                self.migration, "checked", data=data,
+                values={"dest_compute": dest, "dest_node": dest,
+                        "dest_host": migrate_data.get("dest_host_ip"),
+                        "block_migration": bool(migrate_data.get("block_migration"))})
+            engine.faults.check("advance.checked", self.instance_uuid)
         return self.migration
 
     def _choose_destination(self, source, candidates, refusals):
@@ -109,14 +131,14 @@ class LiveMigrationTask:
                                         "reached")
                 break
             try:
-                migrate_data = self.c.compute_rpc.check_can_live_migrate_destination(
+                migrate_data = self.conductor.compute_rpc.check_can_live_migrate_destination(
                     self.ctxt, dest, self.instance_uuid, source, self.block_migration,
                     instance_info=self.instance_info)
                 return dest, migrate_data
             except messaging.MessagingTimeout:
                 reason = f"compute service of {dest} did not answer the pre-check in time"
                 if self.requested_host:
-                    raise exception.MigrationPreCheckError(reason=reason) from None
+                    raise exception.PreCheckNoAnswer(reason=reason) from None
                 refusals[dest] = reason
             except exception.GodwitException as e:
                 reason = exception.message_of(e)
@@ -136,12 +158,16 @@ class LiveMigrationTask:
 
     def _refused(self, error):
         LOG.info("Live migration of %s refused: %s", self.instance_uuid, error)
+        # A host that did not answer refused nothing: the move was given up
+        # ('failed'), not refused ('error').
+        event = "interrupted" if isinstance(error, exception.PreCheckNoAnswer) else "refused"
         try:
-            self.db.migration_transition(
-                self.migration["id"], states.ACCEPTED, states.ERROR_MIGRATION,
+            self.db.migration_advance(
+                self.migration, event,
                 values={"error_message": exception.message_of(error)[:4000]},
                 instance_values={"task_state": None},
                 instance_expected={"task_state": states.MIGRATING})
         except exception.GodwitException:
             LOG.exception("Could not record the refusal of migration %s",
                           self.migration["id"])
+        self.conductor.engine.forget(self.migration)

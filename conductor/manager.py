@@ -2,8 +2,11 @@
 
 Compute agents call the first group of methods to read and write state
 (they hold no database credentials); the API calls the second group to
-start work. Each flow lives in its own module (:mod:`conductor.live_migrate`
-for live migration); this class holds the shared pieces and dispatches.
+start work and to wake the owner of a move when a user recorded an intent.
+Moves are driven by the engine (:mod:`conductor.engine`) through the flows
+in :mod:`conductor.flows`; the requests that start them are in
+:mod:`conductor.live_migrate` and :mod:`conductor.migrate`, power actions in
+:mod:`conductor.power`. This class holds the shared pieces and dispatches.
 """
 
 import datetime
@@ -13,10 +16,11 @@ from oslo_log import log as logging
 
 import godwit
 from compute import rpcapi as compute_rpcapi
-from conductor import checks, live_migrate, migrate, watchdog
+from conductor import checks, engine, live_migrate, migrate, power
+from conductor import rpcapi as conductor_rpcapi
 from conductor import scheduler as scheduler_mod
 from godwit import context as godwit_context
-from godwit import events, exception, states
+from godwit import events, exception, notifications, phases, states
 from godwit.db import api as db_api
 from godwit.timeutils import utcnow
 
@@ -35,31 +39,81 @@ def _datetimes(values):
 
 
 class ConductorManager:
-    target = messaging.Target(version="1.2")
+    target = messaging.Target(version=conductor_rpcapi.VERSION)
 
     def __init__(self, conf, transport, db=None, host=None):
         self.conf = conf
         self.host = host or conf.host
         self.db = db or db_api.get_database(conf.database.connection, conf.database.echo)
+        self.db.deadlines = conf
         self.compute_rpc = compute_rpcapi.ComputeAPI(transport,
-                                                     long_timeout=conf.long_rpc_timeout)
+                                                     long_timeout=conf.long_rpc_timeout,
+                                                     step_timeout=conf.host_step_timeout)
+        self.self_rpc = conductor_rpcapi.ConductorAPI(transport)
         self.scheduler = scheduler_mod.Scheduler(self.db, conf)
-        self.watchdog = watchdog.Watchdog(self)
+        self.notifier = notifications.Notifier(conf, getattr(transport, "godwit_url", None),
+                                               f"conductor.{self.host}")
+        self.engine = engine.Engine(self)
 
     # --- service lifecycle ------------------------------------------------
     def init_host(self):
         self.db.service_register(self.host, states.SERVICE_CONDUCTOR, "conductor",
                                  godwit.__version__)
+        # While no conductor ran, no heartbeat could be recorded: the agents'
+        # silence proves nothing until this one has seen the broker work for
+        # service_down_time (decision 18).
+        self.db.broker_checked(self.host, ok=False)
+        for table in (phases.LIVE, phases.COLD):
+            for phase in table.phases.values():
+                if phase.deadline and getattr(self.conf, phase.deadline) < \
+                        2 * self.conf.host_step_timeout:
+                    LOG.warning("%s (%d s) is under twice host_step_timeout (%d s): a host "
+                                "step of '%s' may be given up before it is asked again",
+                                phase.deadline, getattr(self.conf, phase.deadline),
+                                self.conf.host_step_timeout, phase.status)
+
+    def after_start(self):
+        # Moves this conductor held before a restart, and moves nobody holds.
+        self.engine.sweep()
 
     def heartbeat(self):
         self.db.service_heartbeat(self.host, states.SERVICE_CONDUCTOR)
 
-    def watchdog_sweep(self):
-        self.watchdog.sweep(godwit_context.get_admin_context())
+    def broker_check(self):
+        """A message to itself through the broker: whether agents' silence can be
+        trusted (decision 18). Half of service_down_time to answer: a busy
+        conductor is not a broken broker."""
+        try:
+            # retry=0: with the broker away the call fails at once instead of
+            # waiting for a connection, so the outage is recorded as it happens.
+            self.self_rpc.client.prepare(
+                server=self.host, retry=0,
+                timeout=max(2, self.conf.service_down_time // 2)).call(
+                godwit_context.get_admin_context(), "ping")
+            ok = True
+        except messaging.MessagingException as e:
+            LOG.warning("A message to myself through the broker did not come back (%s): "
+                        "agents' missing heartbeats are not held against them meanwhile", e)
+            ok = False
+        self.db.broker_checked(self.host, ok)
+
+    def ping(self, ctxt):
+        return {"host": self.host}
+
+    def sweep(self):
+        self.engine.sweep()
+        power.sweep(self, godwit_context.get_admin_context())
+
+    def stop(self, grace):
+        """Hand every move over; returns how many handlers were still running."""
+        return self.engine.stop(grace)
 
     def event(self, ctxt, instance_uuid, name):
         return events.step_event(lambda **kw: self.action_event(ctxt, **kw), instance_uuid,
                                  name, self.host)
+
+    def notify(self, ctxt, event_type, payload):
+        self.notifier.info(ctxt, event_type, payload)
 
     # --- for compute agents ---------------------------------------------------
     def service_report(self, ctxt, host, binary, topic, version, node_info):
@@ -67,6 +121,8 @@ class ConductorManager:
         node = self.db.compute_node_upsert(host, dict(node_info, hypervisor_hostname=host))
         LOG.info("Compute host %s registered (%s %s)", host, node["hypervisor_type"],
                  node["hypervisor_version"])
+        # It may have restarted in the middle of moves: look at each of them.
+        self.engine.host_returned(host)
         return {"service": svc, "node": node}
 
     def service_heartbeat(self, ctxt, host, binary):
@@ -88,29 +144,37 @@ class ConductorManager:
                             "deleted_at": now},
             expected={"task_state": states.DELETING})
 
-    def migration_context(self, ctxt, migration_id):
-        """The migration and all a host needs about it, in one round trip and one
-        transaction (nodes and flavors too for cold migrations and resizes)."""
-        return self.db.migration_context(migration_id)
-
-    def migration_transition(self, ctxt, migration_id, old, new, values=None,
-                             instance_values=None, instance_expected=None):
-        return self.db.migration_transition(
-            migration_id, old, new, values=values,
-            instance_values=_datetimes(instance_values) if instance_values else None,
-            instance_expected=instance_expected)
-
-    def migration_advance(self, ctxt, migration_id, path, context=False):
-        return self.db.migration_advance(migration_id, path, context=context)
-
-    def migration_update(self, ctxt, migration_id, values, expected_status=None):
+    def migration_progress(self, ctxt, migration_id, values, tuning=None):
+        """Progress of a running job (a percentage that only rises: the
+        task_state guard makes that hold across writers) and its tuning."""
         values = dict(values)
-        # The percentage only ever rises (peers' bars that run backwards are a
-        # known complaint); the task_state guard makes that hold across writers.
-        # It is written in the same transaction as the migration's fields.
         progress = values.pop("progress", None)
-        return self.db.migration_update(migration_id, values, expected_status,
-                                        instance_progress=progress)
+        values["deadline_at"] = utcnow() + datetime.timedelta(
+            seconds=self.conf.live_migration_progress_timeout)
+        try:
+            self.db.migration_update(migration_id, values, states.RUNNING_MIGRATION,
+                                     instance_progress=progress)
+            if tuning:
+                self.db.migration_merge_data(migration_id, states.RUNNING_MIGRATION,
+                                             {"tuning": tuning})
+        except exception.ConcurrentUpdate:
+            pass   # the job ended meanwhile
+        return True
+
+    def migration_job_ended(self, ctxt, migration_id, epoch, outcome):
+        """The source's job ended. Its owner acts on it; another conductor
+        passes the news on (or takes the move if nobody holds it)."""
+        m = self.db.migration_get(migration_id)
+        if m["status"] != states.RUNNING_MIGRATION:
+            return False
+        if self.engine.holds(m):
+            self.engine.outcomes[m["id"]] = outcome
+            self.engine.kick(m["id"])
+        elif m["owner"] and m["owner"] != self.host:
+            self.self_rpc.wake(ctxt, m["id"], owner=m["owner"])
+        else:
+            self.engine.kick(m["id"])
+        return True
 
     def action_event(self, ctxt, instance_uuid, event, host, start_time, finish_time,
                      result, traceback=None):
@@ -156,7 +220,7 @@ class ConductorManager:
     def delete_instance(self, ctxt, instance_uuid):
         instance = self.db.instance_get(instance_uuid)
         svc = self.db.service_get_by_host(instance["host"]) if instance["host"] else None
-        if svc is not None and db_api.is_service_up(svc, self.conf.service_down_time):
+        if svc is not None and self.db.is_host_up(svc, self.conf.service_down_time):
             self.compute_rpc.terminate_instance(ctxt, instance["host"], instance_uuid)
             return
         if instance["host"]:
@@ -169,15 +233,15 @@ class ConductorManager:
         return migrate.MigrationTask(self, ctxt, instance_uuid, flavor_id,
                                      requested_host).execute()
 
-    def resize_reschedule(self, ctxt, migration_id, failed_host, reason):
-        migrate.reschedule(self, ctxt, migration_id, failed_host, reason)
-
-    def auto_confirm(self):
-        migrate.auto_confirm(self, godwit_context.get_admin_context())
-
     def live_migrate_instance(self, ctxt, instance_uuid, requested_host=None,
                               block_migration="auto"):
         task = live_migrate.LiveMigrationTask(self, ctxt, instance_uuid, requested_host,
                                               block_migration)
         return task.execute()
 
+    def wake(self, ctxt, migration_id):
+        """A user's intent was recorded on the migration: look at it now."""
+        self.engine.kick(migration_id)
+
+    def power_action(self, ctxt, instance_uuid, action, reboot_type=None):
+        power.run(self, ctxt, instance_uuid, action, reboot_type)

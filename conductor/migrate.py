@@ -1,32 +1,32 @@
-"""Conductor side of cold migration and resize: check, schedule, hand over.
+"""The request for a cold migration or resize: check, schedule, hand over.
 
 ``MigrationTask.execute`` runs inside the API's call, so refusals reach the
 user: everything that only reads the database is checked before anything
 is written (instance state, source up, flavor, disk size, a requested
 host). The scheduler always runs, even for a requested host (it must have
 room), and keeps the other candidates as alternates on the migration row:
-if prep_resize fails on the chosen host, :func:`reschedule` sends the move to
-the next one. ``allow_resize_to_same_host`` lets the source itself be chosen.
-Confirm and revert start in the API; :func:`auto_confirm` confirms resizes
-left in VERIFY_RESIZE longer than ``resize_confirm_window``.
+if prep_resize fails on the chosen host, the flow tries the next one.
+``allow_resize_to_same_host`` lets the source itself be chosen. The
+migration row is created owned by this conductor, and the engine drives it
+from there (:mod:`conductor.flows.cold`); confirm and revert are recorded by
+the API and carried out by the owner, as is auto-confirm after
+``resize_confirm_window``.
 """
 
-import datetime
 import json
 
 from oslo_log import log as logging
 
-from conductor import checks
+from conductor import checks, live_migrate
 from conductor import scheduler as scheduler_mod
 from godwit import exception, states
-from godwit.timeutils import utcnow
 
 LOG = logging.getLogger(__name__)
 
 
 class MigrationTask:
     def __init__(self, conductor, ctxt, instance_uuid, flavor_id, requested_host):
-        self.c = conductor
+        self.conductor = conductor
         self.db = conductor.db
         self.conf = conductor.conf
         self.ctxt = ctxt
@@ -86,7 +86,7 @@ class MigrationTask:
                     host=self.requested_host, reason=f" ({svc['disabled_reason']})"
                     if svc.get("disabled_reason") else "")
         source_node = self.db.compute_node_get_by_host(source)
-        candidates, refusals = self.c.scheduler.candidates(
+        candidates, refusals = self.conductor.scheduler.candidates(
             need, exclude=set() if same_host else {source},
             check=lambda node: self._same_hypervisor(source_node, node))
         if self.requested_host:
@@ -110,8 +110,11 @@ class MigrationTask:
             "old_instance_type_id": instance["instance_type_id"],
             "new_instance_type_id": flavor["id"], "old_vm_state": instance["vm_state"],
             "alternates": json.dumps(candidates[1:]), "user_id": self.ctxt.user_id,
-            "project_id": self.ctxt.project_id})
-        self.c.compute_rpc.prep_resize(self.ctxt, dest, migration["id"])
+            "project_id": self.ctxt.project_id, **live_migrate.move_owner(self.conductor),
+            "step_data": json.dumps({"context": self.ctxt.to_dict()})})
+        self.conductor.engine.adopt(migration)
+        self.conductor.engine.faults.check("advance.accepted", self.instance_uuid)
+        self.conductor.engine.kick(migration["id"])
         return migration
 
     @staticmethod
@@ -120,64 +123,3 @@ class MigrationTask:
             raise exception.MigrationPreCheckError(
                 reason=f"{node['host']} runs {node['hypervisor_type']}, the source "
                        f"{source_node['hypervisor_type']}")
-
-
-def reschedule(conductor, ctxt, migration_id, failed_host, reason):
-    """prep_resize failed on ``failed_host``: try the next alternate, or give up."""
-    db = conductor.db
-    migration = db.migration_get(migration_id)
-    alternates = json.loads(migration["alternates"] or "[]")
-    refused = [f"{failed_host}: {reason}"]
-    instance = db.instance_get(migration["instance_uuid"])
-    flavor = db.flavor_get(migration["new_instance_type_id"])
-    need = {"memory_mb": flavor["memory_mb"], "vcpus": flavor["vcpus"],
-            "disk_gb": flavor["root_gb"] + flavor["ephemeral_gb"]}
-    while alternates:
-        host = alternates.pop(0)
-        try:
-            checks.check_service_up(db, conductor.conf, host)
-            checks.check_capacity(db, conductor.conf, db.compute_node_get_by_host(host), need)
-        except exception.GodwitException as e:
-            refused.append(f"{host}: {e}")
-            continue
-        LOG.info("Migration %s: prep_resize failed on %s (%s); trying %s", migration_id,
-                 failed_host, reason, host)
-        db.migration_update(migration_id, {"dest_compute": host, "dest_node": host,
-                                           "alternates": json.dumps(alternates)},
-                            expected_status=states.ACCEPTED)
-        conductor.compute_rpc.prep_resize(ctxt, host, migration_id)
-        return
-    db.migration_transition(
-        migration_id, states.ACCEPTED, states.ERROR_MIGRATION,
-        values={"error_message": "no host could take the server: " + "; ".join(refused)},
-        instance_values={"task_state": None}, instance_expected={"task_state":
-                                                                 states.RESIZE_PREP})
-    LOG.warning("Migration %s of %s: no host left (%s)", migration_id, instance["uuid"],
-                "; ".join(refused))
-
-
-def start_confirm(db, compute_rpc, ctxt, migration):
-    """finished -> confirming, then the source cleans up (API and auto-confirm)."""
-    # The instance write changes nothing; it makes the transition also require
-    # that the server is still RESIZED and idle, in the same transaction.
-    migration = db.migration_transition(migration["id"], states.FINISHED, states.CONFIRMING,
-                                        instance_expected={"vm_state": states.RESIZED,
-                                                           "task_state": None},
-                                        instance_values={"vm_state": states.RESIZED})
-    compute_rpc.confirm_resize(ctxt, migration["source_compute"], migration["id"])
-    return migration
-
-
-def auto_confirm(conductor, ctxt):
-    window = conductor.conf.resize_confirm_window
-    if window <= 0:
-        return
-    cutoff = utcnow() - datetime.timedelta(seconds=window)
-    for m in conductor.db.migration_list({"status": states.FINISHED}):
-        if (m["updated_at"] or m["created_at"]) <= cutoff:
-            LOG.info("Confirming migration %s: in VERIFY_RESIZE for over %d s", m["id"],
-                     window)
-            try:
-                start_confirm(conductor.db, conductor.compute_rpc, ctxt, m)
-            except exception.GodwitException as e:
-                LOG.info("Auto-confirm of migration %s skipped: %s", m["id"], e)

@@ -1,40 +1,46 @@
 """Client for the conductor (RPC topic ``conductor``).
 
-Two kinds of caller use it: the API, which hands the conductor work
-(build, delete, live-migrate), and the compute agents, which own no database
-credentials and read and write state only through these methods.
+Two kinds of caller use it: the API, which hands the conductor work and
+wakes it when a user records an intent, and the compute agents, which own
+no database credentials and read and write state only through these
+methods. Any conductor answers the topic; ``wake`` goes to the one that owns
+the move when it is known (``server=owner``).
 
 Version history:
 
-* 1.0 - Initial version: service_report, service_heartbeat, instance_get,
-  instance_update, instance_destroyed, migration_context,
-  migration_transition, migration_update, action_event, build_instance,
-  delete_instance, live_migrate_instance.
-* 1.1 - migrate_server (cold migration and resize), resize_reschedule.
-* 1.2 - migration_advance (several edges in one transaction, optionally
-  returning the migration context).
+* 1.0-1.2 - the first protocol (agents moved migrations along themselves).
+  Not served any more; see compute/rpcapi.py.
+* 2.0 - the conductor drives every move: migration_job_ended and
+  migration_progress from the source's monitor, wake (an intent recorded by
+  the API), power_action; service_report also resumes the host's unfinished
+  moves. Kept from 1.x: service_report, service_heartbeat, instance_get,
+  instance_update, instance_destroyed, action_event, build_instance,
+  delete_instance, live_migrate_instance, migrate_server.
 """
 
 from godwit import rpc
 
 TOPIC = "conductor"
-VERSION_CAP = "1.2"
+VERSION = "2.0"
+VERSION_CAP = VERSION
 
 
 class ConductorAPI:
     def __init__(self, transport, timeout=None, long_timeout=1800, version_cap=VERSION_CAP):
         self.client = rpc.get_client(transport, TOPIC, version_cap=version_cap,
-                                     timeout=timeout)
+                                     timeout=timeout, version=VERSION)
         self.long_timeout = long_timeout
 
     # --- for compute agents: their window onto the database ---------------
     def service_report(self, ctxt, host, binary, topic, version, node_info):
-        """Register (or re-register) a service and its compute node."""
+        """Register (or re-register) a service and its compute node; the
+        conductor then resumes the unfinished moves this host is part of."""
         return self.client.call(ctxt, "service_report", host=host, binary=binary, topic=topic,
                                 version=version, node_info=node_info)
 
-    def service_heartbeat(self, ctxt, host, binary):
-        return self.client.call(ctxt, "service_heartbeat", host=host, binary=binary)
+    def service_heartbeat(self, ctxt, host, binary, timeout=None):
+        return self.client.prepare(timeout=timeout).call(ctxt, "service_heartbeat",
+                                                         host=host, binary=binary)
 
     def instance_get(self, ctxt, instance_uuid):
         """The instance with its network_info and block_device_info."""
@@ -48,34 +54,19 @@ class ConductorAPI:
         return self.client.call(ctxt, "instance_destroyed", instance_uuid=instance_uuid,
                                 host=host)
 
-    def migration_context(self, ctxt, migration_id):
-        """The migration, its instance, network_info and block_device_info, in one trip."""
-        return self.client.call(ctxt, "migration_context", migration_id=migration_id)
+    def migration_progress(self, ctxt, migration_id, values, tuning=None):
+        """Progress of a running job, and the monitor's tuning (stored with the
+        migration so that a monitor attached again resumes from it). A cast: a
+        lost report costs nothing (the conductor asks the job itself before it
+        calls a migration stalled), a waiting monitor would stop steering."""
+        self.client.prepare(retry=1).cast(ctxt, "migration_progress",
+                                          migration_id=migration_id, values=values,
+                                          tuning=tuning)
 
-    def migration_transition(self, ctxt, migration_id, old, new, values=None,
-                             instance_values=None, instance_expected=None):
-        """CAS a migration's status, and optionally its instance, in one transaction."""
-        return self.client.call(ctxt, "migration_transition", migration_id=migration_id,
-                                old=old, new=new, values=values,
-                                instance_values=instance_values,
-                                instance_expected=instance_expected)
-
-    def can_advance(self):
-        return self.client.can_send_version("1.2")
-
-    def migration_advance(self, ctxt, migration_id, path, context=False):
-        """CAS the migration along ``path`` (several edges) in one transaction.
-
-        With ``context`` returns what migration_context does, else the migration.
-        """
-        return self.client.prepare(version="1.2").call(
-            ctxt, "migration_advance", migration_id=migration_id, path=list(path),
-            context=context)
-
-    def migration_update(self, ctxt, migration_id, values, expected_status=None):
-        """Progress and other non-status fields; a no-op if status moved on."""
-        return self.client.call(ctxt, "migration_update", migration_id=migration_id,
-                                values=values, expected_status=expected_status)
+    def migration_job_ended(self, ctxt, migration_id, epoch, outcome):
+        """The source's hypervisor job ended; ``outcome`` says how."""
+        return self.client.call(ctxt, "migration_job_ended", migration_id=migration_id,
+                                epoch=epoch, outcome=outcome)
 
     def action_event(self, ctxt, instance_uuid, event, host, start_time, finish_time,
                      result, traceback=None):
@@ -106,12 +97,22 @@ class ConductorAPI:
 
     def migrate_server(self, ctxt, instance_uuid, flavor_id, requested_host):
         """Check and start a cold migration (flavor_id None) or a resize."""
-        return self.client.prepare(timeout=self.long_timeout, version="1.1").call(
+        return self.client.prepare(timeout=self.long_timeout).call(
             ctxt, "migrate_server", instance_uuid=instance_uuid, flavor_id=flavor_id,
             requested_host=requested_host)
 
-    def resize_reschedule(self, ctxt, migration_id, failed_host, reason):
-        """From a destination whose prep_resize failed: try the next host."""
-        self.client.prepare(version="1.1").cast(
-            ctxt, "resize_reschedule", migration_id=migration_id, failed_host=failed_host,
-            reason=reason)
+    def wake(self, ctxt, migration_id, owner=None):
+        """An intent was recorded for the migration: its owner should act.
+
+        Only a wake-up: the intent is in the database, and the owner's sweep
+        finds it even if this message is lost.
+        """
+        # retry=1: with the broker away the intent is still recorded, and the
+        # API must answer instead of waiting for the broker.
+        self.client.prepare(server=owner, retry=1).cast(ctxt, "wake",
+                                                        migration_id=migration_id)
+
+    def power_action(self, ctxt, instance_uuid, action, reboot_type=None):
+        """stop, start or reboot, recorded in the instance's task_state by the API."""
+        self.client.prepare(retry=1).cast(ctxt, "power_action", instance_uuid=instance_uuid,
+                                          action=action, reboot_type=reboot_type)

@@ -7,7 +7,6 @@ reasons are kept so a 'No valid host' error can list them.
 
 from conductor import checks
 from godwit import exception
-from godwit.db import api as db_api
 
 
 class Scheduler:
@@ -29,7 +28,7 @@ class Scheduler:
             if host in exclude:
                 continue
             svc = services.get(host)
-            if svc is None or not db_api.is_service_up(svc, self.conf.service_down_time):
+            if svc is None or not self.db.is_host_up(svc, self.conf.service_down_time):
                 refusals[host] = "compute service is down"
                 continue
             if svc["disabled"]:

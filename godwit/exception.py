@@ -114,6 +114,10 @@ class MigrationPreCheckError(Invalid):
     msg_fmt = "Migration pre-check error: %(reason)s"
 
 
+class PreCheckNoAnswer(MigrationPreCheckError):
+    """A host did not answer its pre-check: not a refusal, nothing was asked of it."""
+
+
 class NoValidHost(Invalid):
     msg_fmt = "No valid host was found. %(reason)s"
 
@@ -225,3 +229,43 @@ class TransferFailed(TransferError):
 
     def __init__(self, message=None, hint="", **kwargs):
         super().__init__(message, hint=(" " + hint if hint else ""), **kwargs)
+
+
+# --- crash safety ---
+class MigrationFenced(ConcurrentUpdate):
+    msg_fmt = ("Migration %(migration_id)s is now driven by another conductor (epoch "
+               "%(found)s, this one holds %(epoch)s); this one stops touching it.")
+
+
+class StaleEpoch(Conflict):
+    msg_fmt = ("Step %(step)s of migration %(migration_id)s refused on %(host)s: it carries "
+               "epoch %(epoch)s but epoch %(current)s has been seen; a newer conductor "
+               "drives this migration.")
+
+
+class GuestRunningHere(Conflict):
+    msg_fmt = ("Refusing %(action)s of instance %(instance_id)s on %(host)s: its domain runs "
+               "here (%(state)s), so it is the guest, not a leftover.")
+
+
+class MoveUnresolved(Conflict):
+    msg_fmt = ("Instance %(instance_id)s cannot be %(action)s: its migration %(migration_id)s "
+               "is unresolved (%(reason)s). Starting it could run a second copy; wait until "
+               "the migration ends (godwit migration show %(migration_id)s).")
+
+
+class StepInProgress(Conflict):
+    """A host step still runs; the caller asks again later for its outcome."""
+    msg_fmt = "Step %(step)s of migration %(migration_id)s is still running on %(host)s."
+
+
+class HostUnreachable(GodwitException):
+    """A host the move needs could not be asked (its service is down, or it did
+    not answer by the phase's deadline)."""
+    code = 503
+    msg_fmt = "Compute host %(host)s could not be asked (%(why)s)."
+
+
+class AbortRequested(Conflict):
+    """The user asked to abort while the step that would carry the move on ran."""
+    msg_fmt = "Migration %(migration_id)s was asked to abort."

@@ -214,8 +214,8 @@ def get_server(transport, topic, server, endpoints):
                                     access_policy=access_policy)
 
 
-def get_client(transport, topic, version_cap=None, timeout=None):
-    target = messaging.Target(topic=topic, version="1.0")
+def get_client(transport, topic, version_cap=None, timeout=None, version="1.0"):
+    target = messaging.Target(topic=topic, version=version)
     return messaging.get_rpc_client(transport, target, version_cap=version_cap,
                                     serializer=RequestContextSerializer(), timeout=timeout)
 

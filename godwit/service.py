@@ -1,14 +1,23 @@
-"""Running a service: RPC server, periodic tasks, clean stop on SIGTERM.
+"""Running a service: RPC server, periodic tasks, a gentle stop on SIGTERM.
 
 A :class:`Service` owns one oslo.messaging RPC server (threading executor)
 and any number of periodic tasks, each in a daemon thread that wakes on a
 fixed interval or when the service stops. ``godwit-all`` runs several
 Services in one process; each console script runs one and waits for a
 signal.
+
+A stop is a clean handover: the RPC server stops taking messages, the
+manager's ``stop(grace)`` lets running work finish for up to
+``graceful_shutdown_timeout`` seconds (a conductor then releases its moves'
+leases, so another takes them at once), and a process whose last threads
+still run after that exits anyway: whatever they were doing is recorded as
+started, and the next owner finishes it.
 """
 
+import os
 import signal
 import threading
+import time
 
 from oslo_log import log as logging
 
@@ -74,33 +83,57 @@ class Service:
         LOG.info("Started %s on topic %s as server %s", type(self.manager).__name__,
                  self.topic, self.server_name)
 
-    def stop(self):
+    def stop(self, grace=0):
         for task in self.periodic:
             task.stop()
         self.rpcserver.stop()
+        self.unfinished = 0
+        if self.manager is not None and hasattr(self.manager, "stop"):
+            self.unfinished = self.manager.stop(grace) or 0
         if self.manager is not None and hasattr(self.manager, "cleanup_host"):
             self.manager.cleanup_host()
 
-    def wait(self):
-        self.rpcserver.wait()
+    def wait(self, timeout=None):
+        """Wait for in-flight RPC handlers; False if some still run at ``timeout``."""
+        waiter = threading.Thread(target=self.rpcserver.wait, daemon=True)
+        waiter.start()
+        waiter.join(timeout)
         for task in self.periodic:
             task.wait()
+        return not waiter.is_alive()
 
 
-def wait_for_signal(stoppables):
-    """Block until SIGTERM or SIGINT, then stop everything cleanly."""
+def wait_for_signal(stoppables, grace=60):
+    """Block until SIGTERM or SIGINT, then stop everything, gently (see module)."""
     stop = threading.Event()
 
     def handler(signum, _frame):
-        LOG.info("Caught signal %s, stopping", signum)
+        LOG.info("Caught signal %s, stopping (up to %d s for running work)", signum, grace)
         stop.set()
 
     signal.signal(signal.SIGTERM, handler)
     signal.signal(signal.SIGINT, handler)
     while not stop.wait(1):
         pass
+    deadline = time.monotonic() + grace
     for s in stoppables:
-        s.stop()
+        s.stop(grace)
+    clean = not any(getattr(s, "unfinished", 0) for s in stoppables)
     for s in stoppables:
         if hasattr(s, "wait"):
-            s.wait()
+            left = max(0.0, deadline - time.monotonic())
+            clean = (s.wait(left) is not False) and clean
+    if not clean:
+        LOG.warning("Work still running %d s after the stop; exiting anyway (the next "
+                    "owner finishes it)", grace)
+        logging_flush()
+        os._exit(0)
+
+
+def logging_flush():
+    import logging as std_logging
+    for h in std_logging.getLogger().handlers:
+        try:
+            h.flush()
+        except Exception:  # noqa: BLE001 - exiting anyway
+            pass

@@ -1,47 +1,44 @@
-"""The migration lifecycle: every allowed status change, on one screen.
+"""The migration lifecycle as a graph: every allowed status change.
 
-A migration moves only along these edges, and only by a compare-and-swap
-write (``UPDATE migrations SET status=:new WHERE id=:id AND status=:old``,
-see :func:`godwit.db.api.migration_transition`). Two actors racing for the
-same edge therefore cannot both win, and a step re-run after a crash finds
-the row already moved and does nothing (:func:`is_reached`).
+The edges come from the phase tables (:mod:`godwit.phases`), where each one
+has a name (the event). A migration moves only along them, and only by a
+compare-and-swap write (``UPDATE migrations SET status=:new WHERE id=:id AND
+status=:old AND epoch=:epoch``, see :meth:`godwit.db.api.Database.migration_advance`):
+two actors racing for the same edge cannot both win, and a step re-run after
+a crash finds the row already moved (:func:`is_reached`).
 
 Live migration::
 
     accepted -> queued -> preparing -> running -> post-migrating -> completed
-        |          |          |           |              |
-        +----------+----------+-----------+--------------+--> failed | error | cancelled
+       |          |           |           |              |
+       |          |           +-----------+--> rolling-back --> failed | cancelled | error
+       +----------+--> error | failed | cancelled                      |
+                                                   post-migrating --> error
 
 Cold migration and resize::
 
     accepted -> pre-migrating -> migrating -> post-migrating -> finished
     finished -> confirming -> confirmed
     finished -> reverting  -> reverted
-    (any non-final) -> error
+    migrating | post-migrating -> rolling-back -> failed
+
+``error`` is final, except that recovery reopens one whose hosts could not be
+asked (``awaiting_hosts``) into ``post-migrating`` or ``rolling-back``.
 """
 
-from godwit import exception
+from godwit import exception, phases
 from godwit import states as s
 
-LIVE_TRANSITIONS = {
-    s.ACCEPTED: {s.QUEUED, s.ERROR_MIGRATION, s.FAILED, s.CANCELLED},
-    s.QUEUED: {s.PREPARING, s.CANCELLED, s.FAILED, s.ERROR_MIGRATION},
-    s.PREPARING: {s.RUNNING_MIGRATION, s.CANCELLED, s.FAILED, s.ERROR_MIGRATION},
-    s.RUNNING_MIGRATION: {s.POST_MIGRATING, s.CANCELLED, s.FAILED, s.ERROR_MIGRATION},
-    # Past the switch-over the guest runs on the destination: the only way out
-    # is forward (or error, if the destination cannot be finalised).
-    s.POST_MIGRATING: {s.COMPLETED, s.ERROR_MIGRATION},
-}
 
-COLD_TRANSITIONS = {
-    s.ACCEPTED: {s.PRE_MIGRATING, s.ERROR_MIGRATION},
-    s.PRE_MIGRATING: {s.MIGRATING_COLD, s.ERROR_MIGRATION},
-    s.MIGRATING_COLD: {s.POST_MIGRATING, s.ERROR_MIGRATION},
-    s.POST_MIGRATING: {s.FINISHED, s.ERROR_MIGRATION},
-    s.FINISHED: {s.CONFIRMING, s.REVERTING, s.ERROR_MIGRATION},
-    s.CONFIRMING: {s.CONFIRMED, s.ERROR_MIGRATION},
-    s.REVERTING: {s.REVERTED, s.ERROR_MIGRATION},
-}
+def _transitions(table):
+    out = {}
+    for old, _event, new in table.edges():
+        out.setdefault(old, set()).add(new)
+    return out
+
+
+LIVE_TRANSITIONS = _transitions(phases.LIVE)
+COLD_TRANSITIONS = _transitions(phases.COLD)
 
 TRANSITIONS = {
     s.LIVE_MIGRATION: LIVE_TRANSITIONS,
@@ -52,7 +49,8 @@ TRANSITIONS = {
 # The forward paths, used to tell whether a status has been passed. A cold
 # migration's path forks after 'finished' into confirm or revert.
 LIVE_PATHS = [[s.ACCEPTED, s.QUEUED, s.PREPARING, s.RUNNING_MIGRATION, s.POST_MIGRATING,
-               s.COMPLETED]]
+               s.COMPLETED],
+              [s.ACCEPTED, s.QUEUED, s.PREPARING, s.RUNNING_MIGRATION, s.ROLLING_BACK]]
 _COLD_TRUNK = [s.ACCEPTED, s.PRE_MIGRATING, s.MIGRATING_COLD, s.POST_MIGRATING, s.FINISHED]
 COLD_PATHS = [_COLD_TRUNK + [s.CONFIRMING, s.CONFIRMED],
               _COLD_TRUNK + [s.REVERTING, s.REVERTED]]
@@ -71,11 +69,11 @@ def check(migration_type, old, new):
 
 
 def is_final(status):
-    return status in s.MIGRATION_FINAL
+    return phases.is_final(status)
 
 
 def is_reached(migration_type, current, target):
-    """True if ``current`` is ``target`` or lies beyond it on the forward path.
+    """True if ``current`` is ``target`` or lies beyond it on a forward path.
 
     A retried step asks this to learn that its transition already happened.
     """

@@ -3,8 +3,8 @@
 Instances carry Nova's three state fields (``vm_state``, ``task_state``,
 ``power_state``); migrations carry a ``status``. Code never spells these
 strings itself: it imports the constants, and moves a migration only through
-:mod:`godwit.state_machine`, so the crash-safety work can list every state a
-migration may be found in.
+:mod:`godwit.state_machine`, whose phase table (:mod:`godwit.phases`) lists
+every state a migration may be found in.
 """
 
 # --- instance vm_state: what the user sees as the server's stable state ---
@@ -45,6 +45,7 @@ QUEUED = "queued"                  #: waiting for a free slot on the source host
 PREPARING = "preparing"            #: destination being prepared (pre_live_migration)
 RUNNING_MIGRATION = "running"      #: the hypervisor is transferring the guest
 POST_MIGRATING = "post-migrating"  #: switch-over done, hosts being finalised
+ROLLING_BACK = "rolling-back"      #: failed or aborted; the destination is being cleaned
 COMPLETED = "completed"            #: guest on the destination, source cleaned
 FAILED = "failed"                  #: rolled back; guest still on the source
 ERROR_MIGRATION = "error"          #: refused by a check, or failed needing attention
@@ -58,14 +59,8 @@ CONFIRMED = "confirmed"            #: confirmed; final
 REVERTING = "reverting"            #: revert under way (destination torn down)
 REVERTED = "reverted"              #: reverted; final
 
-MIGRATION_FINAL = frozenset({COMPLETED, FAILED, ERROR_MIGRATION, CANCELLED,
-                             CONFIRMED, REVERTED})
-"""Statuses a migration never leaves."""
-
-MIGRATION_IN_PROGRESS = frozenset({ACCEPTED, QUEUED, PREPARING, RUNNING_MIGRATION,
-                                   POST_MIGRATING, PRE_MIGRATING, MIGRATING_COLD,
-                                   FINISHED, CONFIRMING, REVERTING})
-"""Statuses in which the migration still holds resources on its hosts."""
+# Which statuses are final and which in progress, and every edge between them,
+# is the phase table's to say: godwit.phases (FINAL, IN_PROGRESS).
 
 # --- migration types (Nova's) ---
 LIVE_MIGRATION = "live-migration"

@@ -9,10 +9,11 @@ import time
 import requests
 
 from compute.fake_host import FakeHost
+from godwit import phases, states
 
-FINAL_MIGRATION = ("completed", "failed", "error", "cancelled", "confirmed", "reverted")
+FINAL_MIGRATION = tuple(sorted(phases.FINAL))
 # Where a cold migration or resize waits for the user (VERIFY_RESIZE), or ended.
-SETTLED_COLD = FINAL_MIGRATION + ("finished",)
+SETTLED_COLD = FINAL_MIGRATION + (states.FINISHED,)
 
 
 class APIError(Exception):

@@ -12,12 +12,12 @@ class FakeFirewallDriver(base.FirewallDriver):
         self.faults = fault_injection.for_host(host, self.fake.root, conf.fake.faults)
 
     def apply_instance_filter(self, instance, network_info):
-        self.faults.check("apply_instance_filter")
+        self.faults.check("apply_instance_filter", instance)
         rules = [{"direction": "ingress", "mac": v["address"], "action": "accept-established"}
                  for v in network_info or []]
         self.fake.put("filters", instance["uuid"], {"instance_uuid": instance["uuid"],
                                                     "rules": rules})
 
     def unfilter_instance(self, instance, network_info):
-        self.faults.check("unfilter_instance")
+        self.faults.check("unfilter_instance", instance)
         self.fake.delete("filters", instance["uuid"])

@@ -12,11 +12,11 @@ class FakeVifDriver(base.VifDriver):
         self.faults = fault_injection.for_host(host, self.fake.root, conf.fake.faults)
 
     def plug(self, instance, vif):
-        self.faults.check("vif_plug")
+        self.faults.check("vif_plug", instance)
         self.fake.put("vifs", vif["uuid"], {"instance_uuid": instance["uuid"],
                                             "address": vif["address"],
                                             "network_id": vif.get("network_id")})
 
     def unplug(self, instance, vif):
-        self.faults.check("vif_unplug")
+        self.faults.check("vif_unplug", instance)
         self.fake.delete("vifs", vif["uuid"])

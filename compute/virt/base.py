@@ -11,6 +11,7 @@ hypervisor except through this class.
 import abc
 import os
 import threading
+import time
 import uuid
 
 from godwit import exception
@@ -70,6 +71,27 @@ class MigrationJob(abc.ABC):
         """Switch to post-copy: run on the destination, pull the rest on demand."""
 
 
+class PolledMigrationJob(MigrationJob):
+    """A job whose end is found by looking (every POLL seconds) rather than told by
+    a thread of ours: one that outlived the agent that started it. A subclass
+    defines :meth:`_check_done`, which sets ``_error`` and ``_done`` once it ended."""
+
+    POLL = 0.05
+
+    @abc.abstractmethod
+    def _check_done(self):
+        """Look once; True once the job has ended."""
+
+    def wait(self, timeout):
+        deadline = time.monotonic() + (timeout or 0)
+        while not self._check_done():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            time.sleep(min(self.POLL, left))
+        return True
+
+
 class VirtDriver(abc.ABC):
     """A hypervisor host, as the compute manager sees it."""
 
@@ -96,6 +118,23 @@ class VirtDriver(abc.ABC):
     @abc.abstractmethod
     def list_instances(self):
         """UUIDs of the domains that exist on this host."""
+
+    @abc.abstractmethod
+    def inspect_instance(self, instance):
+        """Where the instance's domain is on this host, for recovery.
+
+        :returns: dict with ``defined`` (a domain exists), ``active`` (it runs,
+            or is paused, as the guest: not an incoming shell waiting for a
+            migration, not a source that has switched over), ``incoming``,
+            ``persistent`` and ``power_state``.
+        """
+
+    @abc.abstractmethod
+    def find_migration_job(self, instance):
+        """The outgoing migration job of ``instance`` still running on this host
+        (one a previous agent process started: the hypervisor's job outlives
+        it), as a :class:`MigrationJob` the monitor can watch and steer; None if
+        there is none."""
 
     @abc.abstractmethod
     def spawn(self, instance, network_info, block_device_info):

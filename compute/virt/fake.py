@@ -16,14 +16,12 @@ instances_path is the same directory have shared storage.
 import json
 import os
 import shutil
-import threading
-import time
 
 from oslo_log import log as logging
 
 from compute import fault_injection
 from compute.fake_host import FakeHost
-from compute.virt import base
+from compute.virt import base, fake_job
 from compute.virt.fake_cold import GIB, FakeColdMigration
 from godwit import exception, states
 
@@ -82,7 +80,7 @@ class FakeDriver(FakeColdMigration, base.VirtDriver, base.ColdMigrationDriver):
                 "macs": [v["address"] for v in network_info or []]}
 
     def spawn(self, instance, network_info, block_device_info):
-        self.faults.check("spawn")
+        self.faults.check("spawn", instance)
         d = self._instance_dir(instance)
         os.makedirs(d, exist_ok=True)
         disk = os.path.join(d, "disk")
@@ -108,16 +106,16 @@ class FakeDriver(FakeColdMigration, base.VirtDriver, base.ColdMigrationDriver):
         self.fake.put("domains", instance["uuid"], dict(rec, power_state=power_state))
 
     def power_off(self, instance):
-        self.faults.check("power_off")
+        self.faults.check("power_off", instance)
         self._set_power(instance, states.SHUTDOWN)
 
     def power_on(self, instance):
-        self.faults.check("power_on")
+        self.faults.check("power_on", instance)
         self._set_power(instance, states.RUNNING)
 
     def reboot(self, instance, network_info, block_device_info, reboot_type):
         """Counts the reboots of each type in the domain record (for tests)."""
-        self.faults.check("reboot")
+        self.faults.check("reboot", instance)
         rec = self.fake.get("domains", instance["uuid"])
         if rec is None:
             raise exception.HypervisorError(host=self.host,
@@ -127,7 +125,7 @@ class FakeDriver(FakeColdMigration, base.VirtDriver, base.ColdMigrationDriver):
                       dict(rec, power_state=states.RUNNING, **{key: rec.get(key, 0) + 1}))
 
     def destroy(self, instance, network_info, block_device_info, destroy_disks=True):
-        self.faults.check("destroy")
+        self.faults.check("destroy", instance)
         self.fake.delete("domains", instance["uuid"])
         if destroy_disks:
             shutil.rmtree(self._instance_dir(instance), ignore_errors=True)
@@ -138,13 +136,13 @@ class FakeDriver(FakeColdMigration, base.VirtDriver, base.ColdMigrationDriver):
 
     # --- live migration -------------------------------------------------
     def check_can_live_migrate_destination(self, instance, block_migration):
-        self.faults.check("check_can_live_migrate_destination")
+        self.faults.check("check_can_live_migrate_destination", instance)
         probe = self.leave_shared_probe()
         return {"probe": probe, "dest_instances_path": self.instances_path,
                 "block_migration": block_migration, "dest_hostname": self.host}
 
     def check_can_live_migrate_source(self, instance, dest_check_data):
-        self.faults.check("check_can_live_migrate_source")
+        self.faults.check("check_can_live_migrate_source", instance)
         if self.fake.get("domains", instance["uuid"]) is None:
             raise exception.MigrationPreCheckError(
                 reason=f"instance {instance['uuid']} has no domain on source host {self.host}")
@@ -160,7 +158,7 @@ class FakeDriver(FakeColdMigration, base.VirtDriver, base.ColdMigrationDriver):
                     source_instances_path=self.instances_path)
 
     def pre_live_migration(self, instance, block_device_info, network_info, migrate_data):
-        self.faults.check("pre_live_migration")
+        self.faults.check("pre_live_migration", instance)
         if not migrate_data.get("is_shared_instance_path"):
             d = self._instance_dir(instance)
             os.makedirs(d, exist_ok=True)
@@ -169,36 +167,46 @@ class FakeDriver(FakeColdMigration, base.VirtDriver, base.ColdMigrationDriver):
         return migrate_data
 
     def live_migration(self, instance, dest, migrate_data, params):
-        self.faults.check("live_migration")
+        self.faults.check("live_migration", instance)
         if self.fake.get("domains", instance["uuid"]) is None:
             raise exception.HypervisorError(host=self.host,
                                             reason=f"domain {instance['uuid']} not found")
-        job = FakeMigrationJob(self, instance, dest, migrate_data, params)
-        job.start()
-        return job
+        disk = os.path.join(self._instance_dir(instance), "disk")
+        f = self.conf.fake
+        spec = {"migration_id": migrate_data.get("migration_id"), "source": self.host,
+                "dest": dest, "hosts_path": f.hosts_path, "host_dir": self.fake.root,
+                "instance": {k: instance[k] for k in ("uuid", "memory_mb")},
+                "source_instances_path": self.instances_path,
+                "dest_instances_path": migrate_data.get("dest_instances_path"),
+                "block_migration": bool(migrate_data.get("block_migration")),
+                "disk_total": (os.path.getsize(disk) if migrate_data.get("block_migration")
+                               and os.path.exists(disk) else 0),
+                "params": dict(params), "network_mb": f.migration_bandwidth_mb,
+                "dirty_rate_mb": f.migration_dirty_rate_mb, "faults": list(f.faults)}
+        return fake_job.start(spec, f.migration_job_runner)
 
-    def _switch_over(self, instance, dest, migrate_data, paused):
-        """The guest now runs on ``dest``: its domain moves there."""
+    def find_migration_job(self, instance):
+        return fake_job.find(self.host, self.fake.root, instance["uuid"])
+
+    def inspect_instance(self, instance):
         rec = self.fake.get("domains", instance["uuid"])
-        dest_host = FakeHost(self.conf.fake.hosts_path, dest)
-        dest_dir = self._instance_dir(instance, migrate_data.get("dest_instances_path"))
-        if migrate_data.get("block_migration"):
-            src = os.path.join(self._instance_dir(instance), "disk")
-            shutil.copyfile(src, os.path.join(dest_dir, "disk"))
-        self.faults.check("live_migration_switch")
-        power = states.PAUSED_POWER if paused else states.RUNNING
-        dest_host.put("domains", instance["uuid"],
-                      dict(rec, disk=os.path.join(dest_dir, "disk"), persistent=False,
-                           power_state=power))
-        self.fake.delete("domains", instance["uuid"])
+        if rec is None:
+            return {"defined": False, "active": False, "incoming": False,
+                    "persistent": False, "power_state": states.NOSTATE}
+        shell = bool(rec.get("incoming") or rec.get("switched_out"))
+        return {"defined": True, "incoming": bool(rec.get("incoming")),
+                "persistent": bool(rec.get("persistent", True)),
+                "power_state": rec.get("power_state", states.NOSTATE),
+                "active": not shell and rec.get("power_state") in (states.RUNNING,
+                                                                   states.PAUSED_POWER)}
 
     def post_live_migration_at_source(self, instance, block_device_info, migrate_data):
-        self.faults.check("post_live_migration_at_source")
+        self.faults.check("post_live_migration_at_source", instance)
         self.fake.delete("domains", instance["uuid"])
 
     def post_live_migration_at_destination(self, instance, network_info, block_device_info,
                                            migrate_data):
-        self.faults.check("post_live_migration_at_destination")
+        self.faults.check("post_live_migration_at_destination", instance)
         rec = self.fake.get("domains", instance["uuid"])
         if rec is None:
             raise exception.HypervisorError(
@@ -210,154 +218,12 @@ class FakeDriver(FakeColdMigration, base.VirtDriver, base.ColdMigrationDriver):
     def rollback_live_migration_at_destination(self, instance, network_info,
                                                block_device_info, destroy_disks,
                                                migrate_data):
-        self.faults.check("rollback_live_migration_at_destination")
+        self.faults.check("rollback_live_migration_at_destination", instance)
         self.fake.delete("domains", instance["uuid"])
         if destroy_disks and not migrate_data.get("is_shared_instance_path"):
             shutil.rmtree(self._instance_dir(instance), ignore_errors=True)
 
     def cleanup_source_files(self, instance, migrate_data):
-        self.faults.check("cleanup_source_files")
+        self.faults.check("cleanup_source_files", instance)
         if not migrate_data.get("is_shared_instance_path"):
             shutil.rmtree(self._instance_dir(instance), ignore_errors=True)
-
-
-MIB = 1024 * 1024
-
-
-class FakeMigrationJob(base.MigrationJob):
-    """A simulated pre-copy migration with the behaviour the monitor must handle.
-
-    Memory goes out in rounds at the effective bandwidth (the fake network's
-    ``[fake] migration_bandwidth_mb``, capped by set_max_speed); meanwhile the
-    guest dirties ``[fake] migration_dirty_rate_mb`` MiB/s, so remaining data
-    shrinks only when the bandwidth is higher. The switch-over happens once
-    the remaining data fits in the allowed downtime. Pausing stops the
-    dirtying; post-copy switches at once and pulls the rest afterwards;
-    auto-converge throttles the dirty rate by 20 % more each round that makes
-    no headway. With no bandwidth configured the transfer is instant.
-    """
-
-    TICK = 0.01
-
-    def __init__(self, driver, instance, dest, migrate_data, params):
-        super().__init__()
-        self.driver = driver
-        self.instance = instance
-        self.dest = dest
-        self.migrate_data = migrate_data
-        conf = driver.conf.fake
-        self.network = conf.migration_bandwidth_mb * MIB
-        self.max_speed = (params.get("bandwidth_mib") or 0) * MIB
-        self.dirty_rate = conf.migration_dirty_rate_mb * MIB
-        self.max_downtime_ms = params.get("max_downtime_ms") or 500
-        self.auto_converge = bool(params.get("auto_converge"))
-        self.memory_total = instance["memory_mb"] * MIB
-        disk = os.path.join(driver._instance_dir(instance), "disk")
-        self.disk_total = (os.path.getsize(disk) if migrate_data.get("block_migration")
-                           and os.path.exists(disk) else 0)
-        self.remaining = self.memory_total + self.disk_total
-        self.processed = 0
-        self.iteration = 1
-        self.throttle = 0.0
-        self.paused = False
-        self.post_copy = False
-        self.downtime_ms = None
-        self._abort = threading.Event()
-        self._lock = threading.Lock()
-        self._thread = threading.Thread(target=self._run, daemon=True,
-                                        name=f"fake-migration-{instance['uuid'][:8]}")
-
-    def start(self):
-        self._thread.start()
-
-    def _rate(self):
-        rates = [r for r in (self.network, self.max_speed) if r > 0]
-        return min(rates) if rates else 0
-
-    def _run(self):
-        try:
-            self._transfer()
-            if self._abort.is_set():
-                raise exception.HypervisorError(
-                    host=self.driver.host, reason="migration job cancelled by client")
-            self.driver._switch_over(self.instance, self.dest, self.migrate_data,
-                                     self.paused)
-        except Exception as e:  # the monitor reads it through result()
-            self._error = e
-        finally:
-            self._done.set()
-
-    def _transfer(self):
-        round_left = self.remaining
-        progress_at_round_start = self.remaining
-        while not self._abort.is_set():
-            with self._lock:
-                rate = self._rate()
-                if rate == 0:  # instant
-                    self.processed += self.remaining
-                    self.remaining = 0
-                    return
-                expected_ms = self.remaining / rate * 1000
-                if self.post_copy or expected_ms <= self.max_downtime_ms:
-                    self.downtime_ms = min(expected_ms, self.max_downtime_ms)
-                    pause_for = 0 if self.post_copy else expected_ms / 1000
-                    break
-                sent = min(self.remaining, rate * self.TICK)
-                dirtied = 0 if self.paused else \
-                    self.dirty_rate * (1 - self.throttle) * self.TICK
-                self.processed += sent
-                self.remaining = min(self.memory_total + self.disk_total,
-                                     self.remaining - sent + dirtied)
-                round_left -= sent
-                if round_left <= 0:  # a full pass over what was dirty
-                    self.iteration += 1
-                    if self.auto_converge and self.remaining >= progress_at_round_start:
-                        self.throttle = min(0.99, self.throttle + 0.2)
-                    progress_at_round_start = self.remaining
-                    round_left = self.remaining
-            time.sleep(self.TICK)
-        else:
-            return
-        time.sleep(pause_for)
-        with self._lock:
-            self.processed += self.remaining
-            self.remaining = 0
-
-    def stats(self):
-        with self._lock:
-            mem_share = self.memory_total / max(self.memory_total + self.disk_total, 1)
-            rem_mem = int(self.remaining * mem_share)
-            rate = self._rate()
-            return {"memory_total": self.memory_total,
-                    "memory_remaining": rem_mem,
-                    "memory_processed": int(self.processed * mem_share),
-                    "disk_total": self.disk_total,
-                    "disk_remaining": int(self.remaining - rem_mem),
-                    "disk_processed": int(self.processed * (1 - mem_share)),
-                    "iteration": self.iteration,
-                    "dirty_rate": 0 if self.paused else int(self.dirty_rate *
-                                                            (1 - self.throttle)),
-                    "bandwidth": rate,
-                    "expected_downtime_ms": int(self.remaining / rate * 1000) if rate else 0,
-                    "post_copy": self.post_copy, "paused": self.paused,
-                    "throttle": self.throttle}
-
-    def set_max_downtime(self, ms):
-        with self._lock:
-            self.max_downtime_ms = ms
-
-    def set_max_speed(self, mib_per_s):
-        with self._lock:
-            self.max_speed = mib_per_s * MIB
-
-    def abort(self):
-        self._abort.set()
-
-    def pause(self):
-        with self._lock:
-            self.paused = True
-
-    def start_post_copy(self):
-        with self._lock:
-            self.post_copy = True
-

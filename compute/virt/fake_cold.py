@@ -29,7 +29,7 @@ class FakeColdMigration:
         return os.path.join(self.instances_path, instance["uuid"] + "_resize")
 
     def check_can_receive(self, instance, new_flavor):
-        self.faults.check("prep_resize")
+        self.faults.check("prep_resize", instance)
         free_gb = shutil.disk_usage(self.instances_path).free // GIB
         need_gb = new_flavor["root_gb"] + new_flavor["ephemeral_gb"]
         if self.conf.fake.disk_format == "qcow2" and need_gb > free_gb:
@@ -40,7 +40,7 @@ class FakeColdMigration:
     def migrate_disk_and_power_off(self, instance, migration, dest_info, new_flavor,
                                    transfer):
         from compute import disk as disk_ops
-        self.faults.check("migrate_disk_and_power_off")
+        self.faults.check("migrate_disk_and_power_off", instance)
         self._set_power(instance, states.SHUTDOWN)
         inst_dir, resize_dir = self._instance_dir(instance), self._resize_dir(instance)
         if os.path.isdir(inst_dir) and not os.path.exists(resize_dir):
@@ -65,7 +65,7 @@ class FakeColdMigration:
                     to_send = src + ".flat"
                     disk_ops.flatten(src, to_send)
             try:
-                self.faults.check("disk_transfer")
+                self.faults.check("disk_transfer", instance)
                 transfer.copy_to(to_send, dest_info["address"], os.path.join(dest_dir, name))
             finally:
                 if to_send != src and os.path.exists(to_send):
@@ -76,7 +76,7 @@ class FakeColdMigration:
     def finish_migration(self, instance, migration, disk_info, network_info,
                          block_device_info, new_flavor, power_on):
         from compute import disk as disk_ops
-        self.faults.check("finish_migration")
+        self.faults.check("finish_migration", instance)
         inst_dir = self._instance_dir(instance)
         for d in disk_info:
             path = os.path.join(inst_dir, d["name"])
@@ -91,14 +91,14 @@ class FakeColdMigration:
             resized, network_info, states.RUNNING if power_on else states.SHUTDOWN))
 
     def confirm_migration(self, instance, migration):
-        self.faults.check("confirm_migration")
+        self.faults.check("confirm_migration", instance)
         shutil.rmtree(self._resize_dir(instance), ignore_errors=True)
         if migration["source_compute"] != migration["dest_compute"]:
             self.fake.delete("domains", instance["uuid"])
 
     def finish_revert_migration(self, instance, migration, network_info, block_device_info,
                                 power_on):
-        self.faults.check("finish_revert_migration")
+        self.faults.check("finish_revert_migration", instance)
         inst_dir, resize_dir = self._instance_dir(instance), self._resize_dir(instance)
         if os.path.isdir(resize_dir):
             shutil.rmtree(inst_dir, ignore_errors=True)

@@ -16,12 +16,12 @@ class FakeVolumeDriver(base.VolumeDriver):
         return f"{instance['uuid']}-{bdm['volume_id']}"
 
     def connect_volume(self, instance, bdm):
-        self.faults.check("connect_volume")
+        self.faults.check("connect_volume", instance)
         info = {"driver_volume_type": "fake", "volume_id": bdm["volume_id"],
                 "instance_uuid": instance["uuid"], "host": self.host}
         self.fake.put("volumes", self._key(instance, bdm), info)
         return info
 
     def disconnect_volume(self, instance, bdm):
-        self.faults.check("disconnect_volume")
+        self.faults.check("disconnect_volume", instance)
         self.fake.delete("volumes", self._key(instance, bdm))

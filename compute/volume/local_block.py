@@ -74,10 +74,22 @@ class LocalBlockVolumeDriver(base.VolumeDriver):
         if not os.path.isfile(path):
             raise self._fail(bdm, f"backing file {path} does not exist on this host")
         with self._lock:
-            device = self._recorded_device(self.ledger.get(instance, bdm), path)
+            entry = self.ledger.get(instance, bdm)
+            device = self._recorded_device(entry, path) or self._attached_before_a_crash(
+                entry, path)
             if device is None:
+                # The ledger says what we are about to do before we do it: if the
+                # agent dies right after losetup, the next connect (or the
+                # reconciler) knows which device is ours (see
+                # _attached_before_a_crash) instead of attaching a second one.
+                self.ledger.record(instance, bdm, "local_block", {
+                    "driver_volume_type": DRIVER_VOLUME_TYPE,
+                    "data": {"attaching": True, "backing_file": path,
+                             "devices_before": loop_devices_of(path),
+                             "volume_id": bdm.get("volume_id")}})
                 proc = losetup("-f", "--show", path)
                 if proc.returncode != 0:
+                    self.ledger.forget(instance, bdm)
                     raise self._fail(bdm, f"losetup -f --show {path} failed: "
                                           f"{proc.stderr.strip()}")
                 device = proc.stdout.strip()
@@ -96,12 +108,23 @@ class LocalBlockVolumeDriver(base.VolumeDriver):
             "device_path")
         return device if device and device in loop_devices_of(path) else None
 
+    @staticmethod
+    def _attached_before_a_crash(entry, path):
+        """The device an interrupted connect attached: the ledger recorded which
+        devices the file had before, so a single new one is ours."""
+        data = ((entry or {}).get("connection_info") or {}).get("data", {})
+        if not data.get("attaching"):
+            return None
+        new = [d for d in loop_devices_of(path) if d not in data.get("devices_before", [])]
+        return new[0] if len(new) == 1 else None
+
     def disconnect_volume(self, instance, bdm):
         path = self.backing_file(bdm)
         with self._lock:
             entry = self.ledger.get(instance, bdm)
             if entry is not None:
-                device = self._recorded_device(entry, path)
+                device = self._recorded_device(entry, path) or \
+                    self._attached_before_a_crash(entry, path)
                 devices = [device] if device else []
             else:
                 devices = loop_devices_of(path)

@@ -33,6 +33,8 @@ class LocalCloud:
     def __init__(self, conf, hosts=None, api=True, api_port=None, host_paths=None,
                  transport_url=IN_PROCESS_TRANSPORT):
         self.conf = conf
+        # Simulated migration jobs run as threads here: one process is the point.
+        conf.set_default("migration_job_runner", "thread", group="fake")
         n = conf.all.compute_hosts
         self.host_names = list(hosts) if hosts else [f"compute{i}" for i in range(1, n + 1)]
         # In-process unless told otherwise: oslo.messaging's own default
@@ -78,17 +80,26 @@ class LocalCloud:
         if svc is None:
             return
         self.crashed.append(svc)
+        svc.manager.live.shutdown()   # its monitors stop watching; jobs go on
+        # What its threads still do is not recorded: a dead process records nothing.
+        svc.manager.journal.close()
         for task in svc.periodic:
             task.stop()
         # Called from one of the agent's own threads: stop its server from another.
         threading.Thread(target=svc.rpcserver.stop, daemon=True).start()
+
+    def restart_compute(self, host):
+        """Start ``host``'s agent again after a crash (a new agent, as after a
+        process restart: nothing of the old one's memory)."""
+        self.computes.pop(host, None)
+        return self.start_compute(host)
 
     def stop_compute(self, host):
         svc = self.computes.pop(host)
         svc.stop()
         svc.wait()
 
-    def stop(self):
+    def stop(self, grace=0):
         parts = ([self.api] if self.api else []) + list(self.computes.values()) + \
             ([self.conductor] if self.conductor else [])
         # Each RPC server needs up to a second to leave its poll loop; stopping

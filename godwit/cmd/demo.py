@@ -16,12 +16,12 @@ warnings.filterwarnings("ignore", category=DeprecationWarning)
 
 import requests  # noqa: E402
 
-from godwit import rpc  # noqa: E402
+from godwit import phases, rpc  # noqa: E402
 from godwit.cmd import common  # noqa: E402
 from godwit.cmd.all import IN_PROCESS_TRANSPORT, LocalCloud  # noqa: E402
 
 HEADERS = {"X-Auth-Token": "admin:admin", "OpenStack-API-Version": "compute 2.80"}
-FINAL = ("completed", "failed", "error", "cancelled")
+FINAL = tuple(sorted(phases.FINAL))
 
 
 def _wait(what, fn, timeout=30, interval=0.01):

@@ -92,7 +92,7 @@ def _run(args, conf, url):
     if args.category == "service":
         rows = [(s["id"], s["binary"], s["host"],
                  "disabled" if s["disabled"] else "enabled",
-                 "up" if db_api.is_service_up(s, conf.service_down_time) else "down",
+                 "up" if db.is_host_up(s, conf.service_down_time) else "down",
                  s["last_seen_up"], s["disabled_reason"] or "")
                 for s in db.service_list()]
         print(_table(["Id", "Binary", "Host", "Status", "State", "Last heartbeat",

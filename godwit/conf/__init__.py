@@ -26,7 +26,9 @@ DEFAULT_OPTS = [
                     "embedded default, instance directories, and the fake hosts' state."),
     cfg.StrOpt("instances_path", default="$state_path/instances",
                help="Where instance directories live. When two compute hosts see the same "
-                    "directory here (shared storage) live migration needs no disk copy."),
+                    "directory here (shared storage) live migration needs no disk copy. "
+                    "'{host}' in it is replaced by the agent's host name (several agents on "
+                    "one machine, each with its own directory)."),
     cfg.IntOpt("shutdown_timeout", default=60, min=0,
                help="Seconds a guest gets to shut down after the ACPI power button before "
                     "it is destroyed (Nova's option): cold migration and resize power the "
@@ -58,30 +60,68 @@ DEFAULT_OPTS = [
     cfg.IntOpt("resize_confirm_window", default=0, min=0,
                help="Confirm resizes and cold migrations left in VERIFY_RESIZE this many "
                     "seconds; 0 leaves them to the user."),
+    cfg.IntOpt("cold_migration_accepted_timeout", default=600, min=1,
+               help="Deadline (seconds) of a cold migration's or resize's 'accepted' and "
+                    "'pre-migrating' phases (prep_resize on the destination). Past it, "
+                    "with the destination unreachable, the move ends 'failed' and the "
+                    "guest stays untouched on its source."),
     cfg.IntOpt("cold_migration_step_timeout", default=21600, min=1,
-               help="Seconds a cold migration or resize may stay in one in-progress "
-                    "status (copying disks included) before the watchdog ends it in "
-                    "'error'."),
-    cfg.IntOpt("migration_watchdog_interval", default=10, min=1,
-               help="Seconds between two sweeps of the conductor's watchdog over "
-                    "unfinished live migrations."),
+               help="Deadline (seconds) of every other in-progress phase of a cold "
+                    "migration or resize (copying disks included). Past it the conductor "
+                    "asks both hosts where the guest is and rolls the move forward or "
+                    "back; only if a host cannot be asked does it end in 'error', to be "
+                    "resumed when that host returns."),
+    cfg.IntOpt("migration_watchdog_interval", default=5, min=1,
+               help="Seconds between two sweeps of each conductor over the moves: renew "
+                    "its leases, take over moves whose owner stopped, carry out intents "
+                    "whose wake-up message was lost, and act on overrun deadlines."),
+    cfg.IntOpt("migration_lease_time", default=30, min=3,
+               help="Seconds a conductor's hold on a move lasts without renewal (renewed "
+                    "every third of it). Once it runs out, any conductor takes the move "
+                    "over and resumes it from what the hosts say."),
+    cfg.IntOpt("host_step_timeout", default=10, min=1,
+               help="Seconds the conductor waits for one answer from a host step before it "
+                    "asks again. Steps are idempotent: asking again joins the step if it "
+                    "still runs, returns its outcome if it ended, and re-runs it on an "
+                    "agent that restarted. The phase's deadline bounds the whole: keep "
+                    "every phase's deadline at least twice this, so a step is asked again "
+                    "at least once before it is given up."),
+    cfg.IntOpt("conductor_workers", default=32, min=1,
+               help="Threads a conductor uses to drive moves (each waits on host steps)."),
+    cfg.ListOpt("conductor_faults", default=[],
+                help="For tests of crash safety only: faults the conductor injects into "
+                     "itself, each '<point>:<action>[:<seconds>][:once]' as in [fake] "
+                     "faults, where point is 'advance.<event>' (just after the write that "
+                     "takes a phase's event, before anything follows it) or "
+                     "'call.<host step>' (just before asking a host for the step). Also "
+                     "read from <state_path>/conductor-faults/<host>/faults.json."),
+    cfg.IntOpt("graceful_shutdown_timeout", default=60, min=0,
+               help="On SIGTERM a service stops taking new work and lets running steps "
+                    "finish for up to this many seconds; a conductor then hands its moves "
+                    "over (releases their leases), an agent leaves hypervisor jobs "
+                    "running for its successor to find. Then it exits."),
     cfg.IntOpt("live_migration_accepted_timeout", default=300, min=1,
-               help="Seconds a live migration may stay 'accepted' (checks and hand-over "
-                    "to the source) before the watchdog ends it in 'error'."),
+               help="Deadline (seconds) of a live migration's 'accepted' phase (checks). "
+                    "A migration found there by recovery whose checks never finished ends "
+                    "'failed': nothing was prepared."),
     cfg.IntOpt("live_migration_queued_timeout", default=7200, min=1,
                help="Seconds a live migration may wait in 'queued' for a slot on its "
-                    "source before the watchdog aborts it."),
+                    "source before it is cancelled."),
     cfg.IntOpt("live_migration_preparing_timeout", default=1900, min=1,
-               help="Seconds a live migration may stay 'preparing' (pre_live_migration "
-                    "on the destination) before the watchdog aborts it. Keep it above "
-                    "long_rpc_timeout."),
+               help="Deadline (seconds) of 'preparing' (pre_live_migration on the "
+                    "destination) and of 'rolling-back'. Past it an unreachable "
+                    "destination is given up: the guest stays on its source and the "
+                    "destination is cleaned when it returns."),
     cfg.IntOpt("live_migration_progress_timeout", default=150, min=1,
                help="Seconds a 'running' live migration may go without recording "
-                    "progress before the watchdog aborts it."),
+                    "progress. Then the conductor asks both hosts: a job still running is "
+                    "waited for, a finished one rolled forward or back; 'error' only if "
+                    "neither host can tell where the guest is."),
     cfg.IntOpt("live_migration_post_timeout", default=1900, min=1,
-               help="Seconds a live migration may stay 'post-migrating' before the "
-                    "watchdog ends it in 'error'. Keep it above long_rpc_timeout: the "
-                    "source may wait that long for the destination."),
+               help="Deadline (seconds) of 'post-migrating': the conductor retries the "
+                    "hosts' finishing steps until then. A source that is down is cleaned "
+                    "when it returns; a destination that stays unreachable ends the "
+                    "migration in 'error', resumed when it returns."),
 ]
 
 DATABASE_OPTS = [
@@ -99,6 +139,12 @@ API_OPTS = [
     cfg.StrOpt("auth_strategy", default="noauth2", choices=["noauth2", "keystone"],
                help="noauth2 trusts the X-Auth-Token '<user>:<project>' (development); "
                     "keystone validates tokens with keystonemiddleware."),
+    cfg.ListOpt("faults", default=[],
+                help="For tests of crash safety only: faults the API injects into itself, "
+                     "'intent.<abort|force_complete|confirm|revert|stop|start|reboot>:"
+                     "<action>[:<seconds>][:once]', just after the intent is written and "
+                     "before the conductor is woken. Also read from "
+                     "<state_path>/api-faults/faults.json."),
 ]
 
 COMPUTE_OPTS = [
@@ -141,6 +187,11 @@ FAKE_OPTS = [
                help="Simulated live migration bandwidth in MiB/s; 0 moves memory at once."),
     cfg.IntOpt("migration_dirty_rate_mb", default=0, min=0,
                help="MiB/s of guest memory re-dirtied while a simulated migration runs."),
+    cfg.StrOpt("migration_job_runner", default="process", choices=["process", "thread"],
+               help="Where a simulated migration that takes time runs: 'process', a "
+                    "process of its own that outlives the agent (as a libvirt job outlives "
+                    "a dead agent) and that a restarted agent finds again; 'thread', "
+                    "inside the agent (godwit-all and in-process tests)."),
 ]
 
 LIBVIRT_OPTS = [

@@ -5,9 +5,11 @@ same shape that crosses RPC, so callers never hold a session. Every state
 change that can race is a compare-and-swap: an ``UPDATE ... WHERE`` on the
 expected current value whose rowcount tells who won.
 
-We use SQLAlchemy 2 directly rather than oslo.db: the whole data layer is this
-one module, and SQLAlchemy's own engine and session handling cover what we
-need (pool, SQLite pragmas, retries are the caller's CAS loop).
+We use SQLAlchemy 2's engine and sessions directly, and oslo.db for what
+the field has learnt about outages: its exception filters recognise a lost
+connection and a deadlock on PostgreSQL, MySQL and SQLite, and every public
+method here is retried on them (:func:`_retry_on_outage`), so a database that
+restarts stops progress for a while instead of failing the moves under way.
 """
 
 import collections
@@ -20,11 +22,14 @@ import time
 import uuid as uuidlib
 
 import sqlalchemy as sa
+from oslo_db import api as oslo_db_api
+from oslo_db.sqlalchemy import exc_filters
 from sqlalchemy import event, func, or_, select, update
 from sqlalchemy.orm import sessionmaker
 
-from godwit import exception, state_machine, states
+from godwit import exception, phases, states
 from godwit.db import models
+from godwit.db.moves import MoveStore
 from godwit.timeutils import utcnow
 
 DEFAULT_FLAVORS = [
@@ -131,7 +136,7 @@ def _all(conn, stmt, params=None):
     return [dict(r._mapping) for r in conn.execute(stmt, params)]
 
 
-class Database:
+class Database(MoveStore):
     def __init__(self, url, echo=False):
         self.url = url
         kwargs = {"echo": echo, "future": True}
@@ -149,6 +154,8 @@ class Database:
             # instead of the winner's value.
             kwargs["isolation_level"] = "READ COMMITTED"
         self.engine = sa.create_engine(url, **kwargs)
+        # oslo.db's translation of driver errors (DBConnectionError, DBDeadlock...).
+        exc_filters.register_engine(self.engine)
         if url.startswith("sqlite"):
             event.listen(self.engine, "connect", _sqlite_pragmas)
         else:
@@ -156,6 +163,9 @@ class Database:
             event.listen(self.engine, "checkout", functools.partial(_checkout,
                                                                     self.engine.dialect))
         self._session = sessionmaker(self.engine, expire_on_commit=False)
+        # The options the phases' deadlines are read from (godwit.phases);
+        # the conductor and the API set their configuration here.
+        self.deadlines = None
         # (instance_uuid, request_id) -> instance action id. Actions are
         # never deleted or re-keyed, so an entry cannot go stale.
         self._action_ids = collections.OrderedDict()
@@ -215,6 +225,36 @@ class Database:
                 svc.version = version
             s.flush()
             return svc.to_dict()
+
+    def broker_checked(self, host, ok):
+        """A conductor's look at the broker: ``ok`` if its message came through."""
+        now = utcnow()
+        with self.connection() as conn:
+            svc = _SVC
+            conn.execute(update(svc).where(
+                svc.c.host == host, svc.c.binary == states.SERVICE_CONDUCTOR)
+                .values(broker_checked_at=now,
+                        broker_ok_since=(sa.func.coalesce(svc.c.broker_ok_since, now)
+                                         if ok else None)))
+
+    def broker_state(self):
+        """(checked_at, ok_since) of the most recent look any conductor took."""
+        now = time.monotonic()
+        cached = getattr(self, "_broker_cache", None)
+        if cached is not None and now - cached[0] < 1.0:
+            return cached[1]
+        with self.connection() as conn:
+            row = conn.execute(select(_SVC.c.broker_checked_at, _SVC.c.broker_ok_since)
+                               .where(_SVC.c.binary == states.SERVICE_CONDUCTOR,
+                                      _SVC.c.broker_checked_at.is_not(None))
+                               .order_by(_SVC.c.broker_checked_at.desc()).limit(1)).first()
+        state = tuple(row) if row is not None else None
+        self._broker_cache = (now, state)
+        return state
+
+    def is_host_up(self, service, down_time, now=None):
+        """:func:`is_service_up` with the conductors' view of the broker."""
+        return is_service_up(service, down_time, now, self.broker_state())
 
     def service_heartbeat(self, host, binary):
         with self.transaction() as s:
@@ -320,7 +360,7 @@ class Database:
                 .join(inst, inst.uuid == mig.instance_uuid)
                 .outerjoin(flavor, flavor.id == mig.new_instance_type_id)
                 .where(mig.dest_compute == host,
-                       mig.status.in_(states.MIGRATION_IN_PROGRESS),
+                       mig.status.in_(sorted(phases.IN_PROGRESS)),
                        or_(inst.host.is_(None), inst.host != host))).one()
             return {"memory_mb": int(on_host[0]) + int(incoming[0]),
                     "vcpus": int(on_host[1]) + int(incoming[1]),
@@ -571,63 +611,6 @@ class Database:
                 q = q.limit(limit)
             return _all(s, q)
 
-    def migration_transition(self, migration_id, old, new, values=None,
-                             instance_values=None, instance_expected=None):
-        """Move a migration ``old -> new`` by compare-and-swap.
-
-        With ``instance_values`` the migration's instance is updated in the
-        same transaction (guarded by ``instance_expected``), so a status and
-        the instance fields it implies (host after the switch-over,
-        task_state at the end) are never seen apart.
-
-        Returns the updated row. Raises InvalidMigrationTransition for an edge
-        the state machine lacks, ConcurrentUpdate if the row is no longer in
-        ``old``. A caller re-running a step checks
-        :func:`godwit.state_machine.is_reached` on the row instead.
-        """
-        with self.connection() as conn:
-            self._cas_status(conn, migration_id, old, new, dict(values or {}))
-            mig = _first(conn, _MIGRATION_BY_ID, {"id": migration_id})
-            if instance_values:
-                self._instance_cas(conn, mig["instance_uuid"], instance_values,
-                                   instance_expected)
-            return mig
-
-    def migration_advance(self, migration_id, path, context=False):
-        """Walk ``path`` (e.g. accepted, queued, preparing) edge by edge, each edge
-        a compare-and-swap as in :meth:`migration_transition`, all in one
-        transaction: for consecutive steps with nothing to do in between.
-
-        Returns the migration or, with ``context``, what :meth:`migration_context`
-        returns, read in the same transaction. Raises as migration_transition
-        does for the first edge that cannot be taken, and then nothing changes.
-        """
-        with self.connection() as conn:
-            for old, new in zip(path, path[1:]):
-                self._cas_status(conn, migration_id, old, new, {})
-            if context:
-                return self._migration_context(conn, migration_id)
-            return _first(conn, _MIGRATION_BY_ID, {"id": migration_id})
-
-    @staticmethod
-    def _cas_status(conn, migration_id, old, new, values):
-        # The edge check is part of the compare-and-swap: the UPDATE matches
-        # only a row in ``old`` whose type has the edge ``old -> new``. Only
-        # when it matches nothing is the row read to say why.
-        types = [t for t in state_machine.TRANSITIONS if state_machine.allowed(t, old, new)]
-        if types:
-            values.update(status=new, updated_at=utcnow())
-            if conn.execute(update(_MIG).where(
-                    _MIG.c.id == migration_id, _MIG.c.status == old,
-                    _MIG.c.migration_type.in_(types)).values(**values)).rowcount == 1:
-                return
-        mig = _first(conn, _MIGRATION_BY_ID, {"id": migration_id})
-        if mig is None:
-            raise exception.MigrationNotFound(migration_id=migration_id)
-        state_machine.check(mig["migration_type"], old, new)
-        raise exception.ConcurrentUpdate(what=f"Migration {migration_id}",
-                                         expected=old, found=mig["status"])
-
     def migration_update(self, migration_id, values, expected_status=None,
                          instance_progress=None):
         """Update non-status fields (progress, hosts), optionally guarded by status.
@@ -637,7 +620,7 @@ class Database:
         it is no longer).
         """
         if "status" in values:
-            raise ValueError("status changes go through migration_transition")
+            raise ValueError("status changes go through migration_advance")
         with self.connection() as conn:
             q = update(_MIG).where(_MIG.c.id == migration_id)
             if expected_status is not None:
@@ -771,15 +754,65 @@ class Database:
                 .order_by(models.InstanceActionEvent.id))]
 
 
-def is_service_up(service, down_time, now=None):
-    """A service is up if it is not forced down and heartbeat is recent."""
+# A database outage: each call is retried with a growing pause (0.5 s up to
+# 5 s) for about a minute and a half, then fails; the conductor's sweep and
+# the agents' own retries take it from there.
+OUTAGE_RETRIES = 20
+_NOT_RETRIED = frozenset({"transaction", "connection", "reads"})
+
+
+def _retry_on_outage(cls):
+    """Wrap every public method of ``cls`` in oslo.db's retry on a lost
+    connection or a deadlock. Inside :meth:`Database.reads` a call is not
+    retried on its own: the shared transaction is gone with its connection."""
+    retry = oslo_db_api.wrap_db_retry(max_retries=OUTAGE_RETRIES, retry_interval=0.5,
+                                      inc_retry_interval=True, max_retry_interval=5,
+                                      retry_on_disconnect=True, retry_on_deadlock=True)
+    for name in dir(cls):
+        fn = getattr(cls, name)
+        if name.startswith("_") or name in _NOT_RETRIED or not callable(fn) \
+                or isinstance(cls.__dict__.get(name), staticmethod):
+            continue
+        if not hasattr(fn, "__code__"):
+            continue
+
+        def wrap(fn=fn, retrying=retry(fn)):
+            @functools.wraps(fn)
+            def call(self, *args, **kwargs):
+                if getattr(self._reads, "conn", None) is not None:
+                    return fn(self, *args, **kwargs)
+                return retrying(self, *args, **kwargs)
+            return call
+        setattr(cls, name, wrap())
+    return cls
+
+
+Database = _retry_on_outage(Database)
+
+
+def is_service_up(service, down_time, now=None, broker=None):
+    """A service is up if it is not forced down and its heartbeat is recent.
+
+    ``broker``: (checked_at, ok_since) of the conductors' latest look at the
+    message broker (:meth:`Database.broker_state`). Heartbeats ride the broker,
+    so a silent agent is declared down only while the broker is known to have
+    worked for ``down_time``: during a broker outage, and for ``down_time``
+    after it, silence proves nothing. With no recent look (no conductor
+    running), the heartbeat's age alone decides.
+    """
     if service.get("forced_down"):
         return False
     last = service.get("last_seen_up") or service.get("updated_at") or service.get("created_at")
     if last is None:
         return False
     now = now or utcnow()
-    return (now - last) <= datetime.timedelta(seconds=down_time)
+    limit = datetime.timedelta(seconds=down_time)
+    if now - last <= limit:
+        return True
+    if broker is None or broker[0] is None or now - broker[0] > limit:
+        return False
+    ok_since = broker[1]
+    return ok_since is None or now - ok_since <= limit
 
 
 def heartbeat_age(service, now=None):

@@ -46,6 +46,12 @@ class Service(Base, TimestampMixin):
     last_seen_up: Mapped[datetime.datetime | None] = mapped_column(DateTime)
     report_count: Mapped[int] = mapped_column(Integer, default=0)
     version: Mapped[str | None] = mapped_column(String(32))
+    # Conductors only: when this one last sent itself a message through the
+    # broker, and since when that has kept working (None: the last try
+    # failed). An agent's missing heartbeats count against it only while the
+    # broker works (see godwit.db.api.is_service_up).
+    broker_checked_at: Mapped[datetime.datetime | None] = mapped_column(DateTime)
+    broker_ok_since: Mapped[datetime.datetime | None] = mapped_column(DateTime)
 
 
 class ComputeNode(Base, TimestampMixin):
@@ -70,6 +76,9 @@ class ComputeNode(Base, TimestampMixin):
     cpu_info: Mapped[str] = mapped_column(Text, default="{}")
     security_driver: Mapped[str | None] = mapped_column(String(64))
     instances_path: Mapped[str | None] = mapped_column(String(1024))
+    # The host's max_concurrent_live_migrations, as its agent reports it: the
+    # conductor hands out the source's slots (None: no limit).
+    max_live_migrations: Mapped[int | None] = mapped_column(Integer)
 
 
 class Flavor(Base, TimestampMixin):
@@ -122,7 +131,8 @@ class Migration(Base, TimestampMixin):
     __tablename__ = "migrations"
     __table_args__ = (Index("migrations_instance_uuid_idx", "instance_uuid"),
                       Index("migrations_status_idx", "status"),
-                      Index("migrations_updated_at_idx", "updated_at", "id"))
+                      Index("migrations_updated_at_idx", "updated_at", "id"),
+                      Index("migrations_owner_idx", "owner"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     uuid: Mapped[str] = mapped_column(String(36), unique=True)
@@ -152,6 +162,24 @@ class Migration(Base, TimestampMixin):
     # chosen one (JSON list), and the vm_state to return to on confirm/revert.
     alternates: Mapped[str | None] = mapped_column(Text)
     old_vm_state: Mapped[str | None] = mapped_column(String(255))
+    # Crash safety (docs/crash-safety.md). The conductor that drives the move,
+    # until when its lease runs (the database's clock), and the fencing epoch
+    # every write and host step carries; a takeover raises the epoch.
+    owner: Mapped[str | None] = mapped_column(String(255))
+    lease_until: Mapped[datetime.datetime | None] = mapped_column(DateTime)
+    epoch: Mapped[int] = mapped_column(Integer, default=0)
+    # What one step hands the next (JSON): migrate_data, disk_info, the
+    # hypervisor job's outcome, why a rollback started.
+    step_data: Mapped[str | None] = mapped_column(Text)
+    # The user's intents, recorded by the API and carried out by the owner.
+    abort_requested_at: Mapped[datetime.datetime | None] = mapped_column(DateTime)
+    force_complete_requested_at: Mapped[datetime.datetime | None] = mapped_column(DateTime)
+    # Hosts that could not be asked by the phase's deadline (JSON list): set
+    # only on an 'error' that recovery reopens when they return.
+    awaiting_hosts: Mapped[str | None] = mapped_column(Text)
+    # Hosts with clean-up left for when they return (JSON list): a final move
+    # whose source or destination was down when its turn came.
+    cleanup_hosts: Mapped[str | None] = mapped_column(Text)
 
 
 class BlockDeviceMapping(Base, TimestampMixin):

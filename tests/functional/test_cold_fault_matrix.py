@@ -12,7 +12,7 @@ import subprocess
 
 import pytest
 
-from godwit.testing import SETTLED_COLD, fake_host
+from godwit.testing import SETTLED_COLD, APIError, fake_host
 
 HOSTS = ("compute1", "compute2")
 FULL = ("domains", "filters", "vifs", "volumes")
@@ -21,12 +21,15 @@ VOLUME = "5b0a9d3c-2f0e-4a86-8d3a-6c2e9f1b7a10"
 # step, host, decision after the move, expected (status, instance status, host),
 # kinds left on the other host, instance files left on the other host
 CASES = [
+    # The only host refuses: nothing was done ('error', as a refused request).
     ("prep_resize", "compute2", None, ("error", "ACTIVE", "compute1"), (), []),
-    ("migrate_disk_and_power_off", "compute1", None, ("error", "ACTIVE", "compute1"), (),
+    # The copy or the finish fails: rolled back, the guest back on its source
+    # and running as before: 'failed'.
+    ("migrate_disk_and_power_off", "compute1", None, ("failed", "ACTIVE", "compute1"), (),
      []),
-    ("disk_transfer", "compute1", None, ("error", "ACTIVE", "compute1"), (), []),
-    ("vif_plug", "compute2", None, ("error", "ACTIVE", "compute1"), (), []),
-    ("finish_migration", "compute2", None, ("error", "ACTIVE", "compute1"), (), []),
+    ("disk_transfer", "compute1", None, ("failed", "ACTIVE", "compute1"), (), []),
+    ("vif_plug", "compute2", None, ("failed", "ACTIVE", "compute1"), (), []),
+    ("finish_migration", "compute2", None, ("failed", "ACTIVE", "compute1"), (), []),
     # The source cannot be cleaned: the guest keeps running on the destination
     # and the message names what stayed behind.
     ("confirm_migration", "compute1", "confirmResize", ("error", "ACTIVE", "compute2"),
@@ -98,18 +101,39 @@ def test_cold_fault(cloud, step, host, decision, expected, left_kinds, left_file
         assert other in m["error_message"], m["error_message"]
 
 
-def test_watchdog_ends_a_cold_migration_whose_source_vanished(cloud_factory, tmp_path):
+def test_a_copy_whose_source_vanished_waits_for_it_then_goes_on(cloud_factory, tmp_path):
+    """The source's agent dies during the copy (in-process: it stops answering and
+    reporting). Past the phase's deadline the conductor cannot tell where the guest
+    is: 'error', the instance ERROR with a fault naming the host, a hard reboot
+    refused. When the agent returns, the move resumes where it was: the copy is
+    done again from the set-aside files, the guest is built on the destination and
+    waits for confirmation, and confirming leaves nothing on the source."""
     paths = {h: str(tmp_path / f"inst-{h}") for h in HOSTS}
-    cloud = cloud_factory(hosts=HOSTS, host_paths=paths, cold_migration_step_timeout=2,
+    cloud = cloud_factory(hosts=HOSTS, host_paths=paths, cold_migration_step_timeout=3,
+                          host_step_timeout=1, service_down_time=2,
                           migration_watchdog_interval=1)
+    cloud.paths = paths
     c = cloud.client
     sid = c.create_server("vm", host="compute1")["id"]
     with open(os.path.join(fake_host(cloud.conf.fake.hosts_path, "compute1").root,
                            "faults.json"), "w") as f:
-        json.dump(["migrate_disk_and_power_off:crash"], f)
+        json.dump(["migrate_disk_and_power_off:crash::once"], f)
     c.action(sid, "migrate")
-    m = c.wait_migration(sid, timeout=30)
-    assert m["status"] == "error"
-    assert "stayed 'migrating'" in m["error_message"]
+    m = c.wait_migration(sid, timeout=60)
+    assert m["status"] == "error" and "compute1" in m["error_message"], m
     server = c.server(sid)
-    assert server["status"] == "ERROR" and server["OS-EXT-STS:task_state"] is None
+    assert server["status"] == "ERROR" and "compute1" in server["fault"]["message"]
+    with pytest.raises(APIError) as err:
+        c.action(sid, "reboot", {"type": "HARD"})
+    assert err.value.status == 409 and "unresolved" in err.value.message
+
+    cloud.restart_compute("compute1")
+    m = c.wait_migration(sid, timeout=60, until=("finished", "failed", "confirmed"))
+    assert m["status"] == "finished", m
+    server = c.wait_vm(sid, "VERIFY_RESIZE")
+    assert server["OS-EXT-SRV-ATTR:host"] == "compute2"
+    c.action(sid, "confirmResize", expect=204)
+    assert c.wait_migration(sid)["status"] == "confirmed"
+    assert kinds_on(cloud, "compute2", sid) == ("domains", "filters", "vifs")
+    assert kinds_on(cloud, "compute1", sid) == ()
+    assert files_on(cloud, "compute1", sid) == []

@@ -30,12 +30,19 @@ class Processes:
     def __init__(self, tmp_path):
         self.tmp_path = tmp_path
         self.procs = {}
+        self.specs = {}
 
     def start(self, name, command, config):
-        log = open(self.tmp_path / f"{name}.log", "w")
+        # A service started again (after a kill) appends to its log.
+        log = open(self.tmp_path / f"{name}.log", "a" if name in self.specs else "w")
+        self.specs[name] = (command, config)
         self.procs[name] = (subprocess.Popen(
             [os.path.join(BIN, command), "--config-file", str(config)],
             stdout=log, stderr=subprocess.STDOUT), log)
+
+    def restart(self, name):
+        """Start a killed service again with the same command and config."""
+        self.start(name, *self.specs[name])
 
     def terminate(self, name, timeout=15):
         proc, log = self.procs.pop(name)

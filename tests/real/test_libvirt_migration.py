@@ -162,6 +162,40 @@ def test_abort_of_a_slow_migration(deployment):
     _assert_rolled_back(d, sid, a, b)
 
 
+def test_source_agent_killed_during_a_running_migration(deployment):
+    """SIGKILL the source's compute agent while libvirt moves the guest, start it again
+    3 s later: the peer-to-peer job belongs to libvirtd and goes on, the new agent
+    finds it (or finds it finished) and the move completes, with the record saying
+    where the guest runs."""
+    d = deployment(shared=False, libvirt_opts={"live_migration_bandwidth": 1})
+    a, b = d.names
+    sid = create_server(d, a)
+    write_pattern(d, a, sid, "8M")
+    m = _slow_migration(d, sid, b)
+    time.sleep(1)
+    conn = d.lv[a].connect()
+    try:
+        job = conn.lookupByUUIDString(sid).jobStats()
+    finally:
+        conn.close()
+    assert job.get("type") == libvirt.VIR_DOMAIN_JOB_UNBOUNDED, job
+    d.procs.kill(a)
+    time.sleep(3)
+    # The job outlived the agent: libvirtd still runs it, or has finished it.
+    where = d.where(sid)
+    assert where.get(a, {}).get("active") or where.get(b, {}).get("active"), where
+    d.procs.restart(a)
+    m = d.client.wait_migration(sid, timeout=120)
+    assert m["status"] == "completed", m
+    assert_server_on(d, sid, b)
+    assert_only_on(d, sid, b)
+    assert read_pattern(disk_path(d, b, sid), "8M")
+    assert not os.path.exists(os.path.join(d.paths[a], sid)), "source files left"
+    print(f"the new agent on {a}: " + ("found the job running and watched it to its end"
+                                       if "found its job still running" in d.log(a)
+                                       else "found the job finished"))
+
+
 def test_completion_timeout_aborts(deployment):
     d = deployment(shared=False, libvirt_opts={
         "live_migration_bandwidth": 1, "live_migration_completion_timeout": 1,
@@ -207,7 +241,7 @@ def test_rollback_when_the_destination_cannot_prepare(deployment):
     with open(blocker, "w") as f:
         f.write("in the way\n")
     m, _ = migrate(d, sid, b)
-    assert m["status"] == "error", m
+    assert m["status"] == "failed", m   # rolled back, the guest safe on its source
     assert "pre_live_migration" in m["error_message"], m
     assert_server_on(d, sid, a)
     assert_only_on(d, sid, a)

@@ -6,6 +6,7 @@ race tests also run on PostgreSQL and MariaDB, each in a fresh database.
 
 import datetime
 import functools
+import json
 import os
 import threading
 import uuid
@@ -90,6 +91,13 @@ def _migration(database, instance, dest="h2", mtype=states.LIVE_MIGRATION, **val
     return database.migration_create(row)
 
 
+def _advance(database, migration, *events, **kwargs):
+    """Walk ``migration`` along ``events`` one advance each; the last row."""
+    for event_name in events:
+        migration = database.migration_advance(migration, event_name, **kwargs)
+    return migration
+
+
 def _run_together(*funcs):
     """Run each function in its own thread, released together; return outcomes."""
     barrier = threading.Barrier(len(funcs), timeout=10)
@@ -111,75 +119,91 @@ def _run_together(*funcs):
     return outcomes
 
 
-# ----------------------------------------------- migration_transition (CAS)
-def test_transition_moves_status_and_sets_values(any_db):
+# ------------------------------------------ migration_advance (event-based CAS)
+def test_advance_moves_status_and_sets_values(any_db):
     inst = _instance(any_db, _flavor(any_db))
     mig = _migration(any_db, inst)
-    assert mig["status"] == states.ACCEPTED
+    assert (mig["status"], mig["epoch"]) == (states.ACCEPTED, 0)
 
-    row = any_db.migration_transition(mig["id"], states.ACCEPTED, states.QUEUED,
-                                      values={"error_message": "note"})
-    assert row["status"] == states.QUEUED
+    row = any_db.migration_advance(mig, "checked", values={"error_message": "note"},
+                                   data={"migrate_data": {"k": 1}})
+    assert row["status"] == states.QUEUED          # the phase table's target
     assert row["error_message"] == "note"
     assert row["updated_at"] is not None
-    assert any_db.migration_get(mig["id"])["status"] == states.QUEUED
+    assert json.loads(row["step_data"]) == {"migrate_data": {"k": 1}}
+    assert row["epoch"] == 0                       # advancing is not taking
+    assert any_db.migration_get(mig["id"]) == row
+
+    # ``data`` replaces the step data, it does not merge into it.
+    row = any_db.migration_advance(row, "slot", data={"other": 2})
+    assert row["status"] == states.PREPARING
+    assert json.loads(row["step_data"]) == {"other": 2}
 
 
-def test_transition_with_wrong_old_raises_and_changes_nothing(any_db):
+def test_advance_from_a_stale_status_raises_and_changes_nothing(any_db):
     inst = _instance(any_db, _flavor(any_db))
     mig = _migration(any_db, inst)
-    any_db.migration_transition(mig["id"], states.ACCEPTED, states.QUEUED)
+    any_db.migration_advance(mig, "checked")
     before = any_db.migration_get(mig["id"])
 
-    # accepted -> cancelled is a legal edge, but the row is no longer accepted.
+    # 'refused' is an event of 'accepted', but the row is no longer accepted.
     with pytest.raises(exception.ConcurrentUpdate) as info:
-        any_db.migration_transition(mig["id"], states.ACCEPTED, states.CANCELLED,
-                                    values={"error_message": "x"})
+        any_db.migration_advance(mig, "refused", values={"error_message": "x"},
+                                 data={"x": 1})
+    assert not isinstance(info.value, exception.MigrationFenced)   # same epoch
     assert info.value.kwargs["expected"] == states.ACCEPTED
     assert info.value.kwargs["found"] == states.QUEUED
     assert any_db.migration_get(mig["id"]) == before
 
 
-def test_transition_along_illegal_edge_raises_and_changes_nothing(any_db):
+def test_advance_along_an_event_the_phase_lacks_raises_and_changes_nothing(any_db):
     inst = _instance(any_db, _flavor(any_db))
     mig = any_db.migration_get(_migration(any_db, inst)["id"])
     with pytest.raises(exception.InvalidMigrationTransition):
-        any_db.migration_transition(mig["id"], states.ACCEPTED, states.COMPLETED)
-    with pytest.raises(exception.InvalidMigrationTransition):  # cold-only edge on a live one
-        any_db.migration_transition(mig["id"], states.ACCEPTED, states.PRE_MIGRATING)
+        any_db.migration_advance(mig, "done")           # post-migrating's event
+    with pytest.raises(exception.InvalidMigrationTransition):   # a cold-only event
+        any_db.migration_advance(mig, "prepped")
+    with pytest.raises(exception.InvalidMigrationTransition):   # not an error: no resume
+        any_db.migration_advance(mig, "resume:running")
     assert any_db.migration_get(mig["id"]) == mig
 
+    cold = any_db.migration_get(_migration(any_db, inst, mtype=states.COLD_MIGRATION)["id"])
+    with pytest.raises(exception.InvalidMigrationTransition):   # a live-only event
+        any_db.migration_advance(cold, "checked")
+    assert any_db.migration_get(cold["id"]) == cold
+    assert any_db.migration_advance(cold, "prepped")["status"] == states.PRE_MIGRATING
 
-def test_transition_of_missing_migration_raises_not_found(any_db):
+
+def test_advance_of_missing_migration_raises_not_found(any_db):
+    ghost = {"id": 12345, "migration_type": states.LIVE_MIGRATION,
+             "status": states.ACCEPTED, "epoch": 0}
     with pytest.raises(exception.MigrationNotFound):
-        any_db.migration_transition(12345, states.ACCEPTED, states.QUEUED)
+        any_db.migration_advance(ghost, "checked")
+    with pytest.raises(exception.MigrationNotFound):
+        any_db.migration_advance(ghost, "checked", fenced=False)
 
 
-def test_transition_updates_instance_in_same_transaction(any_db):
+def test_advance_updates_instance_in_same_transaction(any_db):
     inst = _instance(any_db, _flavor(any_db), host="h1", task_state=states.MIGRATING)
-    mig = _migration(any_db, inst, dest="h2")
-    for old, new in ((states.ACCEPTED, states.QUEUED), (states.QUEUED, states.PREPARING),
-                     (states.PREPARING, states.RUNNING_MIGRATION)):
-        any_db.migration_transition(mig["id"], old, new)
+    mig = _advance(any_db, _migration(any_db, inst, dest="h2"), "checked", "slot", "prepared")
+    assert mig["status"] == states.RUNNING_MIGRATION
 
-    row = any_db.migration_transition(
-        mig["id"], states.RUNNING_MIGRATION, states.POST_MIGRATING,
-        instance_values={"host": "h2", "node": "h2"},
+    row = any_db.migration_advance(
+        mig, "switched", instance_values={"host": "h2", "node": "h2"},
         instance_expected={"host": "h1", "task_state": states.MIGRATING})
     assert row["status"] == states.POST_MIGRATING
     moved = any_db.instance_get(inst["uuid"])
     assert (moved["host"], moved["node"], moved["task_state"]) == ("h2", "h2", states.MIGRATING)
 
 
-def test_transition_rolls_back_when_instance_guard_fails(any_db):
+def test_advance_rolls_back_when_instance_guard_fails(any_db):
     inst = _instance(any_db, _flavor(any_db), host="h1", task_state=states.MIGRATING)
     mig = any_db.migration_get(_migration(any_db, inst, dest="h2")["id"])
     inst_before = any_db.instance_get(inst["uuid"])
 
     with pytest.raises(exception.ConcurrentUpdate) as info:
-        any_db.migration_transition(
-            mig["id"], states.ACCEPTED, states.ERROR_MIGRATION,
-            values={"error_message": "refused"},
+        any_db.migration_advance(
+            mig, "refused", values={"error_message": "refused"}, data={"why": "x"},
             instance_values={"task_state": None, "vm_state": states.ERROR},
             instance_expected={"task_state": states.DELETING})
     assert info.value.kwargs["found"] == {"task_state": states.MIGRATING}
@@ -189,13 +213,13 @@ def test_transition_rolls_back_when_instance_guard_fails(any_db):
     assert any_db.instance_get(inst["uuid"]) == inst_before
 
 
-def test_racing_the_same_edge_exactly_one_wins(any_db):
+def test_racing_the_same_event_exactly_one_wins(any_db):
     inst = _instance(any_db, _flavor(any_db))
     for _ in range(RACE_ROUNDS):
         mig = _migration(any_db, inst)
 
-        def attempt(mig_id=mig["id"]):
-            return any_db.migration_transition(mig_id, states.ACCEPTED, states.QUEUED)
+        def attempt(mig=mig):
+            return any_db.migration_advance(mig, "checked")
 
         outcomes = _run_together(attempt, attempt)
         winners = [o for o in outcomes if isinstance(o, dict)]
@@ -205,6 +229,19 @@ def test_racing_the_same_edge_exactly_one_wins(any_db):
         assert any_db.migration_get(mig["id"])["status"] == states.QUEUED
 
 
+def test_racing_two_events_from_one_phase_exactly_one_wins(any_db):
+    """'checked' and 'refused' both leave 'accepted': one of them, never both."""
+    inst = _instance(any_db, _flavor(any_db))
+    for _ in range(RACE_ROUNDS):
+        mig = _migration(any_db, inst)
+        outcomes = _run_together(functools.partial(any_db.migration_advance, mig, "checked"),
+                                 functools.partial(any_db.migration_advance, mig, "refused"))
+        winners = [o for o in outcomes if isinstance(o, dict)]
+        assert len(winners) == 1, outcomes
+        assert sum(isinstance(o, exception.ConcurrentUpdate) for o in outcomes) == 1
+        assert any_db.migration_get(mig["id"])["status"] == winners[0]["status"]
+
+
 def test_race_loser_is_told_the_winners_status(any_db):
     # On MySQL/MariaDB this holds because the engine runs at READ COMMITTED.
     inst = _instance(any_db, _flavor(any_db))
@@ -212,8 +249,8 @@ def test_race_loser_is_told_the_winners_status(any_db):
     for _ in range(RACE_ROUNDS):
         mig = _migration(any_db, inst)
 
-        def attempt(mig_id=mig["id"]):
-            return any_db.migration_transition(mig_id, states.ACCEPTED, states.QUEUED)
+        def attempt(mig=mig):
+            return any_db.migration_advance(mig, "checked")
 
         found += [o.kwargs["found"] for o in _run_together(attempt, attempt)
                   if isinstance(o, exception.ConcurrentUpdate)]
@@ -221,19 +258,18 @@ def test_race_loser_is_told_the_winners_status(any_db):
 
 
 def test_racing_two_migrations_for_one_instance_exactly_one_wins(any_db):
-    """The instance guard inside migration_transition is a CAS too."""
+    """The instance guard inside migration_advance is a CAS too."""
     inst = _instance(any_db, _flavor(any_db))
     for _ in range(RACE_ROUNDS):
         migs = [_migration(any_db, inst), _migration(any_db, inst)]
 
-        def attempt(mig_id):
-            return any_db.migration_transition(
-                mig_id, states.ACCEPTED, states.QUEUED,
-                instance_values={"task_state": states.MIGRATING},
+        def attempt(mig):
+            return any_db.migration_advance(
+                mig, "checked", instance_values={"task_state": states.MIGRATING},
                 instance_expected={"task_state": None})
 
-        outcomes = _run_together(functools.partial(attempt, migs[0]["id"]),
-                                 functools.partial(attempt, migs[1]["id"]))
+        outcomes = _run_together(functools.partial(attempt, migs[0]),
+                                 functools.partial(attempt, migs[1]))
         won = [i for i, o in enumerate(outcomes) if isinstance(o, dict)]
         lost = [i for i, o in enumerate(outcomes) if isinstance(o, exception.ConcurrentUpdate)]
         assert len(won) == 1 and len(lost) == 1, outcomes
@@ -321,7 +357,7 @@ def test_host_usage_counts_incoming_migration_until_final(db):
     mig = _migration(db, moving, dest="h2")
     # a finished move to h2 and a move elsewhere hold nothing on h2
     done = _migration(db, moving, dest="h2")
-    db.migration_transition(done["id"], states.ACCEPTED, states.FAILED)
+    assert db.migration_advance(done, "interrupted")["status"] == states.FAILED
     _migration(db, moving, dest="h3")
 
     h2_alone = {"memory_mb": 2048, "vcpus": 2, "disk_gb": 20, "running_vms": 1}
@@ -330,19 +366,18 @@ def test_host_usage_counts_incoming_migration_until_final(db):
     # the source still holds the guest
     assert db.host_usage("h1")["memory_mb"] == 512
 
-    for old, new in ((states.ACCEPTED, states.QUEUED), (states.QUEUED, states.PREPARING),
-                     (states.PREPARING, states.RUNNING_MIGRATION)):
-        db.migration_transition(mig["id"], old, new)
+    for event_name in ("checked", "slot", "prepared"):
+        mig = db.migration_advance(mig, event_name)
         assert db.host_usage("h2")["memory_mb"] == 2560
+    assert mig["status"] == states.RUNNING_MIGRATION
     # After the switch-over the instance is on h2: counted once, not twice.
-    db.migration_transition(mig["id"], states.RUNNING_MIGRATION, states.POST_MIGRATING,
-                            instance_values={"host": "h2"})
+    mig = db.migration_advance(mig, "switched", instance_values={"host": "h2"})
     assert db.host_usage("h2") == {"memory_mb": 2560, "vcpus": 3, "disk_gb": 21,
                                    "running_vms": 2}
     assert db.host_usage("h1")["memory_mb"] == 0
 
-    db.migration_transition(mig["id"], states.POST_MIGRATING, states.ERROR_MIGRATION,
-                            instance_values={"host": "h1"})
+    assert db.migration_advance(mig, "fail", instance_values={"host": "h1"})["status"] == \
+        states.ERROR_MIGRATION
     assert db.host_usage("h2") == h2_alone
 
 
@@ -366,8 +401,8 @@ def test_migration_list_filters(db):
     m1 = _migration(db, inst, dest="h2")
     m2 = _migration(db, inst, dest="h3")
     m3 = _migration(db, inst, dest="h2", source_compute="h3")
-    db.migration_transition(m2["id"], states.ACCEPTED, states.QUEUED)
-    db.migration_transition(m3["id"], states.ACCEPTED, states.FAILED)
+    db.migration_advance(m2, "checked")
+    db.migration_advance(m3, "interrupted")
 
     assert _ids(db.migration_list()) == [m3["id"], m2["id"], m1["id"]]
     assert _ids(db.migration_list({"status": [states.ACCEPTED, states.QUEUED]})) == \
@@ -440,6 +475,62 @@ def test_is_service_up_honours_down_time(db):
     assert not db_api.is_service_up({"last_seen_up": None, "created_at": None}, 60)
     # without a heartbeat the creation time stands in
     assert db_api.is_service_up({"last_seen_up": None, "created_at": last}, 60, now=last)
+
+
+def test_silence_counts_against_a_host_only_while_the_broker_works():
+    last = datetime.datetime(2030, 1, 1)
+    now = last + datetime.timedelta(seconds=100)
+    svc = {"last_seen_up": last}
+
+    def ago(seconds):
+        return now - datetime.timedelta(seconds=seconds)
+
+    # No look at the broker, or a look too old: the heartbeat's age decides.
+    assert not db_api.is_service_up(svc, 60, now=now)
+    assert not db_api.is_service_up(svc, 60, now=now, broker=(None, None))
+    assert not db_api.is_service_up(svc, 60, now=now, broker=(ago(61), ago(90)))
+    # The broker is down now, or came back less than down_time ago: silence proves nothing.
+    assert db_api.is_service_up(svc, 60, now=now, broker=(ago(1), None))
+    assert db_api.is_service_up(svc, 60, now=now, broker=(ago(1), ago(30)))
+    # The broker has worked for longer than down_time: the host is down.
+    assert not db_api.is_service_up(svc, 60, now=now, broker=(ago(1), ago(61)))
+    # A recent heartbeat, or a forced-down service, is not second-guessed.
+    assert db_api.is_service_up({"last_seen_up": ago(10)}, 60, now=now, broker=(ago(1), ago(90)))
+    assert not db_api.is_service_up(dict(svc, forced_down=True), 60, now=now,
+                                    broker=(ago(1), None))
+
+
+def test_broker_checked_keeps_the_start_of_a_working_stretch(db):
+    def fresh(method="broker_state", *args):
+        """Ask a new Database: broker_state is cached for a second per Database."""
+        other = type(db)(db.url)
+        try:
+            return getattr(other, method)(*args)
+        finally:
+            other.engine.dispose()
+
+    assert fresh() is None
+    db.service_register("c1", states.SERVICE_CONDUCTOR, "conductor", "1")
+    db.service_register("h1", states.SERVICE_COMPUTE, "compute", "1")
+    db.broker_checked("h1", True)    # not a conductor: nothing recorded
+    assert fresh() is None
+
+    db.broker_checked("c1", True)
+    checked, ok_since = fresh()
+    assert checked is not None and ok_since == checked
+    db.broker_checked("c1", True)
+    checked2, ok_since2 = fresh()
+    assert checked2 >= checked and ok_since2 == ok_since   # the stretch goes on
+    db.broker_checked("c1", False)
+    assert fresh()[1] is None
+    db.broker_checked("c1", True)
+    assert fresh()[1] >= checked2          # a new stretch
+
+    # is_host_up asks with that view: an agent silent for longer than
+    # down_time is not down while the broker has only just come back.
+    silent = {"last_seen_up": db_api.utcnow() - datetime.timedelta(seconds=120)}
+    assert fresh("is_host_up", silent, 60)
+    assert not db_api.is_service_up(silent, 60)
 
 
 def test_service_registered_again_keeps_its_row(db):
@@ -564,34 +655,37 @@ def test_event_record_writes_the_event_and_marks_errors(db):
     assert db.action_list(inst["uuid"])[0]["message"] == "Error"
 
 
-def test_advance_takes_each_edge_in_one_transaction(any_db):
+def test_advance_writes_migration_data_and_instance_in_one_transaction(any_db):
     inst = _with_devices(any_db)
-    mig = _migration(any_db, inst)
+    mig = _advance(any_db, _migration(any_db, inst), "checked", "slot", "prepared")
     with _Commits(any_db) as commits:
-        ctx = any_db.migration_advance(
-            mig["id"], (states.ACCEPTED, states.QUEUED, states.PREPARING), context=True)
+        row = any_db.migration_advance(
+            mig, "switched", values={"memory_processed": 7}, data={"job": "done"},
+            instance_values={"host": "h2", "node": "h2"},
+            instance_expected={"task_state": states.MIGRATING})
     assert commits.n == 1
-    assert ctx["migration"]["status"] == states.PREPARING
-    assert ctx["instance"]["uuid"] == inst["uuid"]
-    assert len(ctx["network_info"]) == 1 and len(ctx["block_device_info"]) == 1
-    row = any_db.migration_advance(mig["id"], (states.PREPARING, states.RUNNING_MIGRATION))
-    assert row["status"] == states.RUNNING_MIGRATION
+    assert (row["status"], row["memory_processed"]) == (states.POST_MIGRATING, 7)
+    assert json.loads(row["step_data"]) == {"job": "done"}
+    assert any_db.instance_get(inst["uuid"])["host"] == "h2"
 
 
-def test_advance_that_cannot_take_an_edge_changes_nothing(any_db):
+def test_advance_that_cannot_be_taken_changes_nothing(any_db):
+    """Whatever stops an advance (the phase moved on, no such event, another
+    conductor's epoch), nothing of it is written: no status, values or data."""
     inst = _instance(any_db, _flavor(any_db))
-    mig = _migration(any_db, inst)
-    any_db.migration_transition(mig["id"], states.ACCEPTED, states.QUEUED)
+    mig = any_db.migration_advance(_migration(any_db, inst), "checked")
     before = any_db.migration_get(mig["id"])
-    with pytest.raises(exception.ConcurrentUpdate) as info:
-        any_db.migration_advance(mig["id"], (states.ACCEPTED, states.QUEUED, states.PREPARING))
-    assert info.value.kwargs["found"] == states.QUEUED
-    # The first edge holds, the second is illegal: the first is undone too.
-    with pytest.raises(exception.InvalidMigrationTransition):
-        any_db.migration_advance(mig["id"], (states.QUEUED, states.PREPARING, states.COMPLETED))
-    assert any_db.migration_get(mig["id"]) == before
-    with pytest.raises(exception.MigrationNotFound):
-        any_db.migration_advance(12345, (states.ACCEPTED, states.QUEUED))
+    attempts = [
+        (dict(mig, status=states.ACCEPTED), "checked", exception.ConcurrentUpdate),
+        (mig, "prepared", exception.InvalidMigrationTransition),
+        (dict(mig, epoch=mig["epoch"] + 1), "slot", exception.MigrationFenced),
+    ]
+    for held, event_name, error in attempts:
+        with pytest.raises(error):
+            any_db.migration_advance(held, event_name, values={"error_message": "x"},
+                                     data={"x": 1})
+        assert any_db.migration_get(mig["id"]) == before
+    assert any_db.migration_advance(mig, "slot")["status"] == states.PREPARING
 
 
 def test_claim_move_writes_claim_action_and_migration_together(any_db):

@@ -1,5 +1,8 @@
 """The monitor's policy, driven by a scripted job and a fake clock."""
 
+import threading
+import time
+
 import pytest
 
 from compute import migration_monitor as mm
@@ -98,11 +101,22 @@ def test_downtime_is_raised_step_by_step():
                      live_migration_downtime_delay=3, live_migration_completion_timeout=0)
     clock = Clock()
     job = ScriptedJob(clock, ticks=20)
-    mm.Monitor(conf, job, INSTANCE, {}, report=lambda s, p: None, clock=clock).run()
+    tunings = []
+    before = time.time()
+    mm.Monitor(conf, job, INSTANCE, {},
+               report=lambda s, p, t: t is not None and tunings.append(t),
+               clock=clock).run()
     # 2 GiB x 3 s = a step every 6 s; the job lives 20 s: steps 1..3.
     assert [c for c in job.calls if c[0] == "downtime"] == [("downtime", 166),
                                                             ("downtime", 233),
                                                             ("downtime", 300)]
+    # Each step reached goes out with the progress, once, for a later monitor to
+    # resume; reports that change nothing in the tuning carry none.
+    reached = [(t["downtime_step"], t["max_downtime_ms"]) for t in tunings]
+    assert reached == [(0, 100), (1, 166), (2, 233), (3, 300)]
+    assert tunings[-1] == {"started_at": tunings[0]["started_at"], "downtime_step": 3,
+                           "max_downtime_ms": 300, "forced": None}
+    assert before <= tunings[0]["started_at"] <= time.time()
 
 
 @pytest.mark.parametrize("action,expect", [("abort", ("abort",)), ("force_complete",
@@ -112,7 +126,7 @@ def test_completion_timeout_takes_the_configured_action(action, expect):
                      live_migration_timeout_action=action)
     clock = Clock()
     job = ScriptedJob(clock)
-    monitor = mm.Monitor(conf, job, INSTANCE, {}, report=lambda s, p: None, clock=clock)
+    monitor = mm.Monitor(conf, job, INSTANCE, {}, report=lambda s, p, t: None, clock=clock)
     if action == "abort":
         with pytest.raises(mm.MigrationAborted) as err:
             monitor.run()
@@ -129,7 +143,7 @@ def test_force_complete_prefers_post_copy_when_permitted():
     conf = make_conf(live_migration_permit_post_copy=True)
     clock = Clock()
     job = ScriptedJob(clock)
-    monitor = mm.Monitor(conf, job, INSTANCE, {}, report=lambda s, p: None, clock=clock)
+    monitor = mm.Monitor(conf, job, INSTANCE, {}, report=lambda s, p, t: None, clock=clock)
     monitor.request_force_complete()
     monitor.run()
     assert job.calls == [("post-copy",)]
@@ -139,7 +153,7 @@ def test_force_complete_prefers_post_copy_when_permitted():
 def test_abort_on_request_is_reported_as_such():
     clock = Clock()
     job = ScriptedJob(clock)
-    monitor = mm.Monitor(make_conf(), job, INSTANCE, {}, report=lambda s, p: None,
+    monitor = mm.Monitor(make_conf(), job, INSTANCE, {}, report=lambda s, p, t: None,
                          clock=clock)
     monitor.request_abort()
     with pytest.raises(mm.MigrationAborted) as err:
@@ -159,8 +173,104 @@ def test_progress_never_goes_backwards_and_only_movement_is_reported():
                     "memory_remaining": self.remaining, "disk_total": 0}
 
     job = Wobbly(clock, ticks=6)
-    mm.Monitor(make_conf(), job, INSTANCE, {}, report=lambda s, p: reports.append(p),
+    mm.Monitor(make_conf(), job, INSTANCE, {}, report=lambda s, p, t: reports.append(p),
                clock=clock).run()
     # 50 %, 75 %, then back to 50 % remaining (reported as 75 % again), a repeat
-    # that is not reported, 87 %, and 100 % at the end.
-    assert reports == [50, 75, 75, 87, 100]
+    # that is not reported, 87 %. The end is not a progress report: its stats go
+    # back to the caller, which sends them with the job's outcome.
+    assert reports == [50, 75, 75, 87]
+
+
+def test_a_resumed_monitor_continues_the_downtime_steps():
+    """A monitor attached again (a restarted agent) starts at the step its
+    predecessor reached, counting the time the job already ran."""
+    conf = make_conf(live_migration_downtime=300, live_migration_downtime_steps=3,
+                     live_migration_downtime_delay=3, live_migration_completion_timeout=0)
+    clock = Clock()
+    job = ScriptedJob(clock, ticks=10)
+    started_at = time.time() - 13     # steps at 0, 6, 12 and 18 s: step 2 was reached
+    tunings = []
+    monitor = mm.Monitor(conf, job, INSTANCE, {}, report=lambda s, p, t: tunings.append(t),
+                         clock=clock, resume={"started_at": started_at, "downtime_step": 2,
+                                              "max_downtime_ms": 233, "forced": None})
+    assert monitor.tuning["downtime_step"] == 2
+    monitor.run()
+    # Step 2 at once, before the first look; step 3 once 18 s have passed in all
+    # (5 s into this monitor), and never step 0 or 1 again.
+    assert [c for c in job.calls if c[0] == "downtime"] == [("downtime", 233),
+                                                            ("downtime", 300)]
+    # The first report carries the tuning it resumed from, the next change is
+    # step 3; reports in between carry none.
+    sent = [t for t in tunings if t is not None]
+    assert [t["downtime_step"] for t in sent] == [2, 3]
+    assert {t["started_at"] for t in sent} == {started_at}
+    assert tunings[0] is not None and tunings[1] is None
+
+
+def test_a_fresh_monitor_starts_at_step_zero_and_sets_nothing_at_once():
+    conf = make_conf(live_migration_downtime=300, live_migration_downtime_steps=3,
+                     live_migration_downtime_delay=3, live_migration_completion_timeout=0)
+    clock = Clock()
+    job = ScriptedJob(clock, ticks=3)
+    monitor = mm.Monitor(conf, job, INSTANCE, {}, report=lambda s, p, t: None, clock=clock,
+                         resume=None)
+    monitor.run()
+    assert job.calls == []          # step 0 is the job's initial parameter
+    assert monitor.tuning["downtime_step"] == 0
+
+
+def test_time_the_job_ran_before_a_resume_counts_towards_the_completion_timeout():
+    conf = make_conf(live_migration_completion_timeout=5, live_migration_timeout_action="abort")
+    clock = Clock()
+    job = ScriptedJob(clock)
+    # 2 GiB x 5 s = 10 s, of which 9 had passed before this monitor.
+    monitor = mm.Monitor(conf, job, INSTANCE, {}, report=lambda s, p, t: None, clock=clock,
+                         resume={"started_at": time.time() - 9, "downtime_step": 0})
+    with pytest.raises(mm.MigrationAborted):
+        monitor.run()
+    assert ("abort",) in job.calls
+    assert clock.now <= 3
+
+
+def test_a_resumed_monitor_does_not_force_a_forced_job_again():
+    clock = Clock()
+    job = ScriptedJob(clock, ticks=5)
+    monitor = mm.Monitor(make_conf(), job, INSTANCE, {}, report=lambda s, p, t: None,
+                         clock=clock, resume={"started_at": time.time(), "forced": "paused"})
+    monitor.request_force_complete()
+    monitor.run()
+    assert ("pause",) not in job.calls and ("post-copy",) not in job.calls
+    assert monitor.tuning["forced"] == "paused"
+
+
+def test_stopping_lets_go_of_the_job_without_aborting_it():
+    clock = Clock()
+    stopping = threading.Event()
+    reports = []
+
+    class StopsAgent(ScriptedJob):
+        def wait(self, timeout):
+            if self.ticks == 10**9 - 3:   # the agent is told to stop after three looks
+                stopping.set()
+            return super().wait(timeout)
+
+    job = StopsAgent(clock)
+    monitor = mm.Monitor(make_conf(), job, INSTANCE, {},
+                         report=lambda s, p, t: reports.append(p), clock=clock)
+    with pytest.raises(mm.MonitorStopped):
+        monitor.run(stopping=stopping)
+    assert job.calls == []          # neither aborted nor steered on the way out
+    assert not job.done and job.ticks == 10**9 - 4
+    assert reports and 100 not in reports   # it reported progress, but no end
+
+
+def test_stopping_before_the_first_look_touches_nothing():
+    clock = Clock()
+    stopping = threading.Event()
+    stopping.set()
+    reports = []
+    job = ScriptedJob(clock)
+    with pytest.raises(mm.MonitorStopped):
+        mm.Monitor(make_conf(), job, INSTANCE, {}, report=lambda *a: reports.append(a),
+                   clock=clock).run(stopping=stopping)
+    assert job.calls == [] and reports == []

@@ -1,9 +1,14 @@
-"""The migration state machine: its tables, ``check`` and ``is_reached``."""
+"""The migration state machine: the phase tables, ``check`` and ``is_reached``."""
 
 import pytest
 
-from godwit import exception, state_machine, states
+from conductor.flows import cold, live
+from godwit import conf as godwit_conf
+from godwit import exception, phases, state_machine, states
 from godwit.state_machine import COLD_TRANSITIONS, LIVE_TRANSITIONS
+
+FINAL = phases.FINAL
+IN_PROGRESS = phases.IN_PROGRESS
 
 TABLES = {"live": (states.LIVE_MIGRATION, LIVE_TRANSITIONS),
           "cold": (states.COLD_MIGRATION, COLD_TRANSITIONS)}
@@ -35,17 +40,64 @@ def test_every_table_edge_is_allowed(mtype, old, new):
 
 
 @pytest.mark.parametrize("mtype", ALL_TYPES)
-@pytest.mark.parametrize("final", sorted(states.MIGRATION_FINAL))
-def test_final_statuses_have_no_outgoing_edges(mtype, final):
-    table = state_machine.TRANSITIONS.get(mtype, {})
-    assert final not in table
-    every_status = sorted(states.MIGRATION_FINAL | states.MIGRATION_IN_PROGRESS)
-    assert not [new for new in every_status if state_machine.allowed(mtype, final, new)]
+@pytest.mark.parametrize("final", sorted(FINAL))
+def test_final_statuses_have_no_outgoing_edges_but_reopening(mtype, final):
+    every_status = sorted(FINAL | IN_PROGRESS)
+    targets = {new for new in every_status if state_machine.allowed(mtype, final, new)}
+    table = phases.table(mtype)
+    if final == states.ERROR_MIGRATION and table is not None:
+        # An unresolved error resumes only in a phase whose 'unresolved' led to it.
+        assert targets == set(table.reopen)
+        for status in table.reopen:
+            assert table[status].events[phases.UNRESOLVED] == states.ERROR_MIGRATION
+    else:
+        assert not targets
+
+
+@pytest.mark.parametrize("table", [phases.LIVE, phases.COLD], ids=["live", "cold"])
+def test_each_phase_says_who_drives_it_its_deadline_and_where_the_guest_is(table):
+    conf = godwit_conf.parse_args([])
+    for phase in table.phases.values():
+        assert phase.doc
+        if phase.final:
+            assert not phase.events
+            continue
+        assert phase.driver in ("conductor", "source", "destination", "user"), phase
+        assert phase.guest in ("source", "destination", "either"), phase
+        assert phase.on_error in (None, states.ERROR), phase
+        if phase.deadline is not None:
+            assert isinstance(getattr(conf, phase.deadline), int), phase.deadline
+        else:
+            assert phase.driver == "user", phase
+        for event, target in phase.events.items():
+            assert target in table, (phase.status, event, target)
+
+
+@pytest.mark.parametrize("table,flow", [(phases.LIVE, live.LiveFlow),
+                                        (phases.COLD, cold.ColdFlow)], ids=["live", "cold"])
+def test_every_phase_in_progress_has_a_handler(table, flow):
+    for status in table.in_progress:
+        assert callable(getattr(flow, status.replace("-", "_"), None)), status
+
+
+def test_events_name_edges_and_resume_names_a_phase():
+    assert phases.target(states.LIVE_MIGRATION, states.PREPARING, "prepared") == \
+        states.RUNNING_MIGRATION
+    assert phases.target(states.LIVE_MIGRATION, states.PREPARING, "switched") is None
+    assert phases.target(states.LIVE_MIGRATION, states.ERROR_MIGRATION,
+                         phases.RESUME + states.RUNNING_MIGRATION) == states.RUNNING_MIGRATION
+    assert phases.target(states.LIVE_MIGRATION, states.ERROR_MIGRATION,
+                         phases.RESUME + states.QUEUED) is None
+    assert phases.target(states.RESIZE, states.FINISHED, "confirm") == states.CONFIRMING
+    assert phases.target("no-such-type", states.ACCEPTED, "checked") is None
 
 
 @pytest.mark.parametrize("mtype, old, new", [
     (states.LIVE_MIGRATION, states.POST_MIGRATING, states.FAILED),      # past switch-over
     (states.LIVE_MIGRATION, states.POST_MIGRATING, states.CANCELLED),
+    (states.LIVE_MIGRATION, states.POST_MIGRATING, states.ROLLING_BACK),
+    (states.LIVE_MIGRATION, states.RUNNING_MIGRATION, states.FAILED),    # via rolling-back
+    (states.LIVE_MIGRATION, states.ERROR_MIGRATION, states.QUEUED),      # not reopenable
     (states.LIVE_MIGRATION, states.ACCEPTED, states.RUNNING_MIGRATION),  # skips steps
     (states.LIVE_MIGRATION, states.QUEUED, states.ACCEPTED),            # backwards
     (states.LIVE_MIGRATION, states.COMPLETED, states.ERROR_MIGRATION),  # out of a final
@@ -110,10 +162,10 @@ def test_is_reached_does_not_cross_branches():
     assert not state_machine.is_reached(states.RESIZE, states.REVERTED, states.CONFIRMING)
 
 
-def test_is_final_matches_migration_final():
-    for status in states.MIGRATION_FINAL:
+def test_is_final_matches_the_tables():
+    for status in FINAL:
         assert state_machine.is_final(status)
-    for status in states.MIGRATION_IN_PROGRESS:
+    for status in IN_PROGRESS:
         assert not state_machine.is_final(status)
 
 
@@ -129,25 +181,24 @@ def test_table_statuses_are_defined_constants(name):
     assert not stray, f"statuses not defined in godwit.states: {stray}"
     # ... and each is classified as exactly one of final / in progress.
     for status in _statuses(table):
-        assert (status in states.MIGRATION_FINAL) != (status in states.MIGRATION_IN_PROGRESS), \
-            status
+        assert (status in FINAL) != (status in IN_PROGRESS), status
 
 
 def test_final_and_in_progress_are_disjoint():
-    assert not states.MIGRATION_FINAL & states.MIGRATION_IN_PROGRESS
+    assert not FINAL & IN_PROGRESS
 
 
 @pytest.mark.parametrize("name", TABLES)
 def test_every_non_final_status_can_reach_a_final_one(name):
     _mtype, table = TABLES[name]
-    for start in _statuses(table) - states.MIGRATION_FINAL:
+    for start in _statuses(table) - FINAL:
         seen, todo = {start}, [start]
         while todo:
             for nxt in table.get(todo.pop(), ()):
                 if nxt not in seen:
                     seen.add(nxt)
                     todo.append(nxt)
-        assert seen & states.MIGRATION_FINAL, f"{name}: {start} cannot reach a final status"
+        assert seen & FINAL, f"{name}: {start} cannot reach a final status"
 
 
 @pytest.mark.parametrize("name", TABLES)

@@ -96,6 +96,40 @@ class LibvirtDriver(LibvirtColdMigration, base.VirtDriver, base.ColdMigrationDri
                 uuids.append(dom.UUIDString())
         return uuids
 
+    def inspect_instance(self, instance):
+        dom = self.hosts.lookup(instance["uuid"])
+        if dom is None:
+            return {"defined": False, "active": False, "incoming": False,
+                    "persistent": False, "power_state": states.NOSTATE}
+        try:
+            state, reason = dom.state()
+            active = bool(dom.isActive())
+            persistent = bool(dom.isPersistent())
+        except libvirt.libvirtError as e:
+            if e.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+                return self.inspect_instance(instance)   # went meanwhile: look again
+            raise exception.HypervisorError(host=self.host, reason=str(e)) from e
+        # An incoming migration's domain waits paused for the stream (reason
+        # MIGRATION on the destination); it is not the guest until it resumes.
+        incoming = (state == libvirt.VIR_DOMAIN_PAUSED and
+                    reason in (libvirt.VIR_DOMAIN_PAUSED_MIGRATION,
+                               libvirt.VIR_DOMAIN_PAUSED_STARTING_UP) and
+                    migration.outgoing_job(dom) is None)
+        # A source in post-copy is paused while the guest runs on the destination.
+        handed_over = (state == libvirt.VIR_DOMAIN_PAUSED and
+                       reason in (libvirt.VIR_DOMAIN_PAUSED_POSTCOPY,
+                                  libvirt.VIR_DOMAIN_PAUSED_POSTCOPY_FAILED))
+        return {"defined": True, "active": active and not incoming and not handed_over,
+                "incoming": incoming,
+                "persistent": persistent, "power_state": POWER_STATES.get(state,
+                                                                          states.NOSTATE)}
+
+    def find_migration_job(self, instance):
+        dom = self.hosts.lookup(instance["uuid"])
+        if dom is None or migration.outgoing_job(dom) is None:
+            return None
+        return migration.AttachedMigrationJob(self, instance)
+
     # --- devices ----------------------------------------------------------------
     def _interfaces(self, instance, network_info):
         """domain_interface dicts from this host's VIF driver (none if it has no such method)."""
@@ -321,7 +355,7 @@ class LibvirtDriver(LibvirtColdMigration, base.VirtDriver, base.ColdMigrationDri
             os.makedirs(self._instance_dir(instance), exist_ok=True)
         if migrate_data.get("block_migration"):
             for d in migrate_data.get("source_disks") or []:
-                self._prepare_disk(d, src_path)
+                self._prepare_disk(d, src_path, instance["uuid"])
         if not migrate_data.get("is_shared_instance_path"):
             self._boot_files(instance)  # the kernel the arriving guest was booted with
         return dict(
@@ -330,7 +364,7 @@ class LibvirtDriver(LibvirtColdMigration, base.VirtDriver, base.ColdMigrationDri
             dest_volumes=self._volumes(instance, block_device_info),
             dest_graphics_listen=self.host_ip)
 
-    def _prepare_disk(self, d, src_path):
+    def _prepare_disk(self, d, src_path, instance_uuid):
         """Create the empty disk that block migration streams into (backing file first)."""
         path = config.relocate(d["path"], src_path, self.instances_path)
         backing = d.get("backing_file")
@@ -340,7 +374,12 @@ class LibvirtDriver(LibvirtColdMigration, base.VirtDriver, base.ColdMigrationDri
                 LOG.info("Copied backing image %s to %s", backing, local)
             backing = local
         if os.path.exists(path):
-            os.unlink(path)  # a leftover from an earlier attempt: start clean
+            if self.hosts.lookup(instance_uuid) is not None:
+                # A domain of the instance is defined here (an incoming one, or
+                # the guest itself): the disk is in use and stays as it is.
+                LOG.info("Keeping %s: a domain of %s uses it", path, instance_uuid)
+                return
+            os.unlink(path)  # a leftover of an earlier attempt: start clean
         disk.create(self.host, path, d["virtual_size"], backing, d.get("backing_format"))
 
     def live_migration(self, instance, dest, migrate_data, params):

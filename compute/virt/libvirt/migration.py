@@ -59,6 +59,25 @@ def migration_params(conf, migrate_data, params, dest_xml, copy_disks):
     return p
 
 
+def outgoing_job(dom):
+    """jobStats of ``dom``'s outgoing migration job, or None if none runs.
+
+    A peer-to-peer migration job belongs to libvirtd: it goes on while the agent
+    that started it is dead, and a restarted agent finds it here.
+    """
+    try:
+        stats = dom.jobStats()
+    except libvirt.libvirtError:
+        return None
+    if stats.get("type") not in (libvirt.VIR_DOMAIN_JOB_BOUNDED,
+                                 libvirt.VIR_DOMAIN_JOB_UNBOUNDED):
+        return None
+    operation = stats.get("operation")
+    if operation is not None and operation != libvirt.VIR_DOMAIN_JOB_OPERATION_MIGRATION_OUT:
+        return None
+    return stats
+
+
 class LibvirtMigrationJob(base.MigrationJob):
     """Runs one migrateToURI3 and answers the monitor (see module docstring)."""
 
@@ -166,3 +185,37 @@ class LibvirtMigrationJob(base.MigrationJob):
             dom.migrateStartPostCopy(0)
             self.post_copy = True
         self._steer("migrateStartPostCopy", post_copy)
+
+
+class AttachedMigrationJob(LibvirtMigrationJob, base.PolledMigrationJob):
+    """A migration job found running under libvirtd after an agent restart.
+
+    There is no migrateToURI3 call to wait on (it belonged to the dead
+    process): the job has ended when the domain has no job any more, and it
+    succeeded when the guest no longer runs here (UNDEFINE_SOURCE removed it).
+    """
+
+    POLL = 0.25
+
+    def __init__(self, driver, instance):
+        super().__init__(driver, instance, None, 0, {}, None)
+
+    def start(self):
+        pass
+
+    def _check_done(self):
+        if self._done.is_set():
+            return True
+        dom = self._domain()
+        if dom is not None and outgoing_job(dom) is not None:
+            return False
+        try:
+            still_here = dom is not None and dom.isActive()
+        except libvirt.libvirtError:
+            still_here = False
+        if still_here:
+            self._error = exception.HypervisorError(
+                host=self.host, reason="the migration job ended and the guest still runs "
+                                       "here (it failed or was aborted)")
+        self._done.set()
+        return True

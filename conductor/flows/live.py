@@ -1,0 +1,359 @@
+"""Live migration, driven by the conductor that owns it (phases: godwit.phases.LIVE).
+
+The request (:mod:`conductor.live_migrate`) checks, claims the instance and
+picks the destination, leaving the move in ``queued``. From there::
+
+    queued          a slot on the source (max_concurrent_live_migrations), or wait
+    preparing       destination: pre_live_migration           -> running
+    running         source: live_migration_start (the job and its monitor);
+                    the source reports the job's end          -> post-migrating
+                    (switched: instances.host is the destination), or rolling-back
+    post-migrating  source: post_live_migration_at_source; destination:
+                    post_live_migration_at_destination        -> completed
+    rolling-back    destination: rollback_live_migration_at_destination; source:
+                    rollback_live_migration_at_source         -> failed | cancelled
+
+Recovery is the same handlers run again, with ground truth where a step's
+answer is not enough: when the job's end is unknown (the source's agent died
+and its job is gone), both hosts are asked where the domain is defined and
+running (:meth:`LiveFlow.resolve`). A destination that is down while preparing
+or rolling back is given up (the guest stays on the source) and cleaned when
+it returns; a source that is down after the switch-over is cleaned when it
+returns. Only when neither host can say where the guest runs does the move
+end in ``error``, resumed when the missing host returns.
+"""
+
+from oslo_log import log as logging
+
+from conductor.flows import base
+from godwit import exception, states
+from godwit.db import moves
+
+LOG = logging.getLogger(__name__)
+
+
+class LiveFlow(base.Flow):
+
+    def info(self, m):
+        c = self.db.migration_context(m["id"], with_nodes_and_flavors=False)
+        return {"instance": c["instance"], "network_info": c["network_info"],
+                "block_device_info": c["block_device_info"]}
+
+    def advance(self, m, event, **kwargs):
+        new = super().advance(m, event, **kwargs)
+        if m["status"] in moves.SLOT_HOLDERS and new["status"] not in moves.SLOT_HOLDERS:
+            # A slot on the source is free: the next queued migration may start.
+            for q in self.db.migrations_queued_on(m["source_compute"]):
+                self.engine.kick(q["id"])
+                break
+        return new
+
+    # --- accepted: only seen by recovery ---------------------------------------------------
+    def accepted(self, m):
+        data = self.data(m)
+        if data.get("migrate_data") and m["dest_compute"]:
+            return self.advance(m, "checked")
+        reason = ("the conductor stopped during the pre-checks; nothing was prepared on any "
+                  "host; ask for the migration again")
+        return self.advance(m, "interrupted", values={"error_message": reason},
+                            instance_values={"task_state": None},
+                            instance_expected={"task_state": states.MIGRATING})
+
+    # --- queued ------------------------------------------------------------------------------
+    def queued(self, m):
+        if m["abort_requested_at"] or self.overdue(m):
+            reason = ("aborted on request while queued" if m["abort_requested_at"] else
+                      f"waited longer than live_migration_queued_timeout "
+                      f"({self.conf.live_migration_queued_timeout} s) for a slot on "
+                      f"{m['source_compute']}")
+            new = self.advance(m, "abort", values={"error_message": reason},
+                               instance_values={"task_state": None},
+                               instance_expected={"task_state": states.MIGRATING})
+            self.conductor.notify(self.ctxt(m), "instance.live_migration_abort.end",
+                                  {"migration_id": m["id"], "phase": "queued"})
+            return new
+        node = self.db.compute_node_get_by_host(m["source_compute"]) or {}
+        return self.db.migration_take_slot(m, node.get("max_live_migrations"))
+
+    # --- preparing ---------------------------------------------------------------------------
+    def preparing(self, m):
+        if m["abort_requested_at"]:
+            return self.roll_back(m, "abort", states.CANCELLED,
+                                  "aborted on request while preparing")
+        data = self.data(m)
+        dest = m["dest_compute"]
+        try:
+            with self.conductor.event(self.ctxt(m), m["instance_uuid"],
+                                      "conductor_pre_live_migration"):
+                migrate_data = self.call(m, dest, "pre_live_migration", m["id"], m["epoch"],
+                                         data["migrate_data"], self.info(m))
+        except exception.HostUnreachable as e:
+            if not self.overdue(m) and "down" not in str(e):
+                return None
+            return self.roll_back(m, "fail", states.FAILED,
+                                  f"the destination {dest} could not be prepared: {e}")
+        except (exception.MigrationFenced, base.Stopping):
+            raise
+        except Exception as e:
+            return self.roll_back(m, "fail", states.FAILED,
+                                  f"pre_live_migration on {dest} failed: "
+                                  f"{exception.message_of(e)}")
+        data["migrate_data"] = migrate_data
+        try:
+            return self.advance(m, "prepared", data=data, unless_aborted=True)
+        except exception.AbortRequested:
+            return self.roll_back(m, "abort", states.CANCELLED,
+                                  "aborted on request while preparing")
+
+    # --- running -----------------------------------------------------------------------------
+    def running(self, m):
+        outcome = self.engine.outcomes.pop(m["id"], None)
+        if outcome is None:
+            kind, value = self._job(m)
+            if kind != "outcome":
+                return value          # a row it moved on to, or None: wait
+            outcome = value
+        return self.job_ended(m, outcome)
+
+    def _job(self, m):
+        """Start or find the job and send the user's intents.
+
+        Returns ("outcome", <how the job ended>), or ("row", <the row moved
+        on to, None to wait>).
+        """
+        data = self.data(m)
+        source = m["source_compute"]
+        info = self.info(m)
+        try:
+            if m["abort_requested_at"]:
+                st = self.call(m, source, "live_migration_steer", m["id"], m["epoch"], "abort",
+                               dict(info, migrate_data=data["migrate_data"],
+                                    tuning=data.get("tuning")))
+                if st["state"] == "not running":
+                    return "outcome", {"ok": False, "guest": "source", "cancelled": True,
+                                       "reason": "aborted on request before the transfer "
+                                                 "started"}
+            else:
+                st = self.call(m, source, "live_migration_start", m["id"], m["epoch"],
+                               m["dest_compute"], data["migrate_data"], info,
+                               tuning=data.get("tuning"))
+                if st["state"] == "running" and m["force_complete_requested_at"]:
+                    st = self.call(m, source, "live_migration_steer", m["id"], m["epoch"],
+                                   "force_complete", info)
+        except exception.HostUnreachable:
+            return "row", self.resolve(m, f"the source {source} could not be asked about "
+                                          "its migration job")
+        if st["state"] == "ended":
+            return "outcome", st["outcome"]
+        if st["state"] == "running" and self.overdue(m):
+            self._stalled(m, st.get("stats") or {})
+        return "row", None
+
+    def _stalled(self, m, stats):
+        """No progress recorded for a whole progress_timeout, yet the job runs.
+
+        Progress lost on its way (the broker or this conductor was away) is not
+        a stall: the job's own figures are compared with what this conductor saw
+        at the previous overrun. A job that moved gets another period; one that
+        did not move in a whole period is aborted (and rolled back).
+        """
+        now = (stats.get("memory_processed") or 0) + (stats.get("disk_processed") or 0)
+        seen = self.engine.job_marks.get(m["id"])
+        self.engine.job_marks[m["id"]] = now
+        if seen is None or now > seen:
+            values = {k: int(stats[k]) for k in ("memory_total", "memory_processed",
+                                                  "memory_remaining", "disk_total",
+                                                  "disk_processed", "disk_remaining")
+                      if stats.get(k) is not None}
+            self.db.migration_update(m["id"], dict(values, deadline_at=self.deadline_in(
+                self.conf.live_migration_progress_timeout)),
+                expected_status=states.RUNNING_MIGRATION)
+            return
+        LOG.warning("Migration %s made no progress for %d s; aborting its job", m["id"],
+                    self.conf.live_migration_progress_timeout)
+        self.db.migration_request(m["id"], "abort", {states.RUNNING_MIGRATION})
+        self.engine.kick(m["id"])
+
+    def job_ended(self, m, outcome):
+        if outcome["ok"]:
+            return self.switched(m, outcome)
+        if outcome.get("guest") == "source":
+            if outcome.get("cancelled"):
+                self.conductor.notify(self.ctxt(m), "instance.live_migration_abort.end",
+                                      {"migration_id": m["id"], "phase": "running"})
+                return self.roll_back(m, "abort", states.CANCELLED, outcome["reason"])
+            return self.roll_back(m, "fail", states.FAILED, outcome["reason"])
+        return self.resolve(m, outcome.get("reason") or "the job's end is unknown")
+
+    def switched(self, m, outcome):
+        data = self.data(m)
+        if outcome.get("forced"):
+            data["migrate_data"] = dict(data["migrate_data"], forced=outcome["forced"])
+            self.conductor.notify(self.ctxt(m), "instance.live_migration_force_complete.end",
+                                  {"migration_id": m["id"], "how": outcome["forced"]})
+        dest = m["dest_compute"]
+        return self.advance(
+            m, "switched", data=data, values=outcome.get("stats") or None,
+            instance_values={"host": dest, "node": m.get("dest_node") or dest,
+                             "progress": 100, "power_state": states.RUNNING},
+            instance_expected={"task_state": states.MIGRATING})
+
+    def resolve(self, m, why):
+        """Where is the guest? Ask both hosts; roll forward, back, wait (None) or
+        give up until a missing host returns."""
+        source, dest = m["source_compute"], m["dest_compute"]
+        src, dst = self.inspect(m, source), self.inspect(m, dest)
+        LOG.info("Migration %s: %s; source %s has %s, destination %s has %s", m["id"], why,
+                 source, src, dest, dst)
+        if dst is not None and dst["active"] and not (src and src["active"]):
+            return self.switched(m, {"ok": True})
+        if src is not None and src["active"] and not src.get("job_running") and \
+                not (dst and dst["active"]):
+            return self.roll_back(m, "fail", states.FAILED,
+                                  f"{why}; the guest still runs on {source}")
+        if src is not None and src.get("job_running"):
+            return None   # the job goes on: its end will be reported
+        if src is None and dst is not None and not dst["defined"]:
+            # The destination never received the guest (a job that runs has a
+            # domain waiting there, one that switched over runs it): it is on the
+            # source, which is away. Roll back; the source's part waits for it.
+            return self.roll_back(m, "fail", states.FAILED,
+                                  f"{why}; the guest never reached {dest}")
+        missing = [h for h, found in ((source, src), (dest, dst)) if found is None]
+        if missing:
+            if not self.overdue(m):
+                return None
+            return self.unresolved(m, missing, why)
+        # Both answered and neither runs the guest (nor a job): it has stopped
+        # somewhere, which needs a person.
+        reason = (f"{why}; neither {source} ({src}) nor {dest} ({dst}) runs the guest")
+        return self.roll_back(m, "fail", states.ERROR_MIGRATION, reason)
+
+    # --- post-migrating ------------------------------------------------------------------------
+    def post_migrating(self, m):
+        data = self.data(m)
+        source, dest = m["source_compute"], m["dest_compute"]
+        info = self.info(m)
+        md = data["migrate_data"]
+        problems, dest_failed = [], False
+        if not data.get("source_cleaned"):
+            try:
+                self.call(m, source, "post_live_migration_at_source", m["id"], m["epoch"], md,
+                          info)
+            except exception.HostUnreachable:
+                self.defer(data, source, "post_live_migration_at_source")
+            except exception.GuestRunningHere as e:
+                problems.append(exception.message_of(e))
+            except (exception.MigrationFenced, base.Stopping):
+                raise
+            except Exception as e:
+                problems.append(exception.message_of(e))
+        try:
+            self.call(m, dest, "post_live_migration_at_destination", m["id"], m["epoch"], md,
+                      info)
+        except exception.HostUnreachable:
+            if not self.overdue(m):
+                return None
+            return self.unresolved(m, [dest], f"the destination {dest} could not finish the "
+                                              "migration")
+        except (exception.MigrationFenced, base.Stopping):
+            raise
+        except Exception as e:
+            dest_failed = True
+            problems.append(f"finishing the instance on {dest}: {exception.message_of(e)}")
+        values = self.deferred_values(data)
+        if data.get("deferred"):
+            values["error_message"] = (f"{source} was down; its clean-up runs when it "
+                                       "reports again")
+        if problems:
+            reason = "; ".join(problems)
+            instance_values = {"task_state": None}
+            if dest_failed:
+                instance_values.update(vm_state=states.ERROR, fault_message=reason[:4000])
+            return self.advance(m, "fail", data=data,
+                                values=dict(values, error_message=reason[:4000]),
+                                instance_values=instance_values,
+                                instance_expected={"task_state": states.MIGRATING})
+        new = self.advance(m, "done", data=data, values=values,
+                           instance_values={"task_state": None, "vm_state": states.ACTIVE},
+                           instance_expected={"task_state": states.MIGRATING})
+        LOG.info("Live migration %s of %s to %s completed", m["id"], m["instance_uuid"], dest)
+        return new
+
+    # --- rolling back ---------------------------------------------------------------------------
+    def roll_back(self, m, event, outcome, reason):
+        """Leave the phase for rolling-back (abort or fail), saying how it will end."""
+        LOG.warning("Rolling back live migration %s: %s", m["id"], reason)
+        data = dict(self.data(m), rollback={"outcome": outcome, "reason": reason,
+                                            "from": m["status"]})
+        return self.advance(m, event, data=data, values={"error_message": reason[:4000]})
+
+    def rolling_back(self, m):
+        data = self.data(m)
+        rb = data["rollback"]
+        source, dest = m["source_compute"], m["dest_compute"]
+        info = self.info(m)
+        md = data.get("migrate_data") or {}
+        problems = []
+        if not data.get("dest_cleaned"):
+            try:
+                self.call(m, dest, "rollback_live_migration_at_destination", m["id"],
+                          m["epoch"], md, not md.get("is_shared_instance_path"), info)
+            except exception.HostUnreachable:
+                self.defer(data, dest, "rollback_live_migration_at_destination")
+            except exception.GuestRunningHere:
+                # The guest ran on the destination after all (the job switched over
+                # as it was being given up): finish it instead.
+                return self.advance(m, "fail", values={
+                    "error_message": f"{rb['reason']}; but the guest runs on {dest}: the "
+                                     "migration could not be rolled back"},
+                    instance_values={"task_state": None, "vm_state": states.ERROR,
+                                     "host": dest, "node": dest, "fault_message":
+                                     f"the guest runs on {dest} after a rollback was "
+                                     "started; check both hosts"})
+            except (exception.MigrationFenced, base.Stopping):
+                raise
+            except Exception as e:
+                problems.append(f"cleaning {dest}: {exception.message_of(e)}")
+        try:
+            self.call(m, source, "rollback_live_migration_at_source", m["id"], m["epoch"], info)
+        except exception.HostUnreachable:
+            self.defer(data, source, "rollback_live_migration_at_source")
+        except (exception.MigrationFenced, base.Stopping):
+            raise
+        except Exception as e:
+            problems.append(f"restoring networking on {source}: {exception.message_of(e)}")
+        reason = rb["reason"]
+        if data.get("deferred"):
+            reason += ("; " + ", ".join(sorted({d["host"] for d in data["deferred"]})) +
+                       " was down: cleaned when it reports again")
+        values = dict(self.deferred_values(data))
+        if problems:
+            values["error_message"] = (reason + "; rollback incomplete: " +
+                                       "; ".join(problems))[:4000]
+            event = "fail"
+        else:
+            values["error_message"] = reason[:4000]
+            event = {states.CANCELLED: "cancelled", states.FAILED: "rolled_back"}.get(
+                rb["outcome"], "fail")
+        return self.advance(m, event, data=data, values=values,
+                            instance_values={"task_state": None, "vm_state": states.ACTIVE,
+                                             "host": source, "node": m["source_node"] or source},
+                            instance_expected={"task_state": states.MIGRATING})
+
+    # --- clean-up for a host that was down ------------------------------------------------------
+    def run_deferred(self, m, step):
+        data = self.data(m)
+        info = self.info(m)
+        md = data.get("migrate_data") or {}
+        host = step["host"]
+        if step["step"] == "post_live_migration_at_source":
+            self.rpc.post_live_migration_at_source(self.ctxt(m), host, m["id"], m["epoch"], md,
+                                                   info)
+        elif step["step"] == "rollback_live_migration_at_destination":
+            self.rpc.rollback_live_migration_at_destination(
+                self.ctxt(m), host, m["id"], m["epoch"], md,
+                not md.get("is_shared_instance_path"), info)
+        elif step["step"] == "rollback_live_migration_at_source":
+            self.rpc.rollback_live_migration_at_source(self.ctxt(m), host, m["id"],
+                                                       m["epoch"], info)

@@ -1,0 +1,341 @@
+"""The durable side of a move: phase, owner, lease, epoch, step data, intents.
+
+Mixed into :class:`godwit.db.api.Database`. A migration row is the whole
+state of its move (docs/crash-safety.md):
+
+* ``status`` is its phase (:mod:`godwit.phases`); :meth:`migration_advance`
+  moves it along a named event by compare-and-swap, and only for the holder
+  of the current ``epoch``;
+* ``owner`` and ``lease_until`` say which conductor drives it and until when,
+  on the database's clock (:meth:`clock`), so conductors on several machines
+  agree; a conductor takes an expired or unowned move with one
+  compare-and-swap that also raises ``epoch`` (fencing: the old owner's writes
+  and host steps then fail);
+* ``step_data`` holds what one step hands the next;
+* ``abort_requested_at`` and ``force_complete_requested_at`` are the user's
+  intents, written by the API and carried out by the owner.
+
+Why our own lease and phase table rather than TaskFlow's jobboard:
+docs/decisions.md (decision 14).
+"""
+
+import datetime
+import json
+
+import sqlalchemy as sa
+from sqlalchemy import func, or_, select, update
+
+from godwit import exception, phases, states
+from godwit.db import models
+from godwit.timeutils import utcnow
+
+_MIG = models.Migration.__table__
+_NODE = models.ComputeNode.__table__
+_MIGRATION_BY_ID = select(_MIG).where(_MIG.c.id == sa.bindparam("id"))
+
+# Who holds a move is not a change of the move: lease writes keep updated_at
+# (which the API's changes-since filters and resize_confirm_window read).
+_UNCHANGED = {"updated_at": _MIG.c.updated_at}
+
+# Live migrations holding one of their source's slots.
+SLOT_HOLDERS = (states.PREPARING, states.RUNNING_MIGRATION, states.POST_MIGRATING,
+                states.ROLLING_BACK)
+
+
+def _first(conn, stmt, params):
+    row = conn.execute(stmt, params).first()
+    return None if row is None else dict(row._mapping)
+
+
+def step_data(migration):
+    """The migration's step data as a dict (empty if none)."""
+    raw = migration.get("step_data")
+    if not raw:
+        return {}
+    return json.loads(raw) if isinstance(raw, str) else dict(raw)
+
+
+def awaiting(migration):
+    raw = migration.get("awaiting_hosts")
+    return json.loads(raw) if raw else []
+
+
+class MoveStore:
+    """Durable move state; see the module docstring."""
+
+    # --------------------------------------------------------------- clock
+    def clock(self):
+        """Now on the database's clock (UTC, naive): one clock for every conductor."""
+        dialect = self.engine.dialect.name
+        if dialect == "sqlite":
+            return utcnow()   # one file, one machine: the local clock is the database's
+        stmt = {"postgresql": "SELECT timezone('UTC', clock_timestamp())",
+                "mysql": "SELECT UTC_TIMESTAMP(6)", "mariadb": "SELECT UTC_TIMESTAMP(6)"}
+        with self.engine.connect() as conn:
+            now = conn.execute(sa.text(stmt[dialect])).scalar()
+        return now.replace(tzinfo=None)
+
+    # --------------------------------------------------------------- phases
+    def migration_advance(self, migration, event, values=None, instance_values=None,
+                          instance_expected=None, data=None, fenced=True,
+                          unless_aborted=False):
+        """Move ``migration`` (the row the caller holds) along ``event``.
+
+        The target comes from the phase table. One compare-and-swap: the row
+        must still be in the caller's status and, when ``fenced``, carry the
+        caller's epoch (a user's intent, such as confirm, is not fenced). In
+        the same transaction ``values`` are written to the migration, ``data``
+        (a dict) replaces its step data, and ``instance_values`` go to its
+        instance, guarded by ``instance_expected``: a phase and what it
+        implies for the instance are never seen apart.
+
+        With ``unless_aborted`` the write also requires that no abort was
+        asked for meanwhile (AbortRequested otherwise), so a step that ends
+        as the user aborts does not carry the move forward.
+
+        Returns the new row. Raises InvalidMigrationTransition for an event
+        the phase lacks, MigrationFenced when another conductor holds a newer
+        epoch, ConcurrentUpdate when the row left the caller's status.
+        """
+        with self.connection() as conn:
+            return self._advance_in(conn, migration, event, values, instance_values,
+                                    instance_expected, data, fenced, unless_aborted)
+
+    def _advance_in(self, conn, migration, event, values=None, instance_values=None,
+                    instance_expected=None, data=None, fenced=True, unless_aborted=False):
+        mtype, old = migration["migration_type"], migration["status"]
+        new = phases.target(mtype, old, event)
+        if new is None:
+            raise exception.InvalidMigrationTransition(migration_type=mtype, old=old,
+                                                       new=f"(event {event})")
+        values = dict(values or {})
+        if data is not None:
+            values["step_data"] = json.dumps(data)
+        values.update(status=new, updated_at=utcnow(),
+                      deadline_at=self._deadline(phases.phase(mtype, new).deadline))
+        if new in phases.FINAL:
+            # A move that ended has no owner (an unresolved error is taken
+            # again, by force, when its hosts return).
+            values.update(owner=None, lease_until=None)
+            if event != phases.UNRESOLVED:
+                values.setdefault("awaiting_hosts", None)
+        q = update(_MIG).where(_MIG.c.id == migration["id"], _MIG.c.status == old)
+        if fenced:
+            q = q.where(_MIG.c.epoch == migration["epoch"])
+        if event.startswith(phases.RESUME):
+            q = q.where(_MIG.c.awaiting_hosts.is_not(None))
+        if unless_aborted:
+            q = q.where(_MIG.c.abort_requested_at.is_(None))
+        if conn.execute(q.values(**values)).rowcount != 1:
+            self._explain_miss(conn, migration, fenced, unless_aborted)
+        row = _first(conn, _MIGRATION_BY_ID, {"id": migration["id"]})
+        if instance_values:
+            self._instance_cas(conn, row["instance_uuid"], instance_values,
+                               instance_expected)
+        return row
+
+    def _deadline(self, option):
+        conf = getattr(self, "deadlines", None)
+        if option is None or conf is None:
+            return None
+        return utcnow() + datetime.timedelta(seconds=getattr(conf, option))
+
+    @staticmethod
+    def _explain_miss(conn, migration, fenced, unless_aborted=False):
+        row = _first(conn, _MIGRATION_BY_ID, {"id": migration["id"]})
+        if row is None:
+            raise exception.MigrationNotFound(migration_id=migration["id"])
+        if fenced and row["epoch"] != migration["epoch"]:
+            raise exception.MigrationFenced(migration_id=migration["id"],
+                                            epoch=migration["epoch"], found=row["epoch"])
+        if unless_aborted and row["abort_requested_at"] is not None \
+                and row["status"] == migration["status"]:
+            raise exception.AbortRequested(migration_id=migration["id"])
+        if row["status"] == migration["status"] == states.ERROR_MIGRATION:
+            raise exception.ConcurrentUpdate(what=f"Migration {migration['id']}",
+                                             expected="an error awaiting hosts",
+                                             found="an error awaiting none")
+        raise exception.ConcurrentUpdate(what=f"Migration {migration['id']}",
+                                         expected=migration["status"], found=row["status"])
+
+    def migration_save_data(self, migration, data, values=None):
+        """Replace the step data (and write ``values``) without a phase change,
+        for the holder of the migration's epoch while it is still in its status."""
+        values = dict(values or {}, step_data=json.dumps(data), updated_at=utcnow())
+        with self.connection() as conn:
+            res = conn.execute(update(_MIG).where(
+                _MIG.c.id == migration["id"], _MIG.c.status == migration["status"],
+                _MIG.c.epoch == migration["epoch"]).values(**values))
+            if res.rowcount != 1:
+                self._explain_miss(conn, migration, True)
+            return _first(conn, _MIGRATION_BY_ID, {"id": migration["id"]})
+
+    # --------------------------------------------------------------- leases
+    def migration_take(self, migration_id, owner, ttl, force=False):
+        """Become the owner of an unfinished move whose lease is free or ours.
+
+        One compare-and-swap on the database's clock: the row is taken if it
+        has no owner, its lease has run out, or ``force`` (a reopened error).
+        The epoch rises, so the previous owner (even if only paused) is fenced
+        off. A conductor taking back its own move (it restarted under the same
+        name) raises the epoch too: its old process may still be writing.
+        Returns the row, or None if another conductor holds it.
+        """
+        now = self.clock()
+        until = now + datetime.timedelta(seconds=ttl)
+        q = update(_MIG).where(_MIG.c.id == migration_id)
+        if not force:
+            q = q.where(or_(_MIG.c.owner.is_(None), _MIG.c.owner == owner,
+                            _MIG.c.lease_until < now))
+        with self.connection() as conn:
+            res = conn.execute(q.values(owner=owner, lease_until=until,
+                                        epoch=_MIG.c.epoch + 1, **_UNCHANGED))
+            if res.rowcount != 1:
+                return None
+            return _first(conn, _MIGRATION_BY_ID, {"id": migration_id})
+
+    def migration_renew_leases(self, owner, ttl):
+        """Extend every lease ``owner`` holds; returns the ids it still owns."""
+        now = self.clock()
+        with self.connection() as conn:
+            conn.execute(update(_MIG).where(_MIG.c.owner == owner,
+                                            _MIG.c.lease_until >= now)
+                         .values(lease_until=now + datetime.timedelta(seconds=ttl),
+                                 **_UNCHANGED))
+            return [r[0] for r in conn.execute(select(_MIG.c.id).where(
+                _MIG.c.owner == owner, _MIG.c.lease_until >= now))]
+
+    def migration_release(self, migration, owner):
+        """Give a move up (a clean stop, or a final phase): no owner, no lease."""
+        with self.connection() as conn:
+            conn.execute(update(_MIG).where(_MIG.c.id == migration["id"],
+                                            _MIG.c.owner == owner,
+                                            _MIG.c.epoch == migration["epoch"])
+                         .values(owner=None, lease_until=None, **_UNCHANGED))
+
+    def migrations_release_all(self, owner):
+        with self.connection() as conn:
+            return conn.execute(update(_MIG).where(_MIG.c.owner == owner)
+                                .values(owner=None, lease_until=None, **_UNCHANGED)).rowcount
+
+    def migrations_to_take(self, owner, limit=100):
+        """Unfinished moves nobody holds: no owner, no lease, or a lease that ran
+        out (``owner``'s own included: a restarted conductor takes them back)."""
+        now = self.clock()
+        with self.connection() as conn:
+            return [dict(r._mapping) for r in conn.execute(
+                select(_MIG).where(_MIG.c.status.in_(sorted(phases.IN_PROGRESS)),
+                                   or_(_MIG.c.owner.is_(None), _MIG.c.lease_until < now,
+                                       _MIG.c.lease_until.is_(None)))
+                .order_by(_MIG.c.id).limit(limit))]
+
+    def migrations_owned(self, owner):
+        with self.connection() as conn:
+            return [dict(r._mapping) for r in conn.execute(
+                select(_MIG).where(_MIG.c.owner == owner,
+                                   _MIG.c.status.in_(sorted(phases.IN_PROGRESS)))
+                .order_by(_MIG.c.id))]
+
+    def migrations_awaiting(self, host=None):
+        """Unresolved errors (their hosts could not be asked), optionally those
+        waiting for ``host``."""
+        with self.connection() as conn:
+            rows = [dict(r._mapping) for r in conn.execute(
+                select(_MIG).where(_MIG.c.status == states.ERROR_MIGRATION,
+                                   _MIG.c.awaiting_hosts.is_not(None)))]
+        return [r for r in rows if host is None or host in awaiting(r)]
+
+    def migrations_of_host(self, host):
+        """Unfinished moves in which ``host`` is the source or the destination."""
+        with self.connection() as conn:
+            return [dict(r._mapping) for r in conn.execute(
+                select(_MIG).where(_MIG.c.status.in_(sorted(phases.IN_PROGRESS)),
+                                   or_(_MIG.c.source_compute == host,
+                                       _MIG.c.dest_compute == host))
+                .order_by(_MIG.c.id))]
+
+    # --------------------------------------------------------------- intents
+    def migration_request(self, migration_id, intent, statuses):
+        """Record the user's ``intent`` (``abort`` or ``force_complete``) on a
+        migration still in one of ``statuses``. Returns the row, or raises
+        ConcurrentUpdate if the migration left those statuses meanwhile."""
+        column = {"abort": _MIG.c.abort_requested_at,
+                  "force_complete": _MIG.c.force_complete_requested_at}[intent]
+        with self.connection() as conn:
+            res = conn.execute(update(_MIG).where(
+                _MIG.c.id == migration_id, _MIG.c.status.in_(sorted(statuses)))
+                .values({column: func.coalesce(column, utcnow()), "updated_at": utcnow()}))
+            row = _first(conn, _MIGRATION_BY_ID, {"id": migration_id})
+            if res.rowcount != 1:
+                if row is None:
+                    raise exception.MigrationNotFound(migration_id=migration_id)
+                raise exception.ConcurrentUpdate(what=f"Migration {migration_id}",
+                                                 expected=" or ".join(sorted(statuses)),
+                                                 found=row["status"])
+            return row
+
+    # --------------------------------------------------------------- slots
+    def migration_take_slot(self, migration, limit):
+        """``queued -> preparing`` if the source has fewer than ``limit`` live
+        migrations past 'queued' (None: no limit). The count and the move are
+        one transaction; the source's compute node row is locked first, so two
+        conductors cannot both take the last slot. Returns the row, or None
+        when no slot is free."""
+        with self.connection() as conn:
+            source = migration["source_compute"]
+            if limit is not None:
+                # A no-op write locks the source's node row on every backend
+                # (SQLite's driver starts its transaction only at a write, so
+                # a SELECT would not): a second taker waits until we commit.
+                conn.execute(update(_NODE).where(_NODE.c.host == source)
+                             .values(host=_NODE.c.host, updated_at=_NODE.c.updated_at))
+                used = conn.execute(select(func.count()).select_from(_MIG).where(
+                    _MIG.c.source_compute == source,
+                    _MIG.c.migration_type == states.LIVE_MIGRATION,
+                    _MIG.c.status.in_(SLOT_HOLDERS))).scalar()
+                if used >= limit:
+                    return None
+            return self._advance_in(conn, migration, "slot")
+
+    def migrations_queued_on(self, source):
+        with self.connection() as conn:
+            return [dict(r._mapping) for r in conn.execute(
+                select(_MIG).where(_MIG.c.source_compute == source,
+                                   _MIG.c.status == states.QUEUED).order_by(_MIG.c.id))]
+
+    # --------------------------------------------------------------- step data
+    def migration_merge_data(self, migration_id, status, patch, attempts=5):
+        """Merge ``patch`` into the step data of a migration still in ``status``,
+        whoever owns it: for facts a host reports (a job's tuning). A
+        compare-and-swap on the data itself, retried if it changed meanwhile."""
+        for _ in range(attempts):
+            with self.connection() as conn:
+                row = _first(conn, _MIGRATION_BY_ID, {"id": migration_id})
+                if row is None:
+                    raise exception.MigrationNotFound(migration_id=migration_id)
+                if row["status"] != status:
+                    raise exception.ConcurrentUpdate(what=f"Migration {migration_id}",
+                                                     expected=status, found=row["status"])
+                data = step_data(row)
+                if all(data.get(k) == v for k, v in patch.items()):
+                    return row
+                data.update(patch)
+                old = row["step_data"]
+                q = update(_MIG).where(_MIG.c.id == migration_id, _MIG.c.status == status,
+                                       _MIG.c.step_data.is_(None) if old is None
+                                       else _MIG.c.step_data == old)
+                if conn.execute(q.values(step_data=json.dumps(data))).rowcount == 1:
+                    return dict(row, step_data=json.dumps(data))
+        raise exception.ConcurrentUpdate(what=f"Migration {migration_id}", expected=status,
+                                         found="step data changing under us")
+
+    def migrations_with_cleanup(self, host=None):
+        """Migrations with clean-up left for ``host`` (or for any host): it was down
+        when its turn came."""
+        q = select(_MIG).where(_MIG.c.cleanup_hosts.is_not(None))
+        if host is not None:
+            q = q.where(_MIG.c.cleanup_hosts.contains(json.dumps(host)))
+        with self.connection() as conn:
+            rows = [dict(r._mapping) for r in conn.execute(q)]
+        return [r for r in rows if host is None or
+                host in json.loads(r["cleanup_hosts"] or "[]")]
