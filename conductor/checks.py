@@ -10,6 +10,7 @@ import json
 
 from godwit import exception, states
 from godwit.db import api as db_api
+from godwit.db import claims
 
 
 def check_instance_can_live_migrate(instance):
@@ -49,22 +50,23 @@ def _cpu(node):
 
 
 def free_resources(db, conf, node):
-    used = db.host_usage(node["host"])
-    return {
-        "memory_mb": int(node["memory_mb"] * conf.ram_allocation_ratio) - used["memory_mb"],
-        "vcpus": int(node["vcpus"] * conf.cpu_allocation_ratio) - used["vcpus"],
-        "disk_gb": int(node["local_gb"] * conf.disk_allocation_ratio) - used["disk_gb"],
-    }
+    return claims.free_of(node, db.host_usage(node["host"]), conf)
 
 
 def check_capacity(db, conf, node, need):
-    """``need`` holds memory_mb, vcpus, disk_gb."""
-    free = free_resources(db, conf, node)
-    for resource, unit in (("memory_mb", "MiB RAM"), ("vcpus", "vCPUs"), ("disk_gb", "GiB disk")):
-        if need[resource] > free[resource]:
-            raise exception.MigrationPreCheckError(
-                reason=f"destination {node['host']} lacks {unit}: {need[resource]} needed, "
-                       f"{max(free[resource], 0)} free")
+    """``need`` holds memory_mb, vcpus, disk_gb. A read: the claim that follows
+    checks again in its own transaction (godwit.db.claims)."""
+    lacking = claims.shortfall(node, free_resources(db, conf, node), need)
+    if lacking is not None:
+        raise no_room(lacking)
+
+
+def no_room(lacking):
+    """A move's words for a destination without room (HostCapacityExceeded)."""
+    k = lacking.kwargs
+    return exception.MigrationPreCheckError(
+        reason=f"destination {k['host']} lacks {k['resource']}: {k['needed']} needed, "
+               f"{k['free']} free")
 
 
 def check_destination(db, conf, instance, source_node, dest):

@@ -82,20 +82,28 @@ class LiveMigrationTask:
 
         # 2. Claim the instance and record the move.
         # (One transaction: the claim is a compare-and-swap, and the action and
-        # the migration row are written only if it wins.)
-        claimed, action, self.migration = self.db.instance_claim_move(
-            self.ctxt, self.instance_uuid, {"task_state": states.MIGRATING},
-            {"task_state": None, "vm_state": (states.ACTIVE, states.PAUSED)},
-            states.ACTION_LIVE_MIGRATION, {
-                "instance_uuid": self.instance_uuid,
-                "migration_type": states.LIVE_MIGRATION,
-                "source_compute": source, "source_node": instance["node"],
-                "dest_compute": self.requested_host, "old_instance_type_id":
-                    instance["instance_type_id"], "new_instance_type_id":
-                    instance["instance_type_id"], "user_id": self.ctxt.user_id,
-                "project_id": self.ctxt.project_id,
-                **move_owner(self.conductor), "step_data": json.dumps(
-                    {"context": self.ctxt.to_dict()})})
+        # the migration row are written only if it wins. A requested destination's
+        # room is claimed in the same transaction: the migration row naming it is
+        # what holds it.)
+        self.need = need
+        try:
+            claimed, action, self.migration = self.db.instance_claim_move(
+                self.ctxt, self.instance_uuid, {"task_state": states.MIGRATING},
+                {"task_state": None, "vm_state": (states.ACTIVE, states.PAUSED)},
+                states.ACTION_LIVE_MIGRATION, {
+                    "instance_uuid": self.instance_uuid,
+                    "migration_type": states.LIVE_MIGRATION,
+                    "source_compute": source, "source_node": instance["node"],
+                    "dest_compute": self.requested_host,
+                    "dest_node": self.requested_host,
+                    "old_instance_type_id": instance["instance_type_id"],
+                    "new_instance_type_id": instance["instance_type_id"],
+                    "user_id": self.ctxt.user_id, "project_id": self.ctxt.project_id,
+                    **move_owner(self.conductor), "step_data": json.dumps(
+                        {"context": self.ctxt.to_dict()})},
+                room=(need, self.conf) if self.requested_host else None)
+        except exception.HostCapacityExceeded as e:
+            raise checks.no_room(e) from None
         engine = self.conductor.engine
         engine.adopt(self.migration)
         self.instance_info = dict(info, instance=claimed)
@@ -130,6 +138,14 @@ class LiveMigrationTask:
                 refusals["(others)"] = (f"not tried: migrate_max_retries={max_retries} "
                                         "reached")
                 break
+            if self.requested_host is None:
+                # Claim the candidate's room before asking it: the claim is this
+                # migration naming it as destination, checked in one transaction.
+                try:
+                    self.db.claim_move(self.migration, dest, self.need, self.conf)
+                except exception.HostCapacityExceeded as e:
+                    refusals[dest] = str(e)
+                    continue
             try:
                 migrate_data = self.conductor.compute_rpc.check_can_live_migrate_destination(
                     self.ctxt, dest, self.instance_uuid, source, self.block_migration,

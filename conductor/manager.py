@@ -198,18 +198,23 @@ class ConductorManager:
             with self.event(ctxt, instance_uuid, "conductor_schedule_and_build_instance"):
                 if requested_host:
                     checks.check_service_up(self.db, self.conf, requested_host)
-                    node = self.db.compute_node_get_by_host(requested_host)
-                    checks.check_capacity(self.db, self.conf, node, need)
-                    host = requested_host
+                    hosts, refusals = [requested_host], {}
                 else:
                     hosts, refusals = self.scheduler.candidates(need)
-                    if not hosts:
-                        raise exception.NoValidHost(reason=scheduler_mod.explain(refusals))
-                    host = hosts[0]
-                self.db.instance_update(instance_uuid,
-                                        {"host": host, "node": host,
-                                         "task_state": states.SPAWNING},
-                                        expected={"task_state": states.SCHEDULING})
+                # The room is checked again and claimed in one transaction: of
+                # two requests for the last room on a host, one gets it.
+                host = None
+                for candidate in hosts:
+                    try:
+                        self.db.claim_build(instance_uuid, candidate, need, self.conf,
+                                            values={"task_state": states.SPAWNING},
+                                            expected={"task_state": states.SCHEDULING})
+                        host = candidate
+                        break
+                    except exception.HostCapacityExceeded as e:
+                        refusals[candidate] = str(e)
+                if host is None:
+                    raise exception.NoValidHost(reason=scheduler_mod.explain(refusals))
         except exception.GodwitException as e:
             self.db.instance_update(instance_uuid, {"vm_state": states.ERROR,
                                                     "task_state": None,

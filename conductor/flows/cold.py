@@ -82,14 +82,13 @@ class ColdFlow(base.Flow):
             host = alternates.pop(0)
             try:
                 checks.check_service_up(self.db, self.conf, host)
-                checks.check_capacity(self.db, self.conf, self.db.compute_node_get_by_host(host),
-                                      need)
+                # Its room claimed as it becomes the destination (one transaction).
+                self.db.claim_move(m, host, need, self.conf)
             except exception.GodwitException as e:
                 refused.append(f"{host}: {e}")
                 continue
             LOG.info("Migration %s: %s; trying %s", m["id"], refusal, host)
-            return self.save(m, data, dest_compute=host, dest_node=host,
-                             alternates=json.dumps(alternates))
+            return self.save(m, data, alternates=json.dumps(alternates))
         reason = "no host could take the server: " + "; ".join(refused)
         LOG.warning("Migration %s of %s: %s", m["id"], m["instance_uuid"], reason)
         return self.advance(m, "refused", data=data, values={"error_message": reason[:4000]},

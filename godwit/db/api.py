@@ -27,8 +27,9 @@ from oslo_db.sqlalchemy import exc_filters
 from sqlalchemy import event, func, or_, select, update
 from sqlalchemy.orm import sessionmaker
 
-from godwit import exception, phases, states
+from godwit import exception, states
 from godwit.db import models
+from godwit.db.claims import ClaimStore
 from godwit.db.moves import MoveStore
 from godwit.timeutils import utcnow
 
@@ -136,7 +137,7 @@ def _all(conn, stmt, params=None):
     return [dict(r._mapping) for r in conn.execute(stmt, params)]
 
 
-class Database(MoveStore):
+class Database(MoveStore, ClaimStore):
     def __init__(self, url, echo=False):
         self.url = url
         kwargs = {"echo": echo, "future": True}
@@ -332,41 +333,6 @@ class Database(MoveStore):
             return [n.to_dict() for n in s.scalars(
                 select(models.ComputeNode).order_by(models.ComputeNode.id))]
 
-    def host_usage(self, host):
-        """Resources held on ``host``: its instances plus moves heading there.
-
-        Usage is derived, not stored as claims: an instance counts where its
-        ``host`` is, and an in-progress migration also counts on its
-        destination. When a migration reaches a final status its hold
-        disappears with it, so no claim can be leaked.
-        """
-        with self.connection() as s:
-            inst = models.Instance
-            on_host = s.execute(
-                select(func.coalesce(func.sum(inst.memory_mb), 0),
-                       func.coalesce(func.sum(inst.vcpus), 0),
-                       func.coalesce(func.sum(inst.root_gb + inst.ephemeral_gb), 0),
-                       func.count(inst.id))
-                .where(inst.host == host, inst.deleted_at.is_(None))).one()
-            mig = models.Migration
-            flavor = models.Flavor
-            incoming = s.execute(
-                select(func.coalesce(func.sum(func.coalesce(flavor.memory_mb, inst.memory_mb)), 0),
-                       func.coalesce(func.sum(func.coalesce(flavor.vcpus, inst.vcpus)), 0),
-                       func.coalesce(func.sum(func.coalesce(flavor.root_gb, inst.root_gb)
-                                              + func.coalesce(flavor.ephemeral_gb,
-                                                              inst.ephemeral_gb)), 0))
-                .select_from(mig)
-                .join(inst, inst.uuid == mig.instance_uuid)
-                .outerjoin(flavor, flavor.id == mig.new_instance_type_id)
-                .where(mig.dest_compute == host,
-                       mig.status.in_(sorted(phases.IN_PROGRESS)),
-                       or_(inst.host.is_(None), inst.host != host))).one()
-            return {"memory_mb": int(on_host[0]) + int(incoming[0]),
-                    "vcpus": int(on_host[1]) + int(incoming[1]),
-                    "disk_gb": int(on_host[2]) + int(incoming[2]),
-                    "running_vms": int(on_host[3])}
-
     # ------------------------------------------------------------------ flavors
     def flavor_create(self, values):
         with self.transaction() as s:
@@ -509,7 +475,7 @@ class Database(MoveStore):
             return mig.to_dict()
 
     def instance_claim_move(self, ctxt, instance_uuid, values, expected, action,
-                            migration_values):
+                            migration_values, room=None):
         """Claim the instance for a move and record it, in one transaction.
 
         The claim is :meth:`instance_update` with ``expected`` (a
@@ -517,17 +483,43 @@ class Database(MoveStore):
         first); then the instance action ``action`` is started
         (:meth:`action_start`) and the migration row created
         (:meth:`migration_create`). All three happen or none.
+
+        With ``room`` (need, ratios) the destination named in
+        ``migration_values`` is claimed too, in the same transaction
+        (:meth:`godwit.db.claims.ClaimStore.claim`): HostCapacityExceeded if it
+        has no room any more, and then nothing is written.
         Returns (instance, action, migration).
         """
-        with self.transaction() as s:
-            instance = self._instance_cas(s.connection(), instance_uuid, values, expected)
-            row = self._new_action(ctxt, instance_uuid, action)
-            mig = self._new_migration(migration_values)
-            s.add_all([row, mig])
-            s.flush()
-            result = instance, row.to_dict(), mig.to_dict()
+        out = {}
+
+        def write(conn):
+            out["result"] = self._claim_move_in(conn, ctxt, instance_uuid, values, expected,
+                                                action, migration_values)
+        if room is not None:
+            need, ratios = room
+            self.claim(migration_values["dest_compute"], need, ratios, write)
+        else:
+            with self.connection() as conn:
+                write(conn)
+        result = out["result"]
         self._remember_action(instance_uuid, ctxt.request_id, result[1]["id"])
         return result
+
+    def _claim_move_in(self, conn, ctxt, instance_uuid, values, expected, action,
+                       migration_values):
+        instance = self._instance_cas(conn, instance_uuid, values, expected)
+        action_values = {"action": action, "instance_uuid": instance_uuid,
+                         "request_id": ctxt.request_id, "user_id": ctxt.user_id,
+                         "project_id": ctxt.project_id, "start_time": utcnow()}
+        action_id = conn.execute(sa.insert(_ACTION).values(**action_values)
+                                 ).inserted_primary_key[0]
+        mig = dict(migration_values)
+        mig.setdefault("uuid", _new_uuid())
+        mig.setdefault("status", states.ACCEPTED)
+        mig.setdefault("created_at", utcnow())
+        mig_id = conn.execute(sa.insert(_MIG).values(**mig)).inserted_primary_key[0]
+        return (instance, _first(conn, select(_ACTION).where(_ACTION.c.id == action_id), {}),
+                _first(conn, _MIGRATION_BY_ID, {"id": mig_id}))
 
     def migration_get(self, migration_id):
         with self.connection() as conn:

@@ -79,6 +79,9 @@ class ComputeNode(Base, TimestampMixin):
     # The host's max_concurrent_live_migrations, as its agent reports it: the
     # conductor hands out the source's slots (None: no limit).
     max_live_migrations: Mapped[int | None] = mapped_column(Integer)
+    # Bumped by every claim on the host's room, by compare-and-swap
+    # (godwit/db/claims.py): of two claims that read the same room, one commits.
+    generation: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class Flavor(Base, TimestampMixin):

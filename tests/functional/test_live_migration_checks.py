@@ -27,7 +27,7 @@ def refused(c, sid, status, *fragments, **kwargs):
     ({"hypervisor_version": 999}, "older than the source's"),
     ({"cpu_info": json.dumps({"model": "Nehalem", "arch": "x86_64"})}, "CPU of destination"),
     ({"security_driver": "apparmor"}, "Unable to find security driver for label"),
-    ({"memory_mb": 256}, "lacks MiB RAM"),
+    ({"memory_mb": 256}, "lacks RAM: 512 MiB needed"),
     ({"vcpus": 0}, "lacks vCPUs"),
 ])
 def test_destination_checks_change_nothing(cloud, change, fragment):

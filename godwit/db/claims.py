@@ -1,0 +1,146 @@
+"""Claims on a host's capacity, without races.
+
+Mixed into :class:`godwit.db.api.Database`. What a host holds is derived
+(decision 4): the instances whose ``host`` it is, plus the unfinished moves
+heading to it. A claim is therefore the write that makes a guest count there
+(a build's ``instances.host``, a move's ``dest_compute``); a move that ends or a
+guest that is deleted stops counting at once, so a claim is released exactly
+once, by the same write that ends what held it.
+
+What was missing was the check: two requests could read the same free room
+and both claim it. :meth:`ClaimStore.claim` checks the room and writes the
+claim in one transaction, guarded by a generation on the compute node, as
+placement guards resource providers: the transaction bumps the generation it
+read with a compare-and-swap, so of two claims that read the same generation
+only one commits; the other reads again and is refused if the room is gone.
+"""
+
+import sqlalchemy as sa
+from sqlalchemy import func, or_, select, update
+
+from godwit import exception, phases
+from godwit.db import models
+
+_NODE = models.ComputeNode.__table__
+_INST = models.Instance.__table__
+_MIG = models.Migration.__table__
+_FLAVOR = models.Flavor.__table__
+
+# resource, its name in messages, its unit, the allocation ratio option
+RESOURCES = (("memory_mb", "RAM", "MiB", "ram_allocation_ratio"),
+             ("vcpus", "vCPUs", "", "cpu_allocation_ratio"),
+             ("disk_gb", "disk", "GiB", "disk_allocation_ratio"))
+
+
+class _Lost(Exception):
+    """Another claim bumped the generation first: read again."""
+
+
+def usage_on(conn, host):
+    """Resources held on ``host``: its instances plus moves heading there."""
+    on_host = conn.execute(
+        select(func.coalesce(func.sum(_INST.c.memory_mb), 0),
+               func.coalesce(func.sum(_INST.c.vcpus), 0),
+               func.coalesce(func.sum(_INST.c.root_gb + _INST.c.ephemeral_gb), 0),
+               func.count(_INST.c.id))
+        .where(_INST.c.host == host, _INST.c.deleted_at.is_(None))).one()
+    incoming = conn.execute(
+        select(func.coalesce(func.sum(func.coalesce(_FLAVOR.c.memory_mb, _INST.c.memory_mb)), 0),
+               func.coalesce(func.sum(func.coalesce(_FLAVOR.c.vcpus, _INST.c.vcpus)), 0),
+               func.coalesce(func.sum(func.coalesce(_FLAVOR.c.root_gb, _INST.c.root_gb)
+                                      + func.coalesce(_FLAVOR.c.ephemeral_gb,
+                                                      _INST.c.ephemeral_gb)), 0))
+        .select_from(_MIG)
+        .join(_INST, _INST.c.uuid == _MIG.c.instance_uuid)
+        .outerjoin(_FLAVOR, _FLAVOR.c.id == _MIG.c.new_instance_type_id)
+        .where(_MIG.c.dest_compute == host,
+               _MIG.c.status.in_(sorted(phases.IN_PROGRESS)),
+               or_(_INST.c.host.is_(None), _INST.c.host != host))).one()
+    return {"memory_mb": int(on_host[0]) + int(incoming[0]),
+            "vcpus": int(on_host[1]) + int(incoming[1]),
+            "disk_gb": int(on_host[2]) + int(incoming[2]),
+            "running_vms": int(on_host[3])}
+
+
+def free_of(node, used, ratios):
+    """Room left on ``node`` with ``used`` held, by the allocation ratios."""
+    totals = {"memory_mb": node["memory_mb"], "vcpus": node["vcpus"],
+              "disk_gb": node["local_gb"]}
+    return {res: int(totals[res] * getattr(ratios, option)) - used[res]
+            for res, _name, _unit, option in RESOURCES}
+
+
+def shortfall(node, free, need):
+    """The first resource ``need`` does not fit in, as HostCapacityExceeded; None if it fits."""
+    for res, name, unit, _option in RESOURCES:
+        if need[res] > free[res]:
+            return exception.HostCapacityExceeded(
+                host=node["host"], resource=name, needed=f"{need[res]} {unit}".strip(),
+                free=f"{max(free[res], 0)} {unit}".strip())
+    return None
+
+
+class ClaimStore:
+    """Claims checked and written in one transaction; see the module docstring."""
+
+    def claim(self, host, need, ratios, write, attempts=10):
+        """Check that ``host`` has room for ``need`` and call ``write(conn)`` to make
+        the claim, in one transaction guarded by the node's generation.
+
+        ``write`` must raise (ConcurrentUpdate...) if what it claims for has moved
+        on; then nothing is written. Returns the node row.
+        Raises ComputeHostNotFound, or HostCapacityExceeded naming the resource.
+        """
+        for _ in range(attempts):
+            try:
+                with self.connection() as conn:
+                    node = conn.execute(select(_NODE).where(_NODE.c.host == host)).first()
+                    if node is None:
+                        raise exception.ComputeHostNotFound(host=host)
+                    node = dict(node._mapping)
+                    lacking = shortfall(node, free_of(node, usage_on(conn, host), ratios),
+                                        need)
+                    if lacking is not None:
+                        raise lacking
+                    write(conn)
+                    # The compare-and-swap: only one claim per generation commits.
+                    bumped = conn.execute(update(_NODE).where(
+                        _NODE.c.id == node["id"], _NODE.c.generation == node["generation"])
+                        .values(generation=_NODE.c.generation + 1,
+                                updated_at=_NODE.c.updated_at)).rowcount
+                    if bumped != 1:
+                        raise _Lost()
+                    return node
+            except _Lost:
+                continue
+            except sa.exc.OperationalError as e:
+                # SQLite: a reader whose snapshot went stale cannot start writing
+                # ("database is locked"): read again, as after a lost swap.
+                if "locked" not in str(e):
+                    raise
+        raise exception.ConcurrentUpdate(what=f"Compute node {host}", expected="a free claim",
+                                         found=f"{attempts} claims in a row taken first")
+
+    def claim_move(self, migration, host, need, ratios, dest_node=None):
+        """Claim ``host``'s room for an unfinished move: its dest_compute is the claim."""
+        def write(conn):
+            res = conn.execute(update(_MIG).where(
+                _MIG.c.id == migration["id"], _MIG.c.status == migration["status"])
+                .values(dest_compute=host, dest_node=dest_node or host))
+            if res.rowcount != 1:
+                raise exception.ConcurrentUpdate(what=f"Migration {migration['id']}",
+                                                 expected=migration["status"],
+                                                 found="another status")
+        return self.claim(host, need, ratios, write)
+
+    def claim_build(self, instance_uuid, host, need, ratios, values, expected):
+        """Claim ``host``'s room for a new server: its instances.host is the claim."""
+        def write(conn):
+            self._instance_cas(conn, instance_uuid, dict(values, host=host, node=host),
+                               expected)
+        return self.claim(host, need, ratios, write)
+
+    def host_usage(self, host):
+        """Resources held on ``host`` (see :func:`usage_on`)."""
+        with self.connection() as conn:
+            return usage_on(conn, host)
