@@ -59,7 +59,8 @@ def test_the_last_room_goes_to_exactly_one_request(database, cloud_factory):
     for sid, answer in zip(movers, answers):
         if answer == "accepted":
             continue
-        assert answer.status == 400 and "compute3 lacks RAM: 512 MiB needed, 0 MiB free" in answer.message, answer
+        assert answer.status == 400, answer
+        assert "compute3 lacks RAM: 512 MiB needed, 0 MiB free" in answer.message, answer
         # A refused request changed nothing: no migration, the server as it was.
         assert c.migrations(instance_uuid=sid) == []
         after = c.server(sid)
@@ -68,7 +69,8 @@ def test_the_last_room_goes_to_exactly_one_request(database, cloud_factory):
     for server in built:
         if server["status"] == "ERROR":
             assert server["fault"]["message"].startswith("No valid host was found"), server
-            assert "compute3: compute3 lacks RAM: 512 MiB needed" in server["fault"]["message"], server
+            message = server["fault"]["message"]
+            assert "compute3: compute3 lacks RAM: 512 MiB needed" in message, server
             assert server.get("OS-EXT-SRV-ATTR:host") in (None, "")
 
     usage = cloud.db.host_usage("compute3")
