@@ -20,7 +20,7 @@ from compute import drivers, journal, live_migration, resize, steps
 from compute import rpcapi as compute_rpcapi
 from conductor import rpcapi as conductor_rpcapi
 from godwit import context as godwit_context
-from godwit import events, notifications, states
+from godwit import events, exception, notifications, states
 from godwit.timeutils import utcnow
 
 LOG = logging.getLogger(__name__)
@@ -60,13 +60,21 @@ class ComputeManager:
         ctxt = godwit_context.get_admin_context()
         node_info = dict(self.driver.get_host_info(),
                          max_live_migrations=self.conf.max_concurrent_live_migrations or None)
+        inventory = self.host_inventory(ctxt)
         for attempt in range(attempts):
             try:
                 # The conductor also looks at every unfinished move this host
-                # is part of (it may have restarted in the middle of them).
-                self.conductor.service_report(ctxt, self.host, states.SERVICE_COMPUTE,
-                                              compute_rpcapi.TOPIC, godwit.__version__,
-                                              node_info)
+                # is part of (it may have restarted in the middle of them), and
+                # says what it holds that nothing should hold any more: that is
+                # removed before this agent takes any work.
+                answer = self.conductor.service_report(
+                    ctxt, self.host, states.SERVICE_COMPUTE, compute_rpcapi.TOPIC,
+                    godwit.__version__, node_info, inventory)
+                if answer.get("orphans"):
+                    for result in self.remove_orphans(ctxt, answer["orphans"]):
+                        LOG.info("Orphan %s %s of %s: %s", result["kind"], result["name"],
+                                 result["instance_uuid"], "removed" if result["removed"]
+                                 else f"left: {result['reason']}")
                 return
             except messaging.MessagingTimeout:
                 LOG.warning("Conductor not reachable yet (attempt %d); retrying", attempt + 1)
@@ -123,6 +131,50 @@ class ComputeManager:
                                           "result": live_migration._loads(e["result"])}
                               for e in self.journal.steps(migration_id)}
         return found
+
+    # --- RPC: what exists here, for the reconciler (conductor.reconciler) ---------
+    def host_inventory(self, ctxt):
+        """Everything of Godwit's on this host, by kind."""
+        return {"domains": self.driver.list_domains(),
+                "dirs": self.driver.list_instance_dirs(),
+                "vifs": self.vif_driver.list_plugged(),
+                "volumes": self.volume_driver.list_connections(),
+                "filters": [{"instance_uuid": u} for u in self.firewall_driver.list_filtered()]}
+
+    def remove_orphans(self, ctxt, items):
+        """Remove what the conductor found orphaned here, looking first: nothing a
+        running guest of this host uses is touched, whatever the list says."""
+        results = []
+        for item in items:
+            try:
+                removed = self._remove_orphan(item)
+                results.append(dict(item, removed=removed, reason=None if removed else
+                                    "its guest runs here: left alone"))
+            except Exception as e:
+                LOG.warning("Could not remove orphan %s: %s", item, e)
+                results.append(dict(item, removed=False, reason=exception.message_of(e)))
+        return results
+
+    def _remove_orphan(self, item):
+        uuid = item["instance_uuid"]
+        if self.driver.inspect_instance({"uuid": uuid})["active"]:
+            return False
+        kind = item["kind"]
+        instance = {"uuid": uuid}
+        if kind == "domains":
+            self.driver.remove_domain(uuid)
+        elif kind == "dirs":
+            self.driver.remove_instance_dir(uuid, item["dir_kind"])
+        elif kind == "vifs":
+            self.vif_driver.unplug(instance, item["vif"])
+        elif kind == "volumes":
+            self.volume_driver.disconnect_volume(instance, item["bdm"])
+        elif kind == "filters":
+            self.firewall_driver.unfilter_instance(instance, item["network_info"])
+        else:
+            raise ValueError(f"unknown kind of orphan {kind!r}")
+        LOG.info("Removed orphan %s of %s on %s", kind, uuid, self.host)
+        return True
 
     # --- RPC: server lifecycle -------------------------------------------
     def build_and_run_instance(self, ctxt, instance_uuid):

@@ -19,7 +19,8 @@ Version history:
   post_live_migration_at_destination, rollback_live_migration_at_source,
   rollback_live_migration_at_destination, prep_resize, resize_instance,
   finish_resize, confirm_resize, revert_resize, finish_revert_resize,
-  rollback_resize_at_source, inspect_instance, power_action; the checks
+  rollback_resize_at_source, inspect_instance, power_action, host_inventory,
+  remove_orphans; the checks
   check_can_live_migrate_destination and check_can_live_migrate_source; casts
   build_and_run_instance and terminate_instance; ping.
 """
@@ -127,6 +128,16 @@ class ComputeAPI:
         """Ground truth: the domain, a running migration job, the journal."""
         return self._step(ctxt, host, "inspect_instance", timeout,
                           instance_uuid=instance_uuid, migration_id=migration_id)
+
+    # --- the reconciler ---------------------------------------------------------------
+    def host_inventory(self, ctxt, host, timeout=None):
+        """Everything of Godwit's on ``host``: domains, instance directories, VIFs,
+        volume connections, filters."""
+        return self._at(host, timeout or self.long_timeout).call(ctxt, "host_inventory")
+
+    def remove_orphans(self, ctxt, host, items, timeout=None):
+        return self._at(host, timeout or self.long_timeout).call(ctxt, "remove_orphans",
+                                                                 items=items)
 
     # --- cold migration and resize -------------------------------------------------
     def _cold(self, ctxt, host, method, migration_id, epoch, context, timeout=None,

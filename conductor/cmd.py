@@ -15,6 +15,8 @@ def build(conf, transport, host=None):
     # Leases, takeovers, deadlines, lost intents, auto-confirm (conductor.engine).
     svc.add_periodic("migration-sweep", min(conf.migration_watchdog_interval,
                                             conf.migration_lease_time / 3), mgr.sweep)
+    if conf.reconcile_interval > 0:
+        svc.add_periodic("reconcile", conf.reconcile_interval, mgr.reconcile)
     return svc
 
 

@@ -16,7 +16,7 @@ from oslo_log import log as logging
 
 import godwit
 from compute import rpcapi as compute_rpcapi
-from conductor import checks, engine, live_migrate, migrate, power
+from conductor import checks, engine, live_migrate, migrate, power, reconciler
 from conductor import rpcapi as conductor_rpcapi
 from conductor import scheduler as scheduler_mod
 from godwit import context as godwit_context
@@ -116,14 +116,34 @@ class ConductorManager:
         self.notifier.info(ctxt, event_type, payload)
 
     # --- for compute agents ---------------------------------------------------
-    def service_report(self, ctxt, host, binary, topic, version, node_info):
+    def service_report(self, ctxt, host, binary, topic, version, node_info, inventory=None):
+        """A compute agent starts. It is registered; what it holds (``inventory``)
+        is reconciled, and the orphans it should remove before it takes work are
+        returned; the moves it is part of are looked at again."""
         svc = self.db.service_register(host, binary, topic, version)
         node = self.db.compute_node_upsert(host, dict(node_info, hypervisor_hostname=host))
         LOG.info("Compute host %s registered (%s %s)", host, node["hypervisor_type"],
                  node["hypervisor_version"])
+        orphans = []
+        if inventory is not None:
+            orphans = reconciler.classify(self.db, host, inventory)
+            reconciler.settle_ledger(self.db, host, inventory)
+            for o in orphans:
+                LOG.warning("Orphan on %s, found as it starts: %s %s of %s (%s)%s", host,
+                            o["kind"], o["name"], o["instance_uuid"], o["why"],
+                            "" if o["removable"] else "; left for an operator")
         # It may have restarted in the middle of moves: look at each of them.
         self.engine.host_returned(host)
-        return {"service": svc, "node": node}
+        return {"service": svc, "node": node,
+                "orphans": [o for o in orphans if o["removable"]]}
+
+    def reconcile(self):
+        """The periodic reconciliation, in one conductor: the first by name of those up."""
+        up = sorted(s["host"] for s in self.db.service_list(binary=states.SERVICE_CONDUCTOR)
+                    if self.db.is_host_up(s, self.conf.service_down_time))
+        if up and up[0] != self.host:
+            return
+        reconciler.reconcile_all(self, self.conf.reconcile_fix)
 
     def service_heartbeat(self, ctxt, host, binary):
         if not self.db.service_heartbeat(host, binary):

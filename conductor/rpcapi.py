@@ -32,11 +32,12 @@ class ConductorAPI:
         self.long_timeout = long_timeout
 
     # --- for compute agents: their window onto the database ---------------
-    def service_report(self, ctxt, host, binary, topic, version, node_info):
+    def service_report(self, ctxt, host, binary, topic, version, node_info, inventory=None):
         """Register (or re-register) a service and its compute node; the
-        conductor then resumes the unfinished moves this host is part of."""
+        conductor then resumes the unfinished moves this host is part of, and
+        answers with the orphans in ``inventory`` the host should remove."""
         return self.client.call(ctxt, "service_report", host=host, binary=binary, topic=topic,
-                                version=version, node_info=node_info)
+                                version=version, node_info=node_info, inventory=inventory)
 
     def service_heartbeat(self, ctxt, host, binary, timeout=None):
         return self.client.prepare(timeout=timeout).call(ctxt, "service_heartbeat",

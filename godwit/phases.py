@@ -15,6 +15,11 @@ A migration's ``status`` is its phase. For each phase the table says:
   (``source``, ``destination`` or ``either``: only the hosts can tell).
 * ``on_error``: what the instance looks like if the move ends in ``error``
   from this phase (its vm_state; ``None`` keeps it).
+* ``holds``: what the move has made, or is making, on its hosts once it
+  enters the phase: (``source``|``dest``, kind, ``planned``|``present``), for
+  the ledger (:mod:`godwit.db.ledger`). A final phase releases everything
+  the move held (``error`` only its claim: the rest stays recorded, since
+  an operator has to see what is left where).
 * ``final``: the move is over. ``error`` may be reopened, and only while its
   row names hosts that could not be asked (``awaiting_hosts``): a phase whose
   ``unresolved`` event led there resumes when they return (``resume:<phase>``).
@@ -44,10 +49,23 @@ class Phase:
     on_error: str | None
     final: bool = False
     doc: str = ""
+    holds: tuple = ()
 
 
 def _final(status, doc):
     return Phase(status, "-", {}, None, "-", None, final=True, doc=doc)
+
+
+def _holds(role, state, *kinds):
+    return tuple((role, kind, state) for kind in kinds)
+
+
+# What pre_live_migration (live) sets up on the destination: the guest's
+# directory (its disks with block migration), volume connections, VIFs, the
+# filter. The kinds name what the step makes if the guest has any.
+_LIVE_PREP = ("instance_dir", "volumes", "vifs", "filter")
+# What finish_resize builds on a cold move's destination around the copied disks.
+_COLD_FINISH = ("domain", "volumes", "vifs", "filter")
 
 
 class PhaseTable:
@@ -113,16 +131,19 @@ LIVE = PhaseTable(s.LIVE_MIGRATION, [
     Phase(s.PREPARING, "destination", {"prepared": s.RUNNING_MIGRATION,
                                        "fail": s.ROLLING_BACK, "abort": s.ROLLING_BACK},
           "live_migration_preparing_timeout", "source", None,
-          doc="pre_live_migration: directory, disks, volume connections, VIFs, filter"),
+          doc="pre_live_migration: directory, disks, volume connections, VIFs, filter",
+          holds=_holds("dest", "planned", *_LIVE_PREP)),
     Phase(s.RUNNING_MIGRATION, "source", {"switched": s.POST_MIGRATING,
                                           "fail": s.ROLLING_BACK, "abort": s.ROLLING_BACK,
                                           UNRESOLVED: s.ERROR_MIGRATION},
           "live_migration_progress_timeout", "either", s.ERROR,
-          doc="the hypervisor job moves the guest, steered by the source's monitor"),
+          doc="the hypervisor job moves the guest, steered by the source's monitor",
+          holds=_holds("dest", "present", *_LIVE_PREP) + _holds("dest", "planned", "domain")),
     Phase(s.POST_MIGRATING, "source", {"done": s.COMPLETED, "fail": s.ERROR_MIGRATION,
                                        UNRESOLVED: s.ERROR_MIGRATION},
           "live_migration_post_timeout", "destination", s.ERROR,
-          doc="switched over (instances.host is the destination); both hosts finalised"),
+          doc="switched over (instances.host is the destination); both hosts finalised",
+          holds=_holds("dest", "present", "domain")),
     Phase(s.ROLLING_BACK, "destination", {"rolled_back": s.FAILED,
                                           "cancelled": s.CANCELLED,
                                           "fail": s.ERROR_MIGRATION},
@@ -143,14 +164,20 @@ COLD = PhaseTable("cold migration and resize", [
     Phase(s.MIGRATING_COLD, "source", {"copied": s.POST_MIGRATING, "fail": s.ROLLING_BACK,
                                        UNRESOLVED: s.ERROR_MIGRATION},
           "cold_migration_step_timeout", "source", s.ERROR,
-          doc="resize_instance: the source powers off and copies the disks"),
+          doc="resize_instance: the source powers off and copies the disks",
+          holds=_holds("source", "planned", "resize_dir")
+          + _holds("dest", "planned", "instance_dir")),
     Phase(s.POST_MIGRATING, "destination", {"finished": s.FINISHED, "fail": s.ROLLING_BACK,
                                             UNRESOLVED: s.ERROR_MIGRATION},
           "cold_migration_step_timeout", "destination", s.ERROR,
-          doc="finish_resize: the destination builds and starts the guest"),
+          doc="finish_resize: the destination builds and starts the guest",
+          holds=_holds("source", "present", "resize_dir")
+          + _holds("dest", "present", "instance_dir")
+          + _holds("dest", "planned", *_COLD_FINISH)),
     Phase(s.FINISHED, "user", {"confirm": s.CONFIRMING, "revert": s.REVERTING},
           None, "destination", None,
-          doc="VERIFY_RESIZE: waiting for confirm or revert (or resize_confirm_window)"),
+          doc="VERIFY_RESIZE: waiting for confirm or revert (or resize_confirm_window)",
+          holds=_holds("dest", "present", *_COLD_FINISH)),
     Phase(s.CONFIRMING, "source", {"confirmed": s.CONFIRMED, "fail": s.ERROR_MIGRATION},
           "cold_migration_step_timeout", "destination", None,
           doc="confirm_resize: the source's copy and domain are removed"),

@@ -15,3 +15,8 @@ class FirewallDriver(abc.ABC):
     @abc.abstractmethod
     def unfilter_instance(self, instance, network_info):
         """Remove the instance's rules from this host; quiet if absent."""
+
+    @abc.abstractmethod
+    def list_filtered(self):
+        """The instances this driver keeps filter rules for on this host (for the
+        reconciler): a list of instance uuids."""

@@ -21,3 +21,6 @@ class FakeFirewallDriver(base.FirewallDriver):
     def unfilter_instance(self, instance, network_info):
         self.faults.check("unfilter_instance", instance)
         self.fake.delete("filters", instance["uuid"])
+
+    def list_filtered(self):
+        return self.fake.keys("filters")

@@ -158,17 +158,21 @@ class NftablesFirewallDriver(base.FirewallDriver):
                                        f"{proc.stderr.strip() or proc.stdout.strip()}")
         return proc
 
-    def _map_entries(self):
-        """{(map, key): chain} of both maps; {} when the table does not exist."""
+    def _list_table(self):
+        """The table's objects as ``nft -j`` lists them; [] when it does not exist."""
         proc = self._nft(["-j", "list", "table", "inet", self.table], check=False)
         if proc.returncode != 0:
             if "No such file or directory" in proc.stderr:
-                return {}
+                return []
             raise FirewallError(host=self.host,
                                 reason=f"nft list table inet {self.table} failed: "
                                        f"{proc.stderr.strip()}")
+        return json.loads(proc.stdout).get("nftables", [])
+
+    def _map_entries(self):
+        """{(map, key): chain} of both maps; {} when the table does not exist."""
         entries = {}
-        for item in json.loads(proc.stdout).get("nftables", []):
+        for item in self._list_table():
             nft_map = item.get("map")
             if not nft_map or nft_map.get("name") not in (PORTS_MAP, MACS_MAP):
                 continue
@@ -251,6 +255,18 @@ class NftablesFirewallDriver(base.FirewallDriver):
                 return
             self._nft(["-f", "-"], stdin="\n".join(lines) + "\n")
         LOG.info("Filter for %s removed from %s", instance["uuid"], self.host)
+
+    def list_filtered(self):
+        """The instances with a chain ``inst-<uuid>`` in this driver's table (the
+        uuid as chain_name writes it, lower case)."""
+        with self._lock:
+            items = self._list_table()
+        out = set()
+        for item in items:
+            name = (item.get("chain") or {}).get("name") or ""
+            if name.startswith(CHAIN_PREFIX) and _UUID_RE.match(name[len(CHAIN_PREFIX):]):
+                out.add(name[len(CHAIN_PREFIX):])
+        return sorted(out)
 
     def _chain_exists(self, chain):
         return self._nft(["list", "chain", "inet", self.table, chain],

@@ -9,3 +9,6 @@ class NoopFirewallDriver(base.FirewallDriver):
 
     def unfilter_instance(self, instance, network_info):
         pass
+
+    def list_filtered(self):
+        return []

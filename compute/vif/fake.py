@@ -20,3 +20,7 @@ class FakeVifDriver(base.VifDriver):
     def unplug(self, instance, vif):
         self.faults.check("vif_unplug", instance)
         self.fake.delete("vifs", vif["uuid"])
+
+    def list_plugged(self):
+        return [{"vif_id": key, "device": key, "instance_uuid": rec.get("instance_uuid")}
+                for key, rec in self.fake.records("vifs").items()]

@@ -24,6 +24,7 @@ The guest's ``<interface>`` is ``type='ethernet'`` on the existing tap; see
 import contextlib
 import json
 import os
+import re
 import threading
 
 from oslo_log import log as logging
@@ -33,6 +34,10 @@ from compute.vif import base, common
 LOG = logging.getLogger(__name__)
 
 BRIDGE_PREFIX = "br-"
+#: The name of a tap this driver makes: "tap" + the first TAP_ID_LENGTH (11)
+#: characters of a VIF uuid, i.e. 8 hex digits, a dash, 2 hex digits. A link
+#: of any other name is not ours (libvirt's vnetN, an operator's tap, ...).
+TAP_NAME_RE = re.compile(rf"^{re.escape(common.TAP_PREFIX)}([0-9a-fA-F]{{8}}-[0-9a-fA-F]{{2}})$")
 
 
 class LinuxBridgeVifDriver(base.VifDriver):
@@ -174,6 +179,26 @@ class LinuxBridgeVifDriver(base.VifDriver):
             LOG.exception("Unplugging VIF %s failed", vif["uuid"])
             raise common.VifPlugFailed(action="unplug", vif=vif["uuid"], host=self.host,
                                        reason=f"{tap}: {type(e).__name__}: {e}") from e
+
+    def list_plugged(self):
+        """The persistent taps of this driver's shape (``tap`` + 11 characters of a
+        VIF uuid, a tun/tap device) in its network namespace; a tap's name keeps
+        only that much of the VIF's uuid, and nothing of its instance's."""
+        out = []
+        try:
+            with self._lock, self._ipr() as ipr:
+                links = ipr.get_links()
+        except Exception as e:
+            LOG.exception("Listing the taps on %s failed", self.host)
+            raise common.VifPlugFailed(action="list", vif="-", host=self.host,
+                                       reason=f"{type(e).__name__}: {e}") from e
+        for link in links:
+            name = link.get("IFLA_IFNAME") or ""
+            m = TAP_NAME_RE.match(name)
+            if m is None or link.get(("IFLA_LINKINFO", "IFLA_INFO_KIND")) != "tun":
+                continue
+            out.append({"vif_id": m.group(1), "device": name, "instance_uuid": None})
+        return sorted(out, key=lambda item: item["device"])
 
     def _remove_bridge_if_unused(self, ipr, bridge):
         created = self._created_bridges()

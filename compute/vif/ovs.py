@@ -125,6 +125,43 @@ class OvsVifDriver(base.VifDriver):
     def unplug(self, instance, vif):
         self._call("unplug", self.plugin.unplug, instance, vif)
 
+    def list_plugged(self):
+        """The ports of this driver on its bridge (``[vif_ovs] bridge``): those whose
+        interface carries os-vif's external_ids ``iface-id`` (the VIF uuid) and
+        ``vm-uuid`` (the instance's) and is named as plug() names it, ``tap`` + 11
+        characters of the iface-id. Ports on a bridge a VIF's details named are
+        not seen (the driver keeps no list of those bridges)."""
+        from ovsdbapp.backend.ovs_idl import idlutils
+
+        bridge = self.conf.vif_ovs.bridge
+        try:
+            api = self.plugin.ovsdb.ovsdb
+            if not api.br_exists(bridge).execute(check_error=True):
+                return []
+            try:
+                names = api.list_ifaces(bridge).execute(check_error=True, log_errors=False)
+            except idlutils.RowNotFound:
+                return []   # the bridge went meanwhile
+            rows = api.db_list("Interface", names, columns=["name", "external_ids"],
+                               if_exists=True).execute(check_error=True) if names else []
+        except Exception as e:
+            LOG.exception("Listing the ports of OVS bridge %s failed", bridge)
+            raise common.VifPlugFailed(action="list", vif="-", host=self.host,
+                                       reason=f"ports of bridge {bridge}: "
+                                              f"{type(e).__name__}: {e} (OVSDB "
+                                              f"{self.conf.os_vif_ovs.ovsdb_connection})"
+                                       ) from e
+        out = []
+        for row in rows:
+            ids = row.get("external_ids") or {}
+            vif_id, instance_uuid = ids.get("iface-id"), ids.get("vm-uuid")
+            if not (vif_id and instance_uuid) or \
+                    row["name"] != common.tap_name({"uuid": vif_id}):
+                continue   # not a port plug() made: the bridge's uplink, another's port
+            out.append({"vif_id": vif_id, "device": row["name"],
+                        "instance_uuid": instance_uuid})
+        return sorted(out, key=lambda item: item["device"])
+
     def domain_interface(self, instance, vif):
         """Libvirt interface: type='ethernet' on the tap plug() made (no virtualport).
 

@@ -10,6 +10,7 @@ hypervisor except through this class.
 
 import abc
 import os
+import shutil
 import threading
 import time
 import uuid
@@ -128,6 +129,43 @@ class VirtDriver(abc.ABC):
             migration, not a source that has switched over), ``incoming``,
             ``persistent`` and ``power_state``.
         """
+
+    @abc.abstractmethod
+    def list_domains(self):
+        """Every domain of Godwit's on this host (for the reconciler): a list of
+        :meth:`inspect_instance` dicts, each with its ``instance_uuid``."""
+
+    def list_instance_dirs(self):
+        """Instance directories under this host's instances path: a list of dicts
+        with ``instance_uuid``, ``path`` and ``kind`` (``instance``, or ``resize``
+        for a cold migration's set-aside ``<uuid>_resize``)."""
+        out = []
+        try:
+            names = sorted(os.listdir(self.instances_path))
+        except FileNotFoundError:
+            return out
+        for name in names:
+            base_name, resize = (name[:-len("_resize")], True) if name.endswith("_resize") \
+                else (name, False)
+            try:
+                uuid.UUID(base_name)
+            except ValueError:
+                continue   # not an instance's (_base, probes, an operator's files)
+            path = os.path.join(self.instances_path, name)
+            if os.path.isdir(path):
+                out.append({"instance_uuid": base_name, "path": path,
+                            "kind": "resize" if resize else "instance"})
+        return out
+
+    def remove_instance_dir(self, instance_uuid, kind):
+        """Delete an orphan instance directory (``kind`` as list_instance_dirs says)."""
+        uuid.UUID(instance_uuid)   # a path made from an id only
+        name = instance_uuid + ("_resize" if kind == "resize" else "")
+        shutil.rmtree(os.path.join(self.instances_path, name), ignore_errors=True)
+
+    @abc.abstractmethod
+    def remove_domain(self, instance_uuid):
+        """Undefine an orphan domain; refuse (GuestRunningHere) one that runs as a guest."""
 
     @abc.abstractmethod
     def find_migration_job(self, instance):

@@ -188,6 +188,18 @@ class FakeDriver(FakeColdMigration, base.VirtDriver, base.ColdMigrationDriver):
     def find_migration_job(self, instance):
         return fake_job.find(self.host, self.fake.root, instance["uuid"])
 
+    def list_domains(self):
+        return [dict(self.inspect_instance({"uuid": key}), instance_uuid=key)
+                for key in self.fake.keys("domains")]
+
+    def remove_domain(self, instance_uuid):
+        found = self.inspect_instance({"uuid": instance_uuid})
+        if found["active"]:
+            raise exception.GuestRunningHere(action="removal of an orphan domain",
+                                             instance_id=instance_uuid, host=self.host,
+                                             state="running")
+        self.fake.delete("domains", instance_uuid)
+
     def inspect_instance(self, instance):
         rec = self.fake.get("domains", instance["uuid"])
         if rec is None:

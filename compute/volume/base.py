@@ -19,6 +19,11 @@ class VolumeDriver(abc.ABC):
     def disconnect_volume(self, instance, bdm):
         """Disconnect the volume of ``bdm`` on this host; quiet if not connected."""
 
+    @abc.abstractmethod
+    def list_connections(self):
+        """Every volume connection this driver made on this host (for the
+        reconciler): list of dicts with ``instance_uuid`` and ``volume_id``."""
+
     def volumes(self, block_device_info):
         return [b for b in block_device_info or [] if b.get("destination_type") == "volume"]
 

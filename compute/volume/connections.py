@@ -81,6 +81,9 @@ class ConnectionLedger:
         out = []
         for name in names:
             if name.endswith(".json"):
-                with open(os.path.join(self.root, name)) as f:
-                    out.append(json.load(f))
+                try:
+                    with open(os.path.join(self.root, name)) as f:
+                        out.append(json.load(f))
+                except FileNotFoundError:
+                    continue   # disconnected since the listing: not held any more
         return out

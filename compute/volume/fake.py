@@ -25,3 +25,7 @@ class FakeVolumeDriver(base.VolumeDriver):
     def disconnect_volume(self, instance, bdm):
         self.faults.check("disconnect_volume", instance)
         self.fake.delete("volumes", self._key(instance, bdm))
+
+    def list_connections(self):
+        return [{"instance_uuid": rec["instance_uuid"], "volume_id": rec["volume_id"]}
+                for rec in self.fake.records("volumes").values()]

@@ -132,5 +132,12 @@ class QemuIscsiVolumeDriver(base.VolumeDriver):
                  "LUN probed" if probed else "portal reachable")
         return info
 
+    def list_connections(self):
+        """The connections this host's ledger records for this driver. Nothing is
+        attached on the host: an entry is a volume this host was asked to make
+        usable, until disconnect_volume forgets it."""
+        return [{"instance_uuid": e["instance_uuid"], "volume_id": e["volume_id"]}
+                for e in self.ledger.entries() if e.get("driver") == "iscsi_qemu"]
+
     def disconnect_volume(self, instance, bdm):
         self.ledger.forget(instance, bdm)

@@ -118,6 +118,13 @@ class LocalBlockVolumeDriver(base.VolumeDriver):
         new = [d for d in loop_devices_of(path) if d not in data.get("devices_before", [])]
         return new[0] if len(new) == 1 else None
 
+    def list_connections(self):
+        """The connections this host's ledger records for this driver. An entry
+        still marked ``attaching`` is listed too: a connect that a crash
+        interrupted may have left a loop device, which disconnect_volume finds."""
+        return [{"instance_uuid": e["instance_uuid"], "volume_id": e["volume_id"]}
+                for e in self.ledger.entries() if e.get("driver") == "local_block"]
+
     def disconnect_volume(self, instance, bdm):
         path = self.backing_file(bdm)
         with self._lock:

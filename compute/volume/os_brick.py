@@ -150,6 +150,13 @@ class OsBrickVolumeDriver(base.VolumeDriver):
                  instance["uuid"], self.host, device.get("path"))
         return info
 
+    def list_connections(self):
+        """The connections this host's ledger records for this driver (each entry
+        keeps os-brick's device_info, which disconnect_volume hands back to the
+        connector)."""
+        return [{"instance_uuid": e["instance_uuid"], "volume_id": e["volume_id"]}
+                for e in self.ledger.entries() if e.get("driver") == "os_brick"]
+
     def disconnect_volume(self, instance, bdm):
         entry = self.ledger.get(instance, bdm)
         if entry is None:

@@ -4,6 +4,11 @@
     godwit-manage service list
     godwit-manage flavor list
     godwit-manage flavor create NAME --ram MB --vcpus N --disk GB [--id ID]
+    godwit-manage reconcile [--host H] [--fix] [--json]
+
+``reconcile`` asks each compute host (every one that is up, or ``--host``) what
+it holds and reports what nothing should hold any more (conductor.reconciler);
+``--fix`` removes it. Exit status 0 when no orphan is left, 3 when some are.
 """
 
 import argparse
@@ -47,6 +52,12 @@ def _parser():
     create.add_argument("--ephemeral", type=int, default=0, help="ephemeral disk in GiB")
     create.add_argument("--swap", type=int, default=0, help="swap in MiB")
     create.add_argument("--id", dest="flavorid", help="flavor id (default: the name)")
+    rec = sub.add_parser("reconcile", help="report (and remove) what hosts hold that nothing "
+                                           "should hold any more")
+    rec.add_argument("--host", help="this compute host only (default: every one that is up)")
+    rec.add_argument("--fix", action="store_true", help="remove the orphans found (a running "
+                                                        "domain is never removed)")
+    rec.add_argument("--json", action="store_true", help="print the orphans as JSON")
     return p
 
 
@@ -89,6 +100,8 @@ def _run(args, conf, url):
             print(migration.db_version(url) or "empty (run: godwit-manage db sync)")
         return 0
     db = db_api.get_database(url)
+    if args.category == "reconcile":
+        return _reconcile(args, conf, db)
     if args.category == "service":
         rows = [(s["id"], s["binary"], s["host"],
                  "disabled" if s["disabled"] else "enabled",
@@ -118,6 +131,50 @@ def _run(args, conf, url):
              f["ephemeral_gb"], f["swap"]) for f in db.flavor_list()]
     print(_table(["ID", "Name", "RAM", "vCPUs", "Disk", "Ephemeral", "Swap"], rows))
     return 0
+
+
+def _reconcile(args, conf, db):
+    import json
+
+    from compute import rpcapi as compute_rpcapi
+    from conductor import reconciler
+    from godwit import rpc, states
+    transport = rpc.get_transport(conf)
+    client = compute_rpcapi.ComputeAPI(transport, long_timeout=conf.long_rpc_timeout)
+    if args.host:
+        if db.service_get_by_host(args.host) is None:
+            print(f"error: no compute host {args.host!r}; 'godwit-manage service list' shows "
+                  "them", file=sys.stderr)
+            return 2
+        hosts = [args.host]
+    else:
+        hosts = [s["host"] for s in db.service_list(binary=states.SERVICE_COMPUTE)
+                 if db.is_host_up(s, conf.service_down_time)]
+    found, failed = [], []
+    for host in hosts:
+        try:
+            found += reconciler.reconcile(db, client, host, fix=args.fix)
+        except Exception as e:  # noqa: BLE001 - report the host and go on
+            failed.append(host)
+            print(f"error: {host} could not be asked: {exception.message_of(e)}",
+                  file=sys.stderr)
+    rpc.cleanup()
+    if args.json:
+        print(json.dumps([{k: o.get(k) for k in ("host", "kind", "instance_uuid", "name",
+                                                   "why", "moves", "removable", "removed",
+                                                   "reason")}
+                          for o in found], indent=1))
+    else:
+        print(_table(["Host", "Kind", "Instance", "Name", "Why", "Left by", "Removed"],
+                     [(o["host"], o["kind"], o["instance_uuid"], o["name"], o["why"],
+                       ", ".join(f"migration {m}" for m in o["moves"]) or "-",
+                       {True: "yes", False: f"no: {o.get('reason') or 'not removable'}",
+                        None: "-"}[o["removed"]] if args.fix or o["removed"] is not None
+                       else "-") for o in found]))
+        print(f"{len(found)} orphans on {len(hosts) - len(failed)} hosts"
+              + (f", {sum(bool(o['removed']) for o in found)} removed" if args.fix else ""))
+    left = [o for o in found if not o["removed"]]
+    return 3 if left or failed else 0
 
 
 if __name__ == "__main__":

@@ -95,6 +95,17 @@ DEFAULT_OPTS = [
                      "takes a phase's event, before anything follows it) or "
                      "'call.<host step>' (just before asking a host for the step). Also "
                      "read from <state_path>/conductor-faults/<host>/faults.json."),
+    cfg.IntOpt("reconcile_interval", default=3600, min=0,
+                help="Seconds between two looks of the reconciler over every host that is "
+                     "up, for what nothing should hold any more (domains, instance "
+                     "directories, VIFs, volume connections, filter rules of deleted or "
+                     "moved guests); 0: never. Run by one conductor. An agent that starts "
+                     "is always reconciled first, and removes its orphans before it takes "
+                     "work."),
+    cfg.BoolOpt("reconcile_fix", default=False,
+                help="Whether the periodic reconciler removes the orphans it finds (else it "
+                     "only reports them in its log; 'godwit-manage reconcile --fix' removes "
+                     "them on demand). A running domain is never removed."),
     cfg.IntOpt("graceful_shutdown_timeout", default=60, min=0,
                help="On SIGTERM a service stops taking new work and lets running steps "
                     "finish for up to this many seconds; a conductor then hands its moves "

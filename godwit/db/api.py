@@ -28,8 +28,9 @@ from sqlalchemy import event, func, or_, select, update
 from sqlalchemy.orm import sessionmaker
 
 from godwit import exception, states
-from godwit.db import models
+from godwit.db import ledger, models
 from godwit.db.claims import ClaimStore
+from godwit.db.ledger import LedgerStore
 from godwit.db.moves import MoveStore
 from godwit.timeutils import utcnow
 
@@ -137,7 +138,7 @@ def _all(conn, stmt, params=None):
     return [dict(r._mapping) for r in conn.execute(stmt, params)]
 
 
-class Database(MoveStore, ClaimStore):
+class Database(MoveStore, ClaimStore, LedgerStore):
     def __init__(self, url, echo=False):
         self.url = url
         kwargs = {"echo": echo, "future": True}
@@ -495,6 +496,9 @@ class Database(MoveStore, ClaimStore):
         def write(conn):
             out["result"] = self._claim_move_in(conn, ctxt, instance_uuid, values, expected,
                                                 action, migration_values)
+            if room is not None:
+                ledger.record(conn, out["result"][2],
+                              [(migration_values["dest_compute"], "claim", ledger.PRESENT)])
         if room is not None:
             need, ratios = room
             self.claim(migration_values["dest_compute"], need, ratios, write)
@@ -646,6 +650,13 @@ class Database(MoveStore, ClaimStore):
             s.add(bdm)
             s.flush()
             return bdm.to_dict()
+
+    def vif_find(self, vif_id):
+        """The VIF whose uuid is ``vif_id`` or starts with it (a tap's name keeps
+        11 characters of it); None if there is none or it is not unique."""
+        with self.connection() as conn:
+            rows = _all(conn, select(_VIF).where(_VIF.c.uuid.like(f"{vif_id}%")).limit(2))
+        return rows[0] if len(rows) == 1 else None
 
     def vif_list(self, instance_uuid):
         with self.connection() as conn:

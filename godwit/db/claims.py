@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy import func, or_, select, update
 
 from godwit import exception, phases
-from godwit.db import models
+from godwit.db import ledger, models
 
 _NODE = models.ComputeNode.__table__
 _INST = models.Instance.__table__
@@ -124,6 +124,8 @@ class ClaimStore:
     def claim_move(self, migration, host, need, ratios, dest_node=None):
         """Claim ``host``'s room for an unfinished move: its dest_compute is the claim."""
         def write(conn):
+            current = conn.execute(select(_MIG.c.dest_compute).where(
+                _MIG.c.id == migration["id"])).scalar()
             res = conn.execute(update(_MIG).where(
                 _MIG.c.id == migration["id"], _MIG.c.status == migration["status"])
                 .values(dest_compute=host, dest_node=dest_node or host))
@@ -131,6 +133,10 @@ class ClaimStore:
                 raise exception.ConcurrentUpdate(what=f"Migration {migration['id']}",
                                                  expected=migration["status"],
                                                  found="another status")
+            entries = [(host, "claim", ledger.PRESENT)]
+            if current and current != host:
+                entries.append((current, "claim", ledger.RELEASED))
+            ledger.record(conn, migration, entries)
         return self.claim(host, need, ratios, write)
 
     def claim_build(self, instance_uuid, host, need, ratios, values, expected):

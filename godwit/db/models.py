@@ -245,3 +245,23 @@ class InstanceActionEvent(Base):
     traceback: Mapped[str | None] = mapped_column(Text)
     host: Mapped[str | None] = mapped_column(String(255))
     details: Mapped[str | None] = mapped_column(Text)
+
+
+class MoveResource(Base, TimestampMixin):
+    """The ledger: what a move made on a host (godwit/db/ledger.py).
+
+    One row per (migration, host, kind): written 'planned' before the step
+    that makes it, 'present' once the step returned, 'released' once undone
+    or handed on (a claim becomes the guest's own at the end of a move).
+    """
+    __tablename__ = "move_resources"
+    __table_args__ = (UniqueConstraint("migration_id", "host", "kind",
+                                       name="uniq_move_resources0migration0host0kind"),
+                      Index("move_resources_host_idx", "host", "state"))
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    migration_id: Mapped[int] = mapped_column(Integer)
+    instance_uuid: Mapped[str] = mapped_column(String(36))
+    host: Mapped[str] = mapped_column(String(255))
+    kind: Mapped[str] = mapped_column(String(32))
+    state: Mapped[str] = mapped_column(String(16))

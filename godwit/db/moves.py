@@ -26,6 +26,7 @@ import sqlalchemy as sa
 from sqlalchemy import func, or_, select, update
 
 from godwit import exception, phases, states
+from godwit.db import ledger as ledger_mod
 from godwit.db import models
 from godwit.timeutils import utcnow
 
@@ -91,7 +92,9 @@ class MoveStore:
 
         With ``unless_aborted`` the write also requires that no abort was
         asked for meanwhile (AbortRequested otherwise), so a step that ends
-        as the user aborts does not carry the move forward.
+        as the user aborts does not carry the move forward. What the move holds
+        in the new phase goes to the ledger in the same transaction
+        (godwit/db/ledger.py).
 
         Returns the new row. Raises InvalidMigrationTransition for an event
         the phase lacks, MigrationFenced when another conductor holds a newer
@@ -132,6 +135,7 @@ class MoveStore:
         if instance_values:
             self._instance_cas(conn, row["instance_uuid"], instance_values,
                                instance_expected)
+        ledger_mod.on_phase(conn, row)
         return row
 
     def _deadline(self, option):

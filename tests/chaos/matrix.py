@@ -170,19 +170,28 @@ def expected(case):
 
 
 # --- the published tables --------------------------------------------------------------
+def _holds(phase):
+    if phase.final:
+        return "releases its claim" if phase.status == "error" else "releases all"
+    groups = {}
+    for role, kind, state in phase.holds:
+        groups.setdefault(f"{role} {state}", []).append(kind)
+    return "; ".join(f"{k}: {', '.join(v)}" for k, v in groups.items()) or "nothing new"
+
+
 def phase_tables():
     out = []
     for table in (phases.LIVE, phases.COLD):
         out.append(f"### {table.name}\n")
         out.append("| phase | driver | events -> phase | deadline | guest | if it ends in "
-                   "error | what it is |")
-        out.append("|---|---|---|---|---|---|---|")
+                   "error | holds (the ledger) | what it is |")
+        out.append("|---|---|---|---|---|---|---|---|")
         for p in table.phases.values():
             events = ", ".join(f"{e} -> {t}" for e, t in p.events.items()) or "(final)"
             if p.status == "error" and table.reopen:
                 events = "resume -> " + " / ".join(sorted(table.reopen))
             out.append(f"| {p.status} | {p.driver} | {events} | {p.deadline or '-'} | "
-                       f"{p.guest} | {p.on_error or '-'} | {p.doc} |")
+                       f"{p.guest} | {p.on_error or '-'} | {_holds(p)} | {p.doc} |")
         out.append("")
     return "\n".join(out)
 

@@ -16,6 +16,7 @@ to settle; check each case. All failures are collected and reported together.
 import dataclasses
 import datetime
 import os
+import sys
 import threading
 import time
 
@@ -357,6 +358,7 @@ class Run:
         self.bring_back()
         self.settle()
         self.check()
+        self.failures += [f"reconciler: {o}" for o in orphans(self.cloud)]
         return self.failures
 
 
@@ -377,6 +379,20 @@ def report(cases):
                      f"{c.back and round(c.back - (c.killed or 0), 1)} s after the kill, "
                      f"settled {settled_after(c)} s after its return")
     return "\n".join(lines)
+
+
+def orphans(cloud):
+    """What the reconciler finds on every host (``godwit-manage reconcile --json``)."""
+    import json
+    import subprocess
+    r = subprocess.run([os.path.join(os.path.dirname(sys.executable), "godwit-manage"),
+                        "--config-file", str(cloud._manage_config), "reconcile", "--json"],
+                       capture_output=True, text=True, timeout=300)
+    if r.returncode not in (0, 3):
+        raise AssertionError(f"godwit-manage reconcile failed: {r.stdout}{r.stderr}")
+    found = json.loads(r.stdout)
+    assert (r.returncode == 3) == bool(found), (r.returncode, found)
+    return found
 
 
 def refuse(client, sid, action, body=None):

@@ -22,6 +22,7 @@ import requests
 
 from godwit.testing import APIError, Client, wait_for
 from tests.chaos import matrix as mx
+from tests.chaos import runner
 from tests.chaos.harness import free_port
 
 FINAL = ("completed", "failed", "cancelled", "confirmed", "reverted", "error")
@@ -52,6 +53,11 @@ def assert_only_on(cloud, sid, host):
             wait_for(f"nothing of {sid} left on {other}",
                      lambda other=other: cloud.fake(other).is_empty_for(sid), timeout=60,
                      interval=0.2)
+
+
+def assert_no_orphans(cloud):
+    found = runner.orphans(cloud)
+    assert not found, f"the reconciler found orphans: {found}"
 
 
 def crashed(fn, *args):
@@ -124,6 +130,7 @@ def test_api_killed_between_the_intent_and_its_wake_up(chaos_cloud):
     server = c.wait_server(servers["reboot"], lambda s: s["OS-EXT-STS:task_state"] is None,
                            timeout=90)
     assert server["status"] == "ACTIVE"
+    assert_no_orphans(cloud)
 
 
 # --- RabbitMQ restarted with 20 live and 10 cold migrations in flight ---------------------
@@ -183,6 +190,7 @@ def test_broker_restart_with_thirty_moves_in_flight(chaos_cloud):
         stop.set()
         watcher.join(5)
     assert not seen_down, f"hosts shown down because the broker was: {sorted(seen_down)}"
+    assert_no_orphans(cloud)
 
 
 def cloud_faults(cloud, host):
@@ -263,6 +271,7 @@ def test_three_conductors_one_killed_every_few_seconds(chaos_cloud):
             m = settled(cloud, sid)
         where = dst if m["status"] in ("completed", "confirmed") else src
         assert_only_on(cloud, sid, where)
+    assert_no_orphans(cloud)
 
 
 # --- gentle stops ---------------------------------------------------------------------------
@@ -304,6 +313,7 @@ def test_sigterm_hands_moves_over(chaos_cloud):
     m = settled(cloud, slow)
     assert m["status"] == "completed", m
     assert_only_on(cloud, slow, b)
+    assert_no_orphans(cloud)
 
 
 @pytest.mark.parametrize("grace", [5])

@@ -82,6 +82,11 @@ def assert_only_on(cloud, sid, host):
             assert files == [], (name, files)
 
 
+def held(cloud, m):
+    """The ledger of migration ``m``: {(host, kind): state}."""
+    return {(e["host"], e["kind"]): e["state"] for e in cloud.db.ledger(migration_id=m["id"])}
+
+
 def finished(c, sid):
     m = c.wait_migration(sid, until=SETTLED_COLD)
     assert m["status"] == "finished", m
@@ -102,11 +107,17 @@ def test_cold_migrate_and_confirm(cold_cloud):
     assert_content(new_disk)
     from compute import disk
     assert disk.info(new_disk)["backing_file"] is None  # flattened
-    # Until confirmed, the originals wait on the source.
+    # Until confirmed, the originals wait on the source, and the ledger says
+    # what the move holds where.
     assert os.path.isdir(os.path.join(cloud.paths["compute1"], sid + "_resize"))
+    assert held(cloud, m) == {
+        ("compute1", "resize_dir"): "present", ("compute2", "claim"): "present",
+        **{("compute2", k): "present"
+           for k in ("instance_dir", "domain", "vifs", "volumes", "filter")}}
 
     c.action(sid, "confirmResize", expect=204)
     assert c.wait_migration(sid)["status"] == "confirmed"
+    assert set(held(cloud, m).values()) == {"released"}
     server = c.wait_vm(sid, "ACTIVE")
     assert server["OS-EXT-STS:task_state"] is None
     assert_only_on(cloud, sid, "compute2")
@@ -154,9 +165,10 @@ def test_resize_and_revert_restores_the_flavor(cold_cloud):
     c = cloud.client
     sid = boot(cloud)
     c.action(sid, "resize", {"flavorRef": "2"})
-    finished(c, sid)
+    m, _server = finished(c, sid)
     c.action(sid, "revertResize")
     assert c.wait_migration(sid)["status"] == "reverted"
+    assert held(cloud, m) and set(held(cloud, m).values()) == {"released"}
     server = c.wait_vm(sid, "ACTIVE")
     assert server["flavor"]["original_name"] == "m1.tiny"
     assert server["OS-EXT-SRV-ATTR:host"] == "compute1"

@@ -318,3 +318,68 @@ def test_each_phase_gets_its_deadline_and_a_final_phase_none(db, inst):
     assert preparing["deadline_at"] >= before + 10 * MINUTE
     cancelled = db.migration_advance(_advance(db, _migration(db, inst), "checked"), "abort")
     assert cancelled["status"] == states.CANCELLED and cancelled["deadline_at"] is None
+
+
+# --------------------------------------------------------------------- ledger
+def _held(db, mig):
+    return {(e["host"], e["kind"]): e["state"] for e in db.ledger(migration_id=mig["id"])}
+
+
+def test_each_phase_writes_what_the_move_holds_in_the_same_advance(db, inst):
+    mig = _advance(db, _migration(db, inst), "checked", "slot")
+    assert _held(db, mig) == {("h2", "claim"): "present",
+                              **{("h2", k): "planned"
+                                 for k in ("instance_dir", "volumes", "vifs", "filter")}}
+    mig = db.migration_advance(mig, "prepared")
+    assert _held(db, mig) == {("h2", "claim"): "present",
+                              **{("h2", k): "present"
+                                 for k in ("instance_dir", "volumes", "vifs", "filter")},
+                              ("h2", "domain"): "planned"}
+    mig = db.migration_advance(mig, "switched")
+    assert _held(db, mig)[("h2", "domain")] == "present"
+    db.migration_advance(mig, "done")
+    assert set(_held(db, mig).values()) == {"released"}
+
+
+def test_an_error_keeps_what_its_move_left_but_releases_its_claim(db, inst):
+    mig = _migration(db, inst)
+    db.ledger_record(mig, [("h2", "claim", "present")])
+    mig = _advance(db, mig, "checked", "slot", "prepared", "fail")
+    assert mig["status"] == states.ROLLING_BACK
+    db.migration_advance(mig, "fail")
+    held = _held(db, mig)
+    assert held.pop(("h2", "claim")) == "released"
+    assert set(held.values()) == {"present", "planned"}, held
+
+
+def test_a_resumed_error_holds_its_claim_again_and_only_on_its_destination(db, inst):
+    mig = _advance(db, _migration(db, inst), "checked", "slot", "prepared")
+    db.migration_update(mig["id"], {"dest_compute": "h3"})
+    mig = db.migration_advance(db.migration_get(mig["id"]), "unresolved",
+                               values={"awaiting_hosts": json.dumps(["h3"])})
+    assert _held(db, mig)[("h2", "claim")] == "released"
+    assert ("h3", "claim") not in _held(db, mig)
+    db.migration_advance(mig, "resume:running")
+    held = _held(db, mig)
+    assert (held[("h2", "claim")], held[("h3", "claim")]) == ("released", "present")
+
+
+def test_a_refused_advance_writes_nothing_to_the_ledger(db, inst):
+    mig = _advance(db, _migration(db, inst), "checked")
+    old = db.migration_take(mig["id"], "c1", 60)
+    db.migration_take(mig["id"], "c2", 60, force=True)
+    before = _held(db, mig)
+    assert before == {("h2", "claim"): "present"}
+    with pytest.raises(exception.MigrationFenced):
+        db.migration_advance(old, "slot")
+    assert _held(db, mig) == before
+
+
+def test_every_phase_holds_only_known_kinds_on_its_two_hosts():
+    from godwit.db import ledger
+    for table in phases.TABLES.values():
+        for phase in table.phases.values():
+            for role, kind, state in phase.holds:
+                assert role in ("source", "dest") and kind in ledger.KINDS
+                assert state in (ledger.PLANNED, ledger.PRESENT)
+            assert not (phase.final and phase.holds)

@@ -19,6 +19,7 @@ with the transfer driver, define the guest anew on the destination) are in
 
 import os
 import shutil
+import uuid as uuid_mod
 
 import libvirt
 from oslo_log import log as logging
@@ -123,6 +124,75 @@ class LibvirtDriver(LibvirtColdMigration, base.VirtDriver, base.ColdMigrationDri
                 "incoming": incoming,
                 "persistent": persistent, "power_state": POWER_STATES.get(state,
                                                                           states.NOSTATE)}
+
+    def _godwit_uuid(self, dom):
+        """The instance uuid of a domain of Godwit's, else None: one whose XML carries
+        Godwit's metadata with the domain's own uuid, or (no metadata) one named
+        ``instance-<its uuid>`` as config.domain_name names it. Another's domain -
+        also Nova's ``instance-0000000a`` - is None, so nothing lists or removes it.
+
+        :raises: libvirtError (e.g. VIR_ERR_NO_DOMAIN if it went meanwhile).
+        """
+        dom_uuid = dom.UUIDString()
+        meta = config.instance_uuid(dom.XMLDesc(0))
+        if meta:
+            try:
+                same = uuid_mod.UUID(meta) == uuid_mod.UUID(dom_uuid)
+            except ValueError:
+                same = False
+            if not same:
+                LOG.warning("Domain %s carries Godwit's metadata of instance %s but its "
+                            "uuid is %s: not treated as that instance's", dom.name(), meta,
+                            dom_uuid)
+                return None
+            return dom_uuid
+        return dom_uuid if dom.name() == config.DOMAIN_PREFIX + dom_uuid else None
+
+    def list_domains(self):
+        out = []
+        for dom in self.hosts.get_connection().listAllDomains():
+            try:
+                instance_uuid = self._godwit_uuid(dom)
+            except libvirt.libvirtError:
+                continue  # vanished meanwhile
+            if instance_uuid is None:
+                continue
+            found = self.inspect_instance({"uuid": instance_uuid})
+            if found["defined"]:   # else it went between the listing and the look
+                out.append(dict(found, instance_uuid=instance_uuid))
+        return sorted(out, key=lambda d: d["instance_uuid"])
+
+    def remove_domain(self, instance_uuid):
+        dom = self.hosts.lookup(instance_uuid)
+        if dom is None:
+            return
+        try:
+            ours = self._godwit_uuid(dom) is not None
+        except libvirt.libvirtError as e:
+            if e.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+                return   # gone meanwhile
+            raise exception.HypervisorError(host=self.host, reason=str(e)) from e
+        if not ours:
+            raise exception.HypervisorError(
+                host=self.host, reason=f"domain {dom.name()} ({instance_uuid}) is not an "
+                                       "instance of Godwit's: not removed")
+        found = self.inspect_instance({"uuid": instance_uuid})
+        if found["active"]:
+            raise exception.GuestRunningHere(
+                action="removal of an orphan domain", instance_id=instance_uuid,
+                host=self.host, state="paused" if found["power_state"] ==
+                states.PAUSED_POWER else "running")
+        if found["defined"] and migration.outgoing_job(dom) is not None:
+            # A post-copy source is not "active" (the guest runs on the
+            # destination) but still serves the guest's memory: destroying it
+            # would kill the guest.
+            raise exception.GuestRunningHere(
+                action="removal of an orphan domain", instance_id=instance_uuid,
+                host=self.host, state="migrating out, its memory still served from here")
+        LOG.info("Removing orphan domain of %s from %s (%s)", instance_uuid, self.host,
+                 "an incoming migration's" if found["incoming"] else
+                 "defined, not running" if found["defined"] else "gone")
+        self._remove_domain({"uuid": instance_uuid})
 
     def find_migration_job(self, instance):
         dom = self.hosts.lookup(instance["uuid"])

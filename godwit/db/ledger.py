@@ -1,0 +1,121 @@
+"""The ledger: what each move made on each host (table ``move_resources``).
+
+Usage stays derived (decision 4), so once a move was over nothing said what
+its hosts might still hold. Now every phase change writes, in its own
+transaction, what the phase table (``holds`` in :mod:`godwit.phases`) says the
+move holds from then on: the phase before a host step marks what the step is
+about to make ``planned`` (it may exist: the step may have run or half run),
+the phase after it ``present``. A move that ends marks all it held
+``released``: undone, or handed on to the guest (a destination's directory,
+domain, VIFs become the guest's own when the move completes). A move that
+ends in ``error`` releases only its claim (it stops counting against the
+destination) and keeps the rest as it was, which is what an operator needs:
+what the broken move may have left, and where. The claim itself is recorded
+by the claim's own transaction (:meth:`godwit.db.claims.ClaimStore.claim_move`).
+
+The kinds: ``claim`` (room on the destination), ``instance_dir``,
+``resize_dir`` (a cold move's set-aside source files), ``domain``, ``vifs``,
+``volumes``, ``filter``.
+
+So after any crash, and for a host that was away, the ledger says which move
+left what where; the reconciler (:mod:`conductor.reconciler`) names it with
+each orphan and marks what it removes released.
+"""
+
+from sqlalchemy import select, update
+
+from godwit import phases, states
+from godwit.db import models
+from godwit.timeutils import utcnow
+
+PLANNED, PRESENT, RELEASED = "planned", "present", "released"
+KINDS = ("claim", "instance_dir", "resize_dir", "domain", "vifs", "volumes", "filter")
+
+
+def kind_of(inventory_kind, item):
+    """The ledger kind of a thing in a host's inventory (conductor/reconciler.py)."""
+    if inventory_kind == "dirs":
+        return "resize_dir" if item.get("kind") == "resize" else "instance_dir"
+    return {"domains": "domain", "vifs": "vifs", "volumes": "volumes",
+            "filters": "filter"}[inventory_kind]
+
+
+_RES = models.MoveResource.__table__
+
+
+def record(conn, migration, entries):
+    """Write ``entries`` [(host, kind, state)] for ``migration`` in ``conn``'s
+    transaction: a row per (migration, host, kind), its state replaced."""
+    now = utcnow()
+    for host, kind, state in entries:
+        if not host:
+            continue
+        res = conn.execute(update(_RES).where(
+            _RES.c.migration_id == migration["id"], _RES.c.host == host,
+            _RES.c.kind == kind).values(state=state, updated_at=now))
+        if res.rowcount == 0:
+            conn.execute(_RES.insert().values(
+                migration_id=migration["id"], instance_uuid=migration["instance_uuid"],
+                host=host, kind=kind, state=state, created_at=now))
+
+
+def on_phase(conn, migration):
+    """Record what ``migration`` (the row just written) holds in its new phase."""
+    phase = phases.phase(migration["migration_type"], migration["status"])
+    if phase.final:
+        q = update(_RES).where(_RES.c.migration_id == migration["id"],
+                               _RES.c.state != RELEASED)
+        if migration["status"] == states.ERROR_MIGRATION:
+            q = q.where(_RES.c.kind == "claim")
+        conn.execute(q.values(state=RELEASED, updated_at=utcnow()))
+        return
+    hosts = {"source": migration["source_compute"], "dest": migration["dest_compute"]}
+    entries = [(hosts[role], kind, state) for role, kind, state in phase.holds]
+    if migration["dest_compute"]:
+        # An unfinished move counts against its destination (claims.usage_on),
+        # and only that one: a resumed 'error' holds its claim again, and a move
+        # sent elsewhere no longer holds the old one.
+        conn.execute(update(_RES).where(
+            _RES.c.migration_id == migration["id"], _RES.c.kind == "claim",
+            _RES.c.host != migration["dest_compute"], _RES.c.state != RELEASED)
+            .values(state=RELEASED, updated_at=utcnow()))
+        entries.append((migration["dest_compute"], "claim", PRESENT))
+    record(conn, migration, entries)
+
+
+class LedgerStore:
+    def ledger(self, migration_id=None, host=None, instance_uuid=None, states=None):
+        q = select(_RES).order_by(_RES.c.id)
+        if migration_id is not None:
+            q = q.where(_RES.c.migration_id == migration_id)
+        if host is not None:
+            q = q.where(_RES.c.host == host)
+        if instance_uuid is not None:
+            q = q.where(_RES.c.instance_uuid == instance_uuid)
+        if states is not None:
+            q = q.where(_RES.c.state.in_(list(states)))
+        with self.connection() as conn:
+            return [dict(r._mapping) for r in conn.execute(q)]
+
+    def ledger_record(self, migration, entries):
+        with self.connection() as conn:
+            record(conn, migration, entries)
+
+    def ledger_open_on(self, host):
+        """Unreleased entries on ``host``, each with its move's status and
+        awaiting_hosts (``migration_status``, ``migration_awaiting``)."""
+        mig = models.Migration.__table__
+        q = (select(_RES, mig.c.status.label("migration_status"),
+                    mig.c.awaiting_hosts.label("migration_awaiting"))
+             .join(mig, mig.c.id == _RES.c.migration_id)
+             .where(_RES.c.host == host, _RES.c.state != RELEASED).order_by(_RES.c.id))
+        with self.connection() as conn:
+            return [dict(r._mapping) for r in conn.execute(q)]
+
+    def ledger_release(self, entry_ids):
+        """Mark the entries ``entry_ids`` released (what they name is gone)."""
+        if not entry_ids:
+            return
+        with self.connection() as conn:
+            conn.execute(update(_RES).where(_RES.c.id.in_(list(entry_ids)))
+                         .values(state=RELEASED, updated_at=utcnow()))
