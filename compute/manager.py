@@ -91,6 +91,9 @@ class ComputeManager:
         except messaging.MessagingTimeout:
             LOG.warning("Heartbeat of %s not answered within %d s (conductor or broker "
                         "away); the next one follows", self.host, self.conf.report_interval)
+        except messaging.MessageDeliveryFailure as e:
+            LOG.warning("Heartbeat of %s not sent, the broker is away (%s); the next one "
+                        "follows", self.host, e)
 
     def cleanup_host(self):
         self.live.shutdown()

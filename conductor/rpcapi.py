@@ -40,8 +40,12 @@ class ConductorAPI:
                                 version=version, node_info=node_info, inventory=inventory)
 
     def service_heartbeat(self, ctxt, host, binary, timeout=None):
-        return self.client.prepare(timeout=timeout).call(ctxt, "service_heartbeat",
-                                                         host=host, binary=binary)
+        # retry=0: while the broker is away the send fails at once instead of
+        # waiting in oslo.messaging's reconnection back-off (up to
+        # rabbit_interval_max, 30 s), so the first tick after the broker is back
+        # gets through and the host is not shown down for the back-off's sake.
+        return self.client.prepare(timeout=timeout, retry=0).call(
+            ctxt, "service_heartbeat", host=host, binary=binary)
 
     def instance_get(self, ctxt, instance_uuid):
         """The instance with its network_info and block_device_info."""
