@@ -6,7 +6,7 @@ wrapped for the duration (``RPCClient.call``/``.cast`` delegate to them via
 Database engine; a transaction that ran an INSERT/UPDATE/DELETE and committed
 is a *write transaction*, any other commit a *read transaction* (Godwit opens
 every read in ``session.begin()`` too, so it also ends in a COMMIT). For each
-write transaction the outermost ``godwit/db/api.py`` function on the stack is
+write transaction the outermost ``godwit/db/`` function on the stack is
 recorded, so the report can say which Database methods write.
 """
 
@@ -17,7 +17,7 @@ import sys
 from oslo_messaging.rpc import client as om_client
 from sqlalchemy import event
 
-_DB_API = os.path.join("godwit", "db", "api.py")
+_DB_PKG = os.path.join("godwit", "db", "")
 _WRITE_VERBS = ("INSERT", "UPDATE", "DELETE")
 
 
@@ -25,8 +25,11 @@ def _db_api_caller():
     frame = sys._getframe(2)
     name = None
     while frame is not None:
-        if frame.f_code.co_filename.endswith(_DB_API):
-            name = frame.f_code.co_name
+        # The outermost Database method (in api.py or its mixins' modules),
+        # not the outage-retry wrapper every public method is called through.
+        code = frame.f_code
+        if _DB_PKG in code.co_filename and code.co_name != "call":
+            name = code.co_name
         frame = frame.f_back
     return name or "?"
 

@@ -81,10 +81,12 @@ def inprocess(workdir, n, warm=3):
         sid = common.boot(cloud.client, "bench-inproc", IN_PROCESS_HOSTS[0])
         with cloud.poll_engine.connect() as conn:
             common.sequential_migrations(cloud.client, conn, sid, IN_PROCESS_HOSTS, warm)
+            journal_writes = _journal_writes(cloud)
             with MigrationCounter(cloud.db.engine) as counter:
                 counted = common.sequential_migrations(cloud.client, conn, sid,
                                                        IN_PROCESS_HOSTS, 1)
                 time.sleep(0.5)   # let the asynchronous event casts land
+            journal_writes = _journal_writes(cloud) - journal_writes
             since = common.max_action_id(conn)
             meter = common.CpuMeter({"bench": lambda: [os.getpid()]})
             meter.start()
@@ -95,10 +97,16 @@ def inprocess(workdir, n, warm=3):
     finally:
         stop_inprocess_cloud(cloud)
     lat = [s["latency_ms"] for s in samples]
+    counts = dict(counter.result(), journal_writes=journal_writes)
     return {"latency": common.summarize(lat), "post": common.summarize(
-        [s["post_ms"] for s in samples]), "counts": counter.result(),
+        [s["post_ms"] for s in samples]), "counts": counts,
         "counted_migration_ms": round(counted[0]["latency_ms"], 3), "cpu": cpu,
         "steps_ms": steps}
+
+
+def _journal_writes(cloud):
+    """Write transactions on the hosts' step journals (compute.journal) so far."""
+    return sum(svc.manager.journal.writes for svc in cloud.computes.values())
 
 
 class FloorProbe:
@@ -109,7 +117,9 @@ class FloorProbe:
     (``ComputeAPI.ping`` to an agent), a cast (client side: until the broker
     has taken the message), and a single-row UPDATE on the same PostgreSQL in
     its own transaction, raw (plain engine) and through Godwit's
-    ``Database.migration_update`` (pool pre-ping, UPDATE, re-read).
+    ``Database.migration_update`` (pool pre-ping, UPDATE, re-read), and one
+    write to a host step journal (:mod:`compute.journal`, SQLite on the
+    agents' disk) as the agents make it.
     """
 
     def __init__(self, dep, host):
@@ -123,7 +133,9 @@ class FloorProbe:
         self.raw_engine = sa.create_engine(dep.db.url, pool_size=2)
         self.update = sa.text("UPDATE migrations SET memory_processed = :v WHERE id = :id")
         self.db = db_api.Database(dep.db.url)
-        self.calls, self.casts, self.raw, self.godwit = [], [], [], []
+        from compute import journal
+        self.journal = journal.Journal(os.path.join(dep.dir, "probe-journal.sqlite"), host)
+        self.calls, self.casts, self.raw, self.godwit, self.jwrites = [], [], [], [], []
         self.i = 0
 
     def sample(self, migration_id, k, record=True):
@@ -148,15 +160,21 @@ class FloorProbe:
             self.i += 1
             timed(lambda: self.db.migration_update(migration_id, {"memory_processed": self.i}),
                   self.godwit)
+        for _ in range(k):
+            self.i += 1
+            timed(lambda: self.journal.record(migration_id, "probe", None, self.i),
+                  self.jwrites)
 
     def close(self):
         self.raw_engine.dispose()
         self.db.engine.dispose()
+        self.journal.close()
 
     def result(self):
         return ({"call": common.summarize(self.calls), "cast": common.summarize(self.casts)},
                 {"raw_update": common.summarize(self.raw),
-                 "migration_update": common.summarize(self.godwit)})
+                 "migration_update": common.summarize(self.godwit),
+                 "journal_write": common.summarize(self.jwrites)})
 
 
 def multiprocess(workdir, n, warm, ping_n, db_n, after=None):

@@ -72,11 +72,17 @@ class Journal:
         self._db.executescript(_SCHEMA)
         self._lock = threading.Lock()
         self._inflight = {}            # (migration, step) -> Future
+        self.writes = 0                # write statements (each its own commit), for the bench
         self._migration_locks = {}     # migration -> Lock (one step at a time)
 
     def close(self):
         with self._lock:
             self._db.close()
+
+    def _write(self, sql, args):
+        # isolation_level=None: each statement is its own transaction (commit).
+        self.writes += 1
+        self._db.execute(sql, args)
 
     # --- fencing -----------------------------------------------------------
     def fence(self, migration_id, step, epoch):
@@ -96,7 +102,7 @@ class Journal:
             raise exception.StaleEpoch(step=step, migration_id=migration_id, host=self.host,
                                        epoch=epoch, current=row[0])
         if row is None or row[0] < epoch:
-            self._db.execute("INSERT OR REPLACE INTO fences (migration_id, epoch) VALUES (?, ?)",
+            self._write("INSERT OR REPLACE INTO fences (migration_id, epoch) VALUES (?, ?)",
                              (migration_id, epoch))
 
     # --- steps -------------------------------------------------------------
@@ -113,7 +119,7 @@ class Journal:
             self._fence(migration_id, step, epoch)
             row = self._get(migration_id, step)
             if row is not None and row["state"] in ("done", "failed"):
-                self._db.execute("UPDATE steps SET replays = replays + 1 WHERE migration_id = ? "
+                self._write("UPDATE steps SET replays = replays + 1 WHERE migration_id = ? "
                                  "AND step = ?", key)
                 if row["state"] == "failed":
                     raise _error(row["error"])
@@ -122,7 +128,7 @@ class Journal:
             if future is None:
                 future = self._inflight[key] = concurrent.futures.Future()
                 owner = True
-                self._db.execute(
+                self._write(
                     "INSERT INTO steps (migration_id, step, epoch, state, runs, started_at) "
                     "VALUES (?, ?, ?, 'started', 1, ?) ON CONFLICT (migration_id, step) DO "
                     "UPDATE SET state = 'started', epoch = excluded.epoch, runs = runs + 1, "
@@ -157,7 +163,7 @@ class Journal:
 
     def _finish(self, key, state, result=None, error=None):
         with self._lock:
-            self._db.execute(
+            self._write(
                 "UPDATE steps SET state = ?, result = ?, error = ?, finished_at = ? "
                 "WHERE migration_id = ? AND step = ?",
                 (state, json.dumps(result) if result is not None else None, error,
@@ -168,7 +174,7 @@ class Journal:
         job that ended under the monitor)."""
         migration_id = str(migration_id)
         with self._lock:
-            self._db.execute(
+            self._write(
                 "INSERT INTO steps (migration_id, step, epoch, state, result, runs, "
                 "finished_at) VALUES (?, ?, ?, 'done', ?, 1, ?) ON CONFLICT (migration_id, "
                 "step) DO UPDATE SET state = 'done', result = excluded.result, "
@@ -180,7 +186,7 @@ class Journal:
         migration_id = str(migration_id)
         with self._lock:
             self._fence(migration_id, step, epoch)
-            self._db.execute(
+            self._write(
                 "INSERT INTO steps (migration_id, step, epoch, state, runs, started_at) "
                 "VALUES (?, ?, ?, 'started', 1, ?) ON CONFLICT (migration_id, step) DO "
                 "UPDATE SET state = 'started', runs = runs + 1, started_at = "
@@ -215,7 +221,7 @@ class Journal:
         """Forget steps that finished long ago."""
         cutoff = time.time() - older_than
         with self._lock:
-            self._db.execute("DELETE FROM steps WHERE finished_at IS NOT NULL AND "
+            self._write("DELETE FROM steps WHERE finished_at IS NOT NULL AND "
                              "finished_at < ?", (cutoff,))
 
 

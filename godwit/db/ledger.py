@@ -22,7 +22,7 @@ left what where; the reconciler (:mod:`conductor.reconciler`) names it with
 each orphan and marks what it removes released.
 """
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 
 from godwit import phases, states
 from godwit.db import models
@@ -42,45 +42,71 @@ def kind_of(inventory_kind, item):
 
 _RES = models.MoveResource.__table__
 
+# Statements built once (as in godwit/db/api.py): a phase change reads the
+# move's few rows once and writes only what changed, in batches, instead of an
+# UPDATE (and perhaps an INSERT) per entry.
+_MINE = select(_RES.c.id, _RES.c.host, _RES.c.kind, _RES.c.state).where(
+    _RES.c.migration_id == bindparam("mid"))
+_SET_STATE = update(_RES).where(_RES.c.id == bindparam("rid")).values(
+    state=bindparam("new_state"), updated_at=bindparam("now"))
+
+
+def _write(conn, migration, rows, wanted, changes):
+    """Bring the move's ``rows`` to ``wanted`` {(host, kind): state} on top of
+    ``changes`` {row id: state}: changed rows updated, missing ones inserted."""
+    by_key = {(r.host, r.kind): r.id for r in rows}
+    current = {r.id: r.state for r in rows}
+    new = []
+    for (host, kind), state in wanted.items():
+        rid = by_key.get((host, kind))
+        if rid is None:
+            new.append((host, kind, state))
+        else:
+            changes[rid] = state
+    changes = {rid: state for rid, state in changes.items() if state != current[rid]}
+    now = utcnow()
+    if changes:
+        conn.execute(_SET_STATE, [{"rid": rid, "new_state": state, "now": now}
+                                  for rid, state in changes.items()])
+    if new:
+        conn.execute(_RES.insert(), [
+            {"migration_id": migration["id"], "instance_uuid": migration["instance_uuid"],
+             "host": host, "kind": kind, "state": state, "created_at": now}
+            for host, kind, state in new])
+
 
 def record(conn, migration, entries):
     """Write ``entries`` [(host, kind, state)] for ``migration`` in ``conn``'s
     transaction: a row per (migration, host, kind), its state replaced."""
-    now = utcnow()
-    for host, kind, state in entries:
-        if not host:
-            continue
-        res = conn.execute(update(_RES).where(
-            _RES.c.migration_id == migration["id"], _RES.c.host == host,
-            _RES.c.kind == kind).values(state=state, updated_at=now))
-        if res.rowcount == 0:
-            conn.execute(_RES.insert().values(
-                migration_id=migration["id"], instance_uuid=migration["instance_uuid"],
-                host=host, kind=kind, state=state, created_at=now))
+    wanted = {(host, kind): state for host, kind, state in entries if host}
+    if wanted:
+        _write(conn, migration, conn.execute(_MINE, {"mid": migration["id"]}).all(),
+               wanted, {})
 
 
 def on_phase(conn, migration):
     """Record what ``migration`` (the row just written) holds in its new phase."""
     phase = phases.phase(migration["migration_type"], migration["status"])
+    rows = conn.execute(_MINE, {"mid": migration["id"]}).all()
     if phase.final:
-        q = update(_RES).where(_RES.c.migration_id == migration["id"],
-                               _RES.c.state != RELEASED)
-        if migration["status"] == states.ERROR_MIGRATION:
-            q = q.where(_RES.c.kind == "claim")
-        conn.execute(q.values(state=RELEASED, updated_at=utcnow()))
+        error = migration["status"] == states.ERROR_MIGRATION
+        _write(conn, migration, rows, {}, {
+            r.id: RELEASED for r in rows
+            if r.state != RELEASED and (not error or r.kind == "claim")})
         return
     hosts = {"source": migration["source_compute"], "dest": migration["dest_compute"]}
-    entries = [(hosts[role], kind, state) for role, kind, state in phase.holds]
-    if migration["dest_compute"]:
+    wanted = {(hosts[role], kind): state for role, kind, state in phase.holds
+              if hosts[role]}
+    changes = {}
+    dest = migration["dest_compute"]
+    if dest:
         # An unfinished move counts against its destination (claims.usage_on),
         # and only that one: a resumed 'error' holds its claim again, and a move
         # sent elsewhere no longer holds the old one.
-        conn.execute(update(_RES).where(
-            _RES.c.migration_id == migration["id"], _RES.c.kind == "claim",
-            _RES.c.host != migration["dest_compute"], _RES.c.state != RELEASED)
-            .values(state=RELEASED, updated_at=utcnow()))
-        entries.append((migration["dest_compute"], "claim", PRESENT))
-    record(conn, migration, entries)
+        changes = {r.id: RELEASED for r in rows
+                   if r.kind == "claim" and r.host != dest and r.state != RELEASED}
+        wanted[(dest, "claim")] = PRESENT
+    _write(conn, migration, rows, wanted, changes)
 
 
 class LedgerStore:
