@@ -49,9 +49,8 @@ def list_flavors(req, detail=False):
     for param, column in (("minRam", "memory_mb"), ("minDisk", "root_gb")):
         value = schemas.first(query, param)
         if value is not None:
-            if not value.isdigit():
-                raise exception.Invalid(f"Invalid {param} filter [{value}]")
-            flavors = [f for f in flavors if f[column] >= int(value)]
+            wanted = schemas.parse_int(value, f"The {param} filter")
+            flavors = [f for f in flavors if f[column] >= wanted]
     sort_key = schemas.first(query, "sort_key", "flavorid")
     column = {"flavorid": "flavorid", "id": "id", "name": "name", "memory_mb": "memory_mb",
               "root_gb": "root_gb", "vcpus": "vcpus", "swap": "swap",
@@ -275,9 +274,8 @@ def show_hypervisor(req, hypervisor_id):
             uuid.UUID(hypervisor_id)
         except ValueError:
             raise exception.Invalid(f"Invalid uuid {hypervisor_id}") from None
-    elif not hypervisor_id.isdigit():
-        raise exception.Invalid(f"Invalid hypervisor id {hypervisor_id}: an integer before "
-                                "API version 2.53")
+    else:
+        schemas.parse_int(hypervisor_id, "A hypervisor id before API version 2.53")
     key = "uuid" if req.api_version.matches("2.53") else "id"
     for node, svc, usage in req.api.list_hypervisors(req.context,
                                                      "os_compute_api:os-hypervisors:show"):

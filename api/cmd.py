@@ -8,6 +8,8 @@ import threading
 
 import waitress
 from oslo_log import log as logging
+from waitress import channel as waitress_channel
+from waitress import parser as waitress_parser
 from waitress import wasyncore
 
 from api import compute_api, router
@@ -19,22 +21,53 @@ from godwit.db import api as db_api
 LOG = logging.getLogger(__name__)
 
 
+# waitress reads whole requests before the app runs; this bounds what it
+# buffers for one request. The app refuses bodies over [api]
+# max_request_body_size itself, with a JSON 413; waitress's own (text/plain)
+# 413 is only for bodies larger still.
+WAITRESS_MAX_BODY = 1 << 20
+
+
+class _RequestParser(waitress_parser.HTTPRequestParser):
+    """waitress's parser, with no '100 Continue' for a request without a body.
+
+    waitress answers ``Expect: 100-continue`` with 100 Continue and then
+    marks the request incomplete until the body arrives; a request with
+    ``Content-Length: 0`` (or none) has no body to arrive, so it was never
+    answered. RFC 9110 lets a server skip the 100 when no body is expected.
+    """
+
+    def parse_header(self, header_plus):
+        super().parse_header(header_plus)
+        if self.expect_continue and not self.chunked and not self.content_length:
+            self.expect_continue = False
+
+
+class _Channel(waitress_channel.HTTPChannel):
+    parser_class = _RequestParser
+
+
 class APIServer:
     """The WSGI app on a waitress server in a background thread."""
 
-    def __init__(self, conf, transport, host=None, port=None):
-        db = db_api.get_database(conf.database.connection, conf.database.echo)
-        db.deadlines = conf
-        conductor = conductor_rpcapi.ConductorAPI(transport,
-                                                  long_timeout=conf.long_rpc_timeout)
-        # No compute RPC client: the API never talks to a host. Every request
-        # is recorded in the database and carried out by a conductor.
-        self.api = compute_api.ComputeAPI(conf, db, conductor)
+    def __init__(self, conf, transport, host=None, port=None, api=None):
+        if api is None:
+            db = db_api.get_database(conf.database.connection, conf.database.echo)
+            db.deadlines = conf
+            conductor = conductor_rpcapi.ConductorAPI(transport,
+                                                      long_timeout=conf.long_rpc_timeout)
+            # No compute RPC client: the API never talks to a host. Every
+            # request is recorded in the database and carried out by a conductor.
+            api = compute_api.ComputeAPI(conf, db, conductor)
+        # ``api`` given: tests serve a ComputeAPI whose conductor only records.
+        self.api = api
         self.app = router.build_app(self.api)
         self.server = waitress.create_server(
             self.app, host=host or conf.api.listen,
             port=conf.api.port if port is None else port, threads=conf.api.threads,
-            ident="godwit-api")
+            ident="godwit-api",
+            max_request_body_size=max(WAITRESS_MAX_BODY, conf.api.max_request_body_size))
+        self.server.channel_class = _Channel
         self.port = self.server.effective_port
         self.host = host or conf.api.listen
         self.url = f"http://{self.host}:{self.port}/v2.1"

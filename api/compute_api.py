@@ -12,13 +12,14 @@ the wake-up message is lost (docs/crash-safety.md).
 
 import os
 import random
-import re
 
 import oslo_messaging as messaging
 from oslo_log import log as logging
 from sqlalchemy import func
 
 from api import policy as policy_mod
+from api import regex as regex_mod
+from api import schemas
 from compute import fault_injection
 from godwit import exception, phases, states
 
@@ -100,10 +101,14 @@ class ComputeAPI:
         with self.db.transaction() as s:
             rows = [r.to_dict() for r in s.scalars(q)]
         if regex:
-            compiled = {k: re.compile(v) for k, v in regex.items()}
+            # RE2: linear in each value, so no pattern can hold the API
+            # (api/regex.py). The query schema already refused what it cannot run.
+            try:
+                compiled = {k: regex_mod.compile_filter(v) for k, v in regex.items()}
+            except regex_mod.InvalidPattern as e:
+                raise exception.Invalid(f"Invalid regular expression filter: {e}") from None
             rows = [r for r in rows
-                    if all(p.search("" if r[k] is None else str(r[k]))
-                           for k, p in compiled.items())]
+                    if all(regex_mod.search(p, r[k]) for k, p in compiled.items())]
         if predicate is not None:
             rows = [r for r in rows if predicate(r)]
         if marker:
@@ -154,6 +159,8 @@ class ComputeAPI:
     @staticmethod
     def _bdm_from_request(b):
         """A block_device_mapping_v2 entry; only volumes and CD-ROMs are modelled."""
+        # The request schema (schemas.BLOCK_DEVICE_MAPPING_V2) has checked
+        # every entry's types and bounds before this runs.
         if b.get("source_type") != "volume" or b.get("destination_type", "volume") != "volume":
             raise exception.Invalid(
                 reason="block_device_mapping_v2 entries must have source_type 'volume' and "
@@ -162,9 +169,13 @@ class ComputeAPI:
             raise exception.Invalid(reason="a volume block device needs the volume's uuid")
         return {"source_type": "volume", "destination_type": "volume",
                 "volume_id": b["uuid"], "device_type": b.get("device_type", "disk"),
-                "device_name": b.get("device_name"), "boot_index": b.get("boot_index"),
-                "volume_size": b.get("volume_size"),
-                "delete_on_termination": bool(b.get("delete_on_termination", False))}
+                "device_name": b.get("device_name"),
+                "boot_index": None if b.get("boot_index") is None else int(b["boot_index"]),
+                "volume_size": None if b.get("volume_size") is None
+                else int(b["volume_size"]),
+                # "false" is a true string: Nova's booleans are parsed.
+                "delete_on_termination": schemas.to_bool(
+                    b.get("delete_on_termination", False))}
 
     def delete_server(self, ctxt, server_id):
         instance = self.get_server(ctxt, server_id)
@@ -346,8 +357,16 @@ class ComputeAPI:
     def _migration_of(self, server_id, migration_id):
         """The migration ``migration_id`` (its id, or its uuid) of ``server_id``."""
         try:
-            migration = self.db.migration_get(int(migration_id)) \
-                if str(migration_id).isdigit() else self.db.migration_get_by_uuid(migration_id)
+            if str(migration_id).isascii() and str(migration_id).isdigit():
+                # An id beyond the column's range names no migration (and
+                # SQLite's driver overflows on it): not found, like any other.
+                try:
+                    number = schemas.parse_int(migration_id, "migration id")
+                except exception.Invalid:
+                    raise exception.MigrationNotFound(migration_id=migration_id) from None
+                migration = self.db.migration_get(number)
+            else:
+                migration = self.db.migration_get_by_uuid(migration_id)
         except exception.MigrationNotFound:
             raise exception.MigrationNotFoundForInstance(migration_id=migration_id,
                                                          instance_id=server_id) from None

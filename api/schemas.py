@@ -14,15 +14,18 @@ true unknown parameters are dropped, with false they are refused.
 """
 
 import copy
-import re
 import uuid
 
 import jsonschema
 from oslo_utils import timeutils
 
+from api import regex
 from godwit import exception
 
 # ---------------------------------------------------------------- parameter types
+# The largest value of an Integer column (PostgreSQL's int4, MySQL's INT):
+# request integers stored in or compared with one are bounded by it.
+DB_INT_MAX = 2 ** 31 - 1
 # Nova's boolean: JSON booleans and the usual spellings of true/false.
 BOOLEAN = {"type": ["boolean", "string"],
            "enum": [True, "True", "TRUE", "true", "1", "ON", "On", "on", "YES", "Yes", "yes",
@@ -180,6 +183,19 @@ def validate_query(req, versions):
     return query
 
 
+def parse_int(value, name, maximum=DB_INT_MAX, minimum=0):
+    """``value`` (a query or path parameter) as an int: ASCII digits only
+    (``str.isdigit`` takes '²' and other digits int() refuses), at most as many
+    as ``maximum`` has, so int() never sees thousands of digits."""
+    text = value if isinstance(value, str) else str(value)
+    if not (text.isascii() and text.isdigit() and len(text) <= len(str(maximum))) \
+            or not minimum <= int(text) <= maximum:
+        shown = text if len(text) <= 40 else text[:40] + "..."
+        raise exception.Invalid(f"{name} must be an integer from {minimum} to {maximum} "
+                                f"written in ASCII digits, not {shown!r}")
+    return int(text)
+
+
 def first(query, name, default=None):
     """The last value of a query parameter (Nova's req.GET.get semantics)."""
     values = query.get(name)
@@ -248,6 +264,36 @@ FORCE_COMPLETE = [
                     "required": ["force_complete"], "additionalProperties": False}),
 ]
 
+# A volume's id as Cinder writes it. It ends up in file and device names on
+# the hosts, so nothing else is accepted (uuid.UUID would take braces, urn:
+# prefixes and missing hyphens).
+VOLUME_UUID = {"type": "string",
+               "pattern": "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-"
+                          "[0-9a-fA-F]{12}$"}
+# One block_device_mapping_v2 entry: Nova's fields, each bounded by the
+# column it is stored in, so that a bad entry is refused before the server's
+# row is written.
+BLOCK_DEVICE_MAPPING_V2 = {
+    "type": "object",
+    "properties": {
+        "source_type": {"type": "string", "enum": ["volume", "image", "snapshot", "blank"]},
+        "destination_type": {"type": "string", "enum": ["local", "volume"]},
+        "uuid": VOLUME_UUID,
+        "device_name": {"type": ["string", "null"], "maxLength": 255},
+        "device_type": {"type": ["string", "null"], "maxLength": 32},
+        "disk_bus": {"type": ["string", "null"], "maxLength": 255},
+        "guest_format": {"type": ["string", "null"], "maxLength": 255},
+        "boot_index": {"type": ["integer", "string", "null"], "pattern": "^-?[0-9]{1,10}$",
+                       "minimum": -1, "maximum": DB_INT_MAX},
+        "volume_size": {"type": ["integer", "string", "null"], "pattern": "^[0-9]{1,10}$",
+                        "minimum": 1, "maximum": DB_INT_MAX},
+        "delete_on_termination": BOOLEAN,
+        "tag": {"type": "string", "maxLength": 60},
+        "volume_type": {"type": ["string", "null"], "maxLength": 255},
+        "no_device": {},
+    },
+    "additionalProperties": False}
+
 # Server create: the subset of Nova's schema that Godwit models (no networks,
 # personality or scheduler hints); names follow Nova's rules.
 CREATE_SERVER = [
@@ -258,7 +304,7 @@ CREATE_SERVER = [
             "properties": {
                 "name": NAME,
                 "flavorRef": FLAVOR_REF,
-                "imageRef": {"type": "string"},
+                "imageRef": {"type": "string", "maxLength": 255},
                 "availability_zone": NAME,
                 "networks": {"oneOf": [{"type": "array"},
                                        {"type": "string", "enum": ["none", "auto"]}]},
@@ -269,7 +315,8 @@ CREATE_SERVER = [
                 "security_groups": {"type": "array"},
                 "user_data": {"type": ["string", "null"], "maxLength": 65535},
                 "config_drive": BOOLEAN,
-                "block_device_mapping_v2": {"type": "array"},
+                "block_device_mapping_v2": {"type": "array",
+                                            "items": BLOCK_DEVICE_MAPPING_V2},
                 "OS-DCF:diskConfig": DISK_CONFIG,
                 "description": DESCRIPTION,
                 "adminPass": {"type": "string"},
@@ -436,9 +483,7 @@ SERVERS_QUERY = [
 
 @FORMATS.checks("regex", raises=ValueError)
 def _regex(value):
+    # The filters run on RE2 (api/regex.py): what it refuses is refused here.
     if isinstance(value, str):
-        try:
-            re.compile(value)
-        except re.error as e:
-            raise ValueError(str(e)) from None
+        regex.compile_filter(value)
     return True

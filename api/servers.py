@@ -4,6 +4,9 @@ from api import schemas, views
 from godwit import exception, states
 
 MAX_LIMIT = 1000  # Nova's [api] max_limit
+# What SQL's LIMIT takes (a BIGINT); larger limits are refused, smaller ones
+# capped at MAX_LIMIT as in Nova.
+LIMIT_MAX = 2 ** 63 - 1
 
 # Server list filters anyone may use; the rest need allow_all_filters (admins)
 # and are dropped silently for others, as in Nova.
@@ -39,9 +42,7 @@ def limit_param(req, query, name="limit"):
     value = schemas.first(query, name)
     if value is None:
         return None
-    if not str(value).isdigit():
-        raise exception.Invalid(f"limit param must be an integer, not {value!r}")
-    return min(int(value), MAX_LIMIT)
+    return min(schemas.parse_int(value, name, maximum=LIMIT_MAX), MAX_LIMIT)
 
 
 def page(items, key, marker, limit, missing="marker [{marker}] not found"):

@@ -18,6 +18,7 @@ Who asks comes from ``[api] auth_strategy``:
   the version documents at ``/`` and ``/v2.1`` need no token.
 """
 
+import io
 import json
 import re
 
@@ -97,13 +98,45 @@ def keystone_context(req):
 CONTEXT_BUILDERS = {"noauth2": noauth2_context, "keystone": keystone_context}
 
 
+# No Nova request body nests more than a handful of levels; json.loads and
+# the schema validator recurse once per level and fail (RecursionError, a
+# 500) long before Python's limit of about 1000 is reached by the data.
+MAX_JSON_DEPTH = 32
+# A JSON string (with its escapes) and the brackets outside strings.
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_JSON_BRACKETS = re.compile(rb"[\[\]{}]")
+
+
+def json_depth_exceeds(body, limit=MAX_JSON_DEPTH):
+    """Whether ``body`` (bytes) nests arrays and objects deeper than ``limit``:
+    one linear pass, without parsing, so a body of 100,000 '[' costs
+    milliseconds and no recursion."""
+    depth = 0
+    for bracket in _JSON_BRACKETS.findall(_JSON_STRING.sub(b"", body)):
+        if bracket in (b"[", b"{"):
+            depth += 1
+            if depth > limit:
+                return True
+        else:
+            depth -= 1
+    return False
+
+
 def parse_body(req):
     if not req.body:
         return None
+    if json_depth_exceeds(req.body):
+        raise exception.Invalid(f"Malformed request body: JSON nested more than "
+                                f"{MAX_JSON_DEPTH} levels deep; send a flatter body")
     try:
         return json.loads(req.body)
-    except ValueError:
-        raise exception.Invalid("Malformed request body: cannot understand JSON") from None
+    except RecursionError:  # a backstop: the depth check should prevent it
+        raise exception.Invalid("Malformed request body: JSON nested too deeply") from None
+    except ValueError as e:
+        # UnicodeDecodeError and Python's refusal of integers of thousands of
+        # digits are ValueErrors too; say which.
+        raise exception.Invalid(f"Malformed request body: cannot understand JSON ({e})"
+                                ) from None
 
 
 _TRACEBACK = "Traceback (most recent call last):"
@@ -191,6 +224,61 @@ class Application:
                 500, "Unexpected API error; the godwit-api log has the traceback."), version)
 
 
+class Guard:
+    """What is refused before routing, authentication or any parsing, with
+    Nova's JSON error bodies rather than waitress's text/plain 500:
+
+    - a path that is not UTF-8 once percent-decoded (webob and Routes decode
+      it and raise, outside every handler);
+    - a body over ``[api] max_request_body_size`` (413, as Nova's sizelimit
+      middleware answers), by its Content-Length or, for a chunked body, by
+      reading one byte past the limit, so no request makes the API buffer
+      more than that.
+
+    It also starts each request with its own context, so whatever is logged
+    while answering is logged under this request's id and not the id of the
+    previous request the thread served.
+    """
+
+    def __init__(self, app, max_body):
+        self.app = app
+        self.max_body = max_body
+
+    def __call__(self, environ, start_response):
+        godwit_context.RequestContext(
+            request_id=environ.get("HTTP_X_OPENSTACK_REQUEST_ID") or None)
+        # PEP 3333: PATH_INFO holds the decoded bytes as latin-1 characters.
+        try:
+            environ.get("PATH_INFO", "").encode("latin-1").decode("utf-8")
+        except UnicodeError:
+            return self._refuse(environ, start_response, 400,
+                                "The URL path is not valid UTF-8 once percent-decoded; "
+                                "percent-encode the UTF-8 bytes of the name or id.")
+        length = environ.get("CONTENT_LENGTH") or ""
+        if length:
+            if not (length.isascii() and length.isdigit()):
+                return self._refuse(environ, start_response, 400,
+                                    f"Invalid Content-Length {length[:40]!r}")
+            if len(length) > 12 or int(length) > self.max_body:
+                return self._refuse(environ, start_response, 413, self._too_large())
+        elif "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower():
+            body = environ["wsgi.input"].read(self.max_body + 1)
+            if len(body) > self.max_body:
+                return self._refuse(environ, start_response, 413, self._too_large())
+            environ["wsgi.input"] = io.BytesIO(body)
+            environ["CONTENT_LENGTH"] = str(len(body))
+        return self.app(environ, start_response)
+
+    def _too_large(self):
+        return (f"Request is too large: the body may be at most {self.max_body} bytes "
+                "([api] max_request_body_size).")
+
+    @staticmethod
+    def _refuse(environ, start_response, code, message):
+        resp = json_response(code, error_body(code, message))
+        return resp(environ, start_response)
+
+
 class PublicOrProtected:
     """Sends the public paths (version documents) straight to the app and
     everything else through the authenticating middleware."""
@@ -212,5 +300,5 @@ def build(compute_api, route_table, public, conf):
     if strategy == "keystone":
         from keystonemiddleware import auth_token
         protected = auth_token.AuthProtocol(app, {"oslo_config_config": conf})
-        return PublicOrProtected(app, protected, public)
-    return app
+        app = PublicOrProtected(app, protected, public)
+    return Guard(app, conf.api.max_request_body_size)

@@ -150,6 +150,9 @@ API_OPTS = [
     cfg.StrOpt("auth_strategy", default="noauth2", choices=["noauth2", "keystone"],
                help="noauth2 trusts the X-Auth-Token '<user>:<project>' (development); "
                     "keystone validates tokens with keystonemiddleware."),
+    cfg.IntOpt("max_request_body_size", default=114688, min=1024,
+               help="Largest request body, in bytes, the API reads (Nova's default, "
+                    "112 KiB); a larger one is refused with 413 before it is parsed."),
     cfg.ListOpt("faults", default=[],
                 help="For tests of crash safety only: faults the API injects into itself, "
                      "'intent.<abort|force_complete|confirm|revert|stop|start|reboot>:"
