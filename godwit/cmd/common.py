@@ -1,5 +1,6 @@
 """Start-up shared by the console scripts."""
 
+import re
 import sys
 
 from oslo_log import log as logging
@@ -15,3 +16,13 @@ def init(argv=None, prog=None, defaults=None):
     godwit_conf.parse_args(sys.argv[1:] if argv is None else argv, conf=conf, prog=prog)
     logging.setup(conf, "godwit")
     return conf
+
+
+# "//user:password@" or ",user:password@" (oslo.messaging's list of brokers).
+_URL_PASSWORD_RE = re.compile(r"(//|,)([^:/@,]*):[^@/]*@")
+
+
+def mask_url(url):
+    """``url`` with the password of every ``user:password@`` replaced by ***,
+    for what is printed or logged (database and transport URLs)."""
+    return _URL_PASSWORD_RE.sub(r"\1\2:***@", url or "")
