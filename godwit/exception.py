@@ -5,6 +5,13 @@ template that names the cause and, where there is one, what to do about it.
 Exceptions cross RPC by name (oslo.messaging re-raises them on the caller
 when this module is in ``allowed_remote_exmods``), so the API can turn a
 conductor's refusal into the right HTTP status.
+
+Every exception that may cross RPC lives here, in this one module: the
+receiver rebuilds it as ``<module>.<class>(message, **kwargs)``, and only
+modules listed in ``godwit.rpc.ALLOWED_EXMODS`` are rebuilt (any other
+arrives as an opaque ``RemoteError``, its class and status lost). So a
+subclass's ``__init__`` must accept ``(message, **self.kwargs)``;
+tests/unit/test_remote_exceptions.py round-trips every class.
 """
 
 
@@ -142,7 +149,9 @@ class InstanceInvalidState(Conflict):
                "%(state)s.%(hint)s")
 
     def __init__(self, message=None, hint="", **kwargs):
-        super().__init__(message, hint=(" " + hint if hint else ""), **kwargs)
+        # Idempotent: RPC rebuilds the exception with the hint it stored.
+        super().__init__(message, hint=(" " + hint.lstrip() if hint.strip() else ""),
+                         **kwargs)
 
 
 class InstanceBusy(Conflict):
@@ -228,7 +237,22 @@ class TransferFailed(TransferError):
     msg_fmt = "%(action)s failed with exit code %(code)s: %(stderr)s%(hint)s"
 
     def __init__(self, message=None, hint="", **kwargs):
-        super().__init__(message, hint=(" " + hint if hint else ""), **kwargs)
+        # Idempotent: RPC rebuilds the exception with the hint it stored.
+        super().__init__(message, hint=(" " + hint.lstrip() if hint.strip() else ""),
+                         **kwargs)
+
+
+# --- host drivers (compute/vif, compute/volume, compute/firewall) ---
+class VifPlugFailed(GodwitException):
+    msg_fmt = "Cannot %(action)s VIF %(vif)s on %(host)s: %(reason)s"
+
+
+class VolumeConnectFailed(GodwitException):
+    msg_fmt = "Cannot connect volume %(volume_id)s on %(host)s: %(reason)s"
+
+
+class FirewallError(GodwitException):
+    msg_fmt = "Firewall error on %(host)s: %(reason)s"
 
 
 # --- crash safety ---
