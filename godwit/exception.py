@@ -293,3 +293,10 @@ class HostUnreachable(GodwitException):
 class AbortRequested(Conflict):
     """The user asked to abort while the step that would carry the move on ran."""
     msg_fmt = "Migration %(migration_id)s was asked to abort."
+
+
+#: Refusals: the request cannot be carried out as asked (bad input, unknown
+#: id, wrong state, a host's pre-check said no). RPC endpoints mark them as
+#: expected (godwit.rpc.refusals), so the service answering them logs no
+#: traceback; the caller gets the exception and its 4xx status.
+REFUSALS = (Invalid, Forbidden, NotFound, Conflict)

@@ -7,6 +7,8 @@ from oslo_log import log as logging
 
 from godwit import conf as godwit_conf
 
+LOG = logging.getLogger(__name__)
+
 
 def init(argv=None, prog=None, defaults=None):
     """Parse configuration and set up logging; returns the ConfigOpts."""
@@ -15,6 +17,10 @@ def init(argv=None, prog=None, defaults=None):
         conf.set_default(name, value, group=group)
     godwit_conf.parse_args(sys.argv[1:] if argv is None else argv, conf=conf, prog=prog)
     logging.setup(conf, "godwit")
+    # Every option's value, as Nova does at start-up, for debugging a deployment;
+    # options registered with secret=True ([database] connection, transport_url,
+    # [keystone_authtoken] password) are shown as ****.
+    conf.log_opt_values(LOG, logging.DEBUG)
     return conf
 
 

@@ -83,3 +83,15 @@ def test_godwit_api_process_exits_with_the_message(tmp_path):
     assert proc.returncode == 2, proc.stderr
     assert "godwit-api: error: godwit-api refuses to start" in proc.stderr
     assert "allow_noauth_on_network = True" in proc.stderr
+
+
+@pytest.mark.parametrize("url,shown", [
+    ("postgresql+psycopg2://godwit:pw@db/godwit", "postgresql+psycopg2://godwit:***@db/godwit"),
+    ("rabbit://guest:guest@h1:5672,u2:p2@h2:5672/vh", "rabbit://guest:***@h1:5672,u2:***@h2:5672/vh"),
+    ("sqlite:////tmp/g/godwit.sqlite", "sqlite:////tmp/g/godwit.sqlite"),
+    ("kombu+memory:////", "kombu+memory:////"),
+    ("postgresql://godwit@db/godwit", "postgresql://godwit@db/godwit"),
+])
+def test_mask_url(url, shown):
+    from godwit.cmd import common
+    assert common.mask_url(url) == shown
