@@ -143,6 +143,15 @@ class FlavorExists(Conflict):
     msg_fmt = "Flavor with name or id %(name)s already exists."
 
 
+class InvalidHostName(Invalid):
+    msg_fmt = ("Refusing host name %(host)r: %(reason)s. A host must be a DNS name, an "
+               "IPv4 address or an IPv6 literal.")
+
+
+class InvalidUUID(Invalid):
+    msg_fmt = "Refusing %(what)s %(value)r: it is not a uuid (8-4-4-4-12 hex digits)."
+
+
 # --- conflicts ---
 class InstanceInvalidState(Conflict):
     msg_fmt = ("Cannot '%(action)s' instance %(instance_id)s while it is in %(attr)s "
