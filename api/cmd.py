@@ -4,6 +4,9 @@ waitress is a production-grade multi-threaded WSGI server in pure Python,
 which fits the no-eventlet design and embeds in godwit-all.
 """
 
+import ipaddress
+import socket
+import sys
 import threading
 
 import waitress
@@ -14,7 +17,7 @@ from waitress import wasyncore
 
 from api import compute_api, router
 from conductor import rpcapi as conductor_rpcapi
-from godwit import rpc, service
+from godwit import exception, rpc, service
 from godwit.cmd import common
 from godwit.db import api as db_api
 
@@ -47,10 +50,60 @@ class _Channel(waitress_channel.HTTPChannel):
     parser_class = _RequestParser
 
 
+class UnsafeAuthConfig(exception.GodwitException):
+    msg_fmt = ("godwit-api refuses to start: [api] auth_strategy = noauth2 makes every "
+               "request without a token an admin request, and [api] listen = %(listen)s "
+               "is %(why)s, so anyone who reaches port %(port)s would be an admin. Set "
+               "[api] auth_strategy = keystone (with a [keystone_authtoken] section; see "
+               "the README), or listen on 127.0.0.1, or - only on an isolated network "
+               "where unauthenticated admin access is wanted - set [api] "
+               "allow_noauth_on_network = True.")
+
+
+def is_loopback(host):
+    """Whether every address ``host`` stands for is a loopback address.
+
+    A name counts only if it resolves, and only to loopback addresses
+    ("localhost"); "", "0.0.0.0" and "::" listen everywhere and are not.
+    """
+    candidate = host.strip("[]") if host else ""
+    if not candidate:
+        return False
+    try:
+        return ipaddress.ip_address(candidate.partition("%")[0]).is_loopback
+    except ValueError:
+        pass
+    try:
+        infos = socket.getaddrinfo(candidate, None)
+    except (OSError, UnicodeError):
+        return False
+    addrs = {info[4][0].partition("%")[0] for info in infos}
+    return bool(addrs) and all(ipaddress.ip_address(a).is_loopback for a in addrs)
+
+
+def check_auth_exposure(conf, host, port):
+    """Refuse noauth2 on an address other machines can reach, unless told to.
+
+    :raises UnsafeAuthConfig: with what to change.
+    """
+    if conf.api.auth_strategy != "noauth2" or is_loopback(host):
+        return
+    if conf.api.allow_noauth_on_network:
+        LOG.warning("[api] auth_strategy = noauth2 on %s (allow_noauth_on_network = True): "
+                    "anyone who reaches this port is an admin.", host)
+        return
+    why = "every address of this machine" if not host.strip("[]") or \
+        host.strip("[]") in ("0.0.0.0", "::") else "not a loopback address"
+    raise UnsafeAuthConfig(listen=host or "''", why=why, port=port)
+
+
 class APIServer:
     """The WSGI app on a waitress server in a background thread."""
 
     def __init__(self, conf, transport, host=None, port=None, api=None):
+        # Before anything is opened: a refused configuration leaves nothing behind.
+        check_auth_exposure(conf, host or conf.api.listen,
+                            conf.api.port if port is None else port)
         if api is None:
             db = db_api.get_database(conf.database.connection, conf.database.echo)
             db.deadlines = conf
@@ -90,7 +143,14 @@ class APIServer:
 
 def main(argv=None):
     conf = common.init(argv, prog="godwit-api")
-    server = APIServer(conf, rpc.get_transport(conf))
+    try:
+        server = APIServer(conf, rpc.get_transport(conf))
+    except UnsafeAuthConfig as e:
+        LOG.error("%s", e)
+        # Also on stderr: the log may be a file nobody looks at while the
+        # service manager only says "exited with status 2".
+        print(f"godwit-api: error: {e}", file=sys.stderr)
+        sys.exit(2)
     server.start()
     service.wait_for_signal([server], conf.graceful_shutdown_timeout)
     rpc.cleanup()

@@ -20,7 +20,7 @@ from compute import drivers, journal, live_migration, resize, steps
 from compute import rpcapi as compute_rpcapi
 from conductor import rpcapi as conductor_rpcapi
 from godwit import context as godwit_context
-from godwit import events, exception, notifications, states
+from godwit import events, exception, notifications, rpc, states
 from godwit.timeutils import utcnow
 
 LOG = logging.getLogger(__name__)
@@ -244,63 +244,79 @@ class ComputeManager:
                                 wait=self.step_wait)
 
     # --- RPC: live migration (see compute.live_migration) -----------------
+    @rpc.refusals
     def check_can_live_migrate_destination(self, ctxt, instance_uuid, source, block_migration,
                                            instance_info):
         return self.live.check_destination(ctxt, instance_uuid, source, block_migration,
                                            instance_info)
 
+    @rpc.refusals
     def check_can_live_migrate_source(self, ctxt, instance_uuid, dest_check_data,
                                       instance_info):
         return self.live.check_source(ctxt, instance_uuid, dest_check_data, instance_info)
 
+    @rpc.refusals
     def pre_live_migration(self, ctxt, migration_id, epoch, migrate_data, instance_info):
         return self.live.pre_at_destination(ctxt, migration_id, epoch, migrate_data,
                                             instance_info)
 
+    @rpc.refusals
     def live_migration_start(self, ctxt, migration_id, epoch, dest, migrate_data,
                              instance_info, tuning=None):
         return self.live.start(ctxt, migration_id, epoch, dest, migrate_data, instance_info,
                                tuning)
 
+    @rpc.refusals
     def live_migration_steer(self, ctxt, migration_id, epoch, action, instance_info):
         return self.live.steer(ctxt, migration_id, epoch, action, instance_info)
 
+    @rpc.refusals
     def post_live_migration_at_source(self, ctxt, migration_id, epoch, migrate_data,
                                       instance_info):
         return self.live.post_at_source(ctxt, migration_id, epoch, migrate_data,
                                         instance_info)
 
+    @rpc.refusals
     def post_live_migration_at_destination(self, ctxt, migration_id, epoch, migrate_data,
                                            instance_info):
         return self.live.post_at_destination(ctxt, migration_id, epoch, migrate_data,
                                              instance_info)
 
+    @rpc.refusals
     def rollback_live_migration_at_destination(self, ctxt, migration_id, epoch, migrate_data,
                                                destroy_disks, instance_info):
         return self.live.rollback_at_destination(ctxt, migration_id, epoch, migrate_data,
                                                  destroy_disks, instance_info)
 
+    @rpc.refusals
     def rollback_live_migration_at_source(self, ctxt, migration_id, epoch, instance_info):
         return self.live.rollback_at_source(ctxt, migration_id, epoch, instance_info)
 
     # --- RPC: cold migration and resize (see compute.resize) ------------------
+    @rpc.refusals
     def prep_resize(self, ctxt, migration_id, epoch, context):
         return self.resizes.prep_resize(ctxt, migration_id, epoch, context)
 
+    @rpc.refusals
     def resize_instance(self, ctxt, migration_id, epoch, context):
         return self.resizes.resize_instance(ctxt, migration_id, epoch, context)
 
+    @rpc.refusals
     def rollback_resize_at_source(self, ctxt, migration_id, epoch, context):
         return self.resizes.rollback_at_source(ctxt, migration_id, epoch, context)
 
+    @rpc.refusals
     def finish_resize(self, ctxt, migration_id, epoch, context, disk_info):
         return self.resizes.finish_resize(ctxt, migration_id, epoch, context, disk_info)
 
+    @rpc.refusals
     def confirm_resize(self, ctxt, migration_id, epoch, context):
         return self.resizes.confirm_resize(ctxt, migration_id, epoch, context)
 
+    @rpc.refusals
     def revert_resize(self, ctxt, migration_id, epoch, context):
         return self.resizes.revert_resize(ctxt, migration_id, epoch, context)
 
+    @rpc.refusals
     def finish_revert_resize(self, ctxt, migration_id, epoch, context):
         return self.resizes.finish_revert_resize(ctxt, migration_id, epoch, context)

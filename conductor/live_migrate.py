@@ -173,7 +173,10 @@ class LiveMigrationTask:
         raise exception.NoValidHost(reason=scheduler_mod.explain(refusals))
 
     def _refused(self, error):
-        LOG.info("Live migration of %s refused: %s", self.instance_uuid, error)
+        # message_of: a refusal from a host carries its remote traceback in
+        # str(); a refusal is not an error of the host, so log only its reason.
+        LOG.info("Live migration of %s refused: %s", self.instance_uuid,
+                 exception.message_of(error))
         # A host that did not answer refused nothing: the move was given up
         # ('failed'), not refused ('error').
         event = "interrupted" if isinstance(error, exception.PreCheckNoAnswer) else "refused"

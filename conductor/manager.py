@@ -20,7 +20,7 @@ from conductor import checks, engine, live_migrate, migrate, power, reconciler
 from conductor import rpcapi as conductor_rpcapi
 from conductor import scheduler as scheduler_mod
 from godwit import context as godwit_context
-from godwit import events, exception, notifications, phases, states
+from godwit import events, exception, notifications, phases, rpc, states
 from godwit.db import api as db_api
 from godwit.timeutils import utcnow
 
@@ -150,9 +150,11 @@ class ConductorManager:
             raise exception.ServiceNotFound(service_id=f"{binary} on {host}")
         return True
 
+    @rpc.refusals
     def instance_get(self, ctxt, instance_uuid):
         return self.db.instance_get_with_devices(instance_uuid)
 
+    @rpc.refusals
     def instance_update(self, ctxt, instance_uuid, values, expected=None):
         return self.db.instance_update(instance_uuid, _datetimes(values), expected)
 
@@ -181,6 +183,7 @@ class ConductorManager:
             pass   # the job ended meanwhile
         return True
 
+    @rpc.refusals
     def migration_job_ended(self, ctxt, migration_id, epoch, outcome):
         """The source's job ended. Its owner acts on it; another conductor
         passes the news on (or takes the move if nobody holds it)."""
@@ -253,11 +256,13 @@ class ConductorManager:
                         "cleaned when it returns", instance["host"], instance_uuid)
         self.instance_destroyed(ctxt, instance_uuid, instance["host"])
 
+    @rpc.refusals
     def migrate_server(self, ctxt, instance_uuid, flavor_id=None, requested_host=None):
         """Cold migration (no flavor) or resize; see conductor.migrate."""
         return migrate.MigrationTask(self, ctxt, instance_uuid, flavor_id,
                                      requested_host).execute()
 
+    @rpc.refusals
     def live_migrate_instance(self, ctxt, instance_uuid, requested_host=None,
                               block_migration="auto"):
         task = live_migrate.LiveMigrationTask(self, ctxt, instance_uuid, requested_host,

@@ -5,6 +5,13 @@ template that names the cause and, where there is one, what to do about it.
 Exceptions cross RPC by name (oslo.messaging re-raises them on the caller
 when this module is in ``allowed_remote_exmods``), so the API can turn a
 conductor's refusal into the right HTTP status.
+
+Every exception that may cross RPC lives here, in this one module: the
+receiver rebuilds it as ``<module>.<class>(message, **kwargs)``, and only
+modules listed in ``godwit.rpc.ALLOWED_EXMODS`` are rebuilt (any other
+arrives as an opaque ``RemoteError``, its class and status lost). So a
+subclass's ``__init__`` must accept ``(message, **self.kwargs)``;
+tests/unit/test_remote_exceptions.py round-trips every class.
 """
 
 
@@ -136,13 +143,24 @@ class FlavorExists(Conflict):
     msg_fmt = "Flavor with name or id %(name)s already exists."
 
 
+class InvalidHostName(Invalid):
+    msg_fmt = ("Refusing host name %(host)r: %(reason)s. A host must be a DNS name, an "
+               "IPv4 address or an IPv6 literal.")
+
+
+class InvalidUUID(Invalid):
+    msg_fmt = "Refusing %(what)s %(value)r: it is not a uuid (8-4-4-4-12 hex digits)."
+
+
 # --- conflicts ---
 class InstanceInvalidState(Conflict):
     msg_fmt = ("Cannot '%(action)s' instance %(instance_id)s while it is in %(attr)s "
                "%(state)s.%(hint)s")
 
     def __init__(self, message=None, hint="", **kwargs):
-        super().__init__(message, hint=(" " + hint if hint else ""), **kwargs)
+        # Idempotent: RPC rebuilds the exception with the hint it stored.
+        super().__init__(message, hint=(" " + hint.lstrip() if hint.strip() else ""),
+                         **kwargs)
 
 
 class InstanceBusy(Conflict):
@@ -228,7 +246,22 @@ class TransferFailed(TransferError):
     msg_fmt = "%(action)s failed with exit code %(code)s: %(stderr)s%(hint)s"
 
     def __init__(self, message=None, hint="", **kwargs):
-        super().__init__(message, hint=(" " + hint if hint else ""), **kwargs)
+        # Idempotent: RPC rebuilds the exception with the hint it stored.
+        super().__init__(message, hint=(" " + hint.lstrip() if hint.strip() else ""),
+                         **kwargs)
+
+
+# --- host drivers (compute/vif, compute/volume, compute/firewall) ---
+class VifPlugFailed(GodwitException):
+    msg_fmt = "Cannot %(action)s VIF %(vif)s on %(host)s: %(reason)s"
+
+
+class VolumeConnectFailed(GodwitException):
+    msg_fmt = "Cannot connect volume %(volume_id)s on %(host)s: %(reason)s"
+
+
+class FirewallError(GodwitException):
+    msg_fmt = "Firewall error on %(host)s: %(reason)s"
 
 
 # --- crash safety ---
@@ -269,3 +302,10 @@ class HostUnreachable(GodwitException):
 class AbortRequested(Conflict):
     """The user asked to abort while the step that would carry the move on ran."""
     msg_fmt = "Migration %(migration_id)s was asked to abort."
+
+
+#: Refusals: the request cannot be carried out as asked (bad input, unknown
+#: id, wrong state, a host's pre-check said no). RPC endpoints mark them as
+#: expected (godwit.rpc.refusals), so the service answering them logs no
+#: traceback; the caller gets the exception and its 4xx status.
+REFUSALS = (Invalid, Forbidden, NotFound, Conflict)

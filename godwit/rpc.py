@@ -31,10 +31,18 @@ from oslo_serialization import jsonutils
 from oslo_utils import timeutils
 
 from godwit import context as godwit_context
+from godwit import exception
 
-__all__ = ["get_transport", "get_server", "get_client", "get_notifier", "RequestContextSerializer"]
+__all__ = ["get_transport", "get_server", "get_client", "get_notifier", "RequestContextSerializer",
+           "refusals"]
 
 ALLOWED_EXMODS = ["godwit.exception"]
+
+#: Decorator for RPC endpoint methods: a refusal (exception.REFUSALS) goes back
+#: to the caller as usual but is not logged with a traceback by oslo.messaging
+#: ("Exception during message handling"); a 409 is not an error of this
+#: service. Anything else still is.
+refusals = messaging.expected_exceptions(*exception.REFUSALS)
 
 _transports = {}
 _transports_lock = threading.Lock()

@@ -77,8 +77,8 @@ _NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
 _PORTS_RE = re.compile(r"^(\d{1,5})(?:-(\d{1,5}))?$")
 
 
-class FirewallError(exception.GodwitException):
-    msg_fmt = "Firewall error on %(host)s: %(reason)s"
+# Defined in godwit.exception so that it crosses RPC as itself (not RemoteError).
+FirewallError = exception.FirewallError
 
 
 def parse_rule(text):

@@ -18,15 +18,11 @@ works with one driver works with the others.
 """
 
 import abc
-import ipaddress
 import os
 import re
 
-from godwit import exception
+from godwit import exception, validate
 
-_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-_HOSTNAME_RE = re.compile(rf"{_LABEL}(?:\.{_LABEL})*")
-_SCOPE_RE = re.compile(r"[A-Za-z0-9_.-]+")
 # The remote shell parses these paths: letters, digits and . _ / - only.
 # (re.fullmatch, not "$": "$" would also accept a trailing newline.)
 REMOTE_PATH_RE = re.compile(r"/[A-Za-z0-9._/-]+")
@@ -42,32 +38,12 @@ def validate_host(host):
     :raises InvalidTransferHost: anything else, e.g. ``-oProxyCommand=x``,
         ``a b``, ``h;rm``, ``user@host``, ``host:22`` or an empty string.
     """
-    if not isinstance(host, str) or not host:
-        raise exception.InvalidTransferHost(host=host, reason="it is empty or not a string")
-    if host.startswith("-"):
-        raise exception.InvalidTransferHost(
-            host=host, reason="it starts with '-' and would be read as an option")
-    candidate = host[1:-1] if host.startswith("[") and host.endswith("]") else host
-    if ":" in candidate:
-        addr, _, scope = candidate.partition("%")
-        try:
-            ipaddress.IPv6Address(addr)
-        except ValueError:
-            raise exception.InvalidTransferHost(
-                host=host, reason="it contains ':' but is not an IPv6 address (give the "
-                                  "port in [transfer] ssh_port)") from None
-        if scope and not _SCOPE_RE.fullmatch(scope):
-            raise exception.InvalidTransferHost(host=host,
-                                                reason="its IPv6 zone has invalid characters")
-        return candidate
-    if candidate is not host:
-        raise exception.InvalidTransferHost(host=host,
-                                            reason="only IPv6 addresses go in brackets")
-    if len(host) > 253 or not _HOSTNAME_RE.fullmatch(host):
-        raise exception.InvalidTransferHost(
-            host=host, reason="it contains characters other than letters, digits, '-' and "
-                              "'.', or a label is empty or longer than 63")
-    return host
+    # The rules are godwit.validate's, shared with libvirt URIs and paths; the
+    # error stays a TransferError so a failed transfer reads as one.
+    try:
+        return validate.host(host)
+    except exception.InvalidHostName as e:
+        raise exception.InvalidTransferHost(host=host, reason=e.kwargs["reason"]) from None
 
 
 def is_ipv6(host):

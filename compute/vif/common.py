@@ -31,8 +31,8 @@ TAP_PREFIX = "tap"
 TAP_ID_LENGTH = 11
 
 
-class VifPlugFailed(exception.GodwitException):
-    msg_fmt = "Cannot %(action)s VIF %(vif)s on %(host)s: %(reason)s"
+# Defined in godwit.exception so that it crosses RPC as itself (not RemoteError).
+VifPlugFailed = exception.VifPlugFailed
 
 
 def tap_name(vif):

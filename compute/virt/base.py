@@ -15,7 +15,7 @@ import threading
 import time
 import uuid
 
-from godwit import exception
+from godwit import exception, validate
 
 #: Name prefix of the shared-storage probe files (never an instance uuid).
 PROBE_PREFIX = ".godwit-shared-probe-"
@@ -159,9 +159,10 @@ class VirtDriver(abc.ABC):
 
     def remove_instance_dir(self, instance_uuid, kind):
         """Delete an orphan instance directory (``kind`` as list_instance_dirs says)."""
-        uuid.UUID(instance_uuid)   # a path made from an id only
-        name = instance_uuid + ("_resize" if kind == "resize" else "")
-        shutil.rmtree(os.path.join(self.instances_path, name), ignore_errors=True)
+        # A path made from a checked id only.
+        shutil.rmtree(validate.instance_dir(self.instances_path, instance_uuid,
+                                            "_resize" if kind == "resize" else ""),
+                      ignore_errors=True)
 
     @abc.abstractmethod
     def remove_domain(self, instance_uuid):

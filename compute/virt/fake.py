@@ -23,7 +23,7 @@ from compute import fault_injection
 from compute.fake_host import FakeHost
 from compute.virt import base, fake_job
 from compute.virt.fake_cold import GIB, FakeColdMigration
-from godwit import exception, states
+from godwit import exception, states, validate
 
 LOG = logging.getLogger(__name__)
 
@@ -57,7 +57,8 @@ class FakeDriver(FakeColdMigration, base.VirtDriver, base.ColdMigrationDriver):
         self.faults.stopping.set()
 
     def _instance_dir(self, instance, base_path=None):
-        return os.path.join(base_path or self.instances_path, instance["uuid"])
+        # From the checked uuid only: this directory is created and removed.
+        return validate.instance_dir(base_path or self.instances_path, instance["uuid"])
 
     def get_host_info(self):
         f = self.conf.fake

@@ -11,7 +11,7 @@ when ``[fake] disk_format = qcow2``.
 import os
 import shutil
 
-from godwit import exception, states
+from godwit import exception, states, validate
 
 GIB = 1024 ** 3
 
@@ -26,7 +26,7 @@ class FakeColdMigration:
     and helpers)."""
 
     def _resize_dir(self, instance):
-        return os.path.join(self.instances_path, instance["uuid"] + "_resize")
+        return validate.instance_dir(self.instances_path, instance["uuid"], "_resize")
 
     def check_can_receive(self, instance, new_flavor):
         self.faults.check("prep_resize", instance)
@@ -48,7 +48,7 @@ class FakeColdMigration:
         elif not os.path.isdir(resize_dir):
             raise exception.HypervisorError(
                 host=self.host, reason=f"no files of instance {instance['uuid']}")
-        dest_dir = os.path.join(dest_info["instances_path"], instance["uuid"])
+        dest_dir = validate.instance_dir(dest_info["instances_path"], instance["uuid"])
         transfer.make_dir(dest_info["address"], dest_dir)
         disk_info = []
         for name in sorted(os.listdir(resize_dir)):
@@ -107,7 +107,7 @@ class FakeColdMigration:
             instance, network_info, states.RUNNING if power_on else states.SHUTDOWN))
 
     def cleanup_failed_migration(self, instance, migration, dest_info, transfer):
-        dest_dir = os.path.join(dest_info["instances_path"], instance["uuid"])
+        dest_dir = validate.instance_dir(dest_info["instances_path"], instance["uuid"])
         transfer.remove(dest_info["address"], dest_dir)
         resize_dir = self._resize_dir(instance)
         if os.path.isdir(resize_dir):

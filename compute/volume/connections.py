@@ -16,8 +16,8 @@ from godwit import exception
 _SAFE = re.compile(r"[^A-Za-z0-9_.-]")
 
 
-class VolumeConnectFailed(exception.GodwitException):
-    msg_fmt = "Cannot connect volume %(volume_id)s on %(host)s: %(reason)s"
+# Defined in godwit.exception so that it crosses RPC as itself (not RemoteError).
+VolumeConnectFailed = exception.VolumeConnectFailed
 
 
 def stored_connection_info(bdm):

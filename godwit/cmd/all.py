@@ -11,6 +11,7 @@ stop.
 
 import concurrent.futures
 import os
+import sys
 import threading
 
 from oslo_log import log as logging
@@ -50,6 +51,11 @@ class LocalCloud:
         self.db = None
 
     def start(self):
+        if self.with_api:
+            # Refuse an unsafe API before the conductor and agents start.
+            api_cmd.check_auth_exposure(self.conf, self.conf.api.listen,
+                                        self.conf.api.port if self.api_port is None
+                                        else self.api_port)
         url = self.conf.database.connection
         migration.db_sync(url)
         self.db = db_api.get_database(url, self.conf.database.echo)
@@ -120,8 +126,13 @@ def main(argv=None):
     conf = common.init(argv, prog="godwit-all",
                        defaults={"transport_url": (IN_PROCESS_TRANSPORT, None)})
     os.makedirs(conf.state_path, exist_ok=True)
-    cloud = LocalCloud(conf, transport_url=conf.transport_url).start()
+    try:
+        cloud = LocalCloud(conf, transport_url=conf.transport_url).start()
+    except api_cmd.UnsafeAuthConfig as e:
+        LOG.error("%s", e)
+        print(f"godwit-all: error: {e}", file=sys.stderr)
+        sys.exit(2)
     print(f"godwit-all: API at {cloud.api_url}, hosts {', '.join(cloud.host_names)}; "
-          f"database {conf.database.connection}; Ctrl-C stops", flush=True)
+          f"database {common.mask_url(conf.database.connection)}; Ctrl-C stops", flush=True)
     service.wait_for_signal([cloud])
     rpc.cleanup()

@@ -1,10 +1,13 @@
 """Start-up shared by the console scripts."""
 
+import re
 import sys
 
 from oslo_log import log as logging
 
 from godwit import conf as godwit_conf
+
+LOG = logging.getLogger(__name__)
 
 
 def init(argv=None, prog=None, defaults=None):
@@ -14,4 +17,18 @@ def init(argv=None, prog=None, defaults=None):
         conf.set_default(name, value, group=group)
     godwit_conf.parse_args(sys.argv[1:] if argv is None else argv, conf=conf, prog=prog)
     logging.setup(conf, "godwit")
+    # Every option's value, as Nova does at start-up, for debugging a deployment;
+    # options registered with secret=True ([database] connection, transport_url,
+    # [keystone_authtoken] password) are shown as ****.
+    conf.log_opt_values(LOG, logging.DEBUG)
     return conf
+
+
+# "//user:password@" or ",user:password@" (oslo.messaging's list of brokers).
+_URL_PASSWORD_RE = re.compile(r"(//|,)([^:/@,]*):[^@/]*@")
+
+
+def mask_url(url):
+    """``url`` with the password of every ``user:password@`` replaced by ***,
+    for what is printed or logged (database and transport URLs)."""
+    return _URL_PASSWORD_RE.sub(r"\1\2:***@", url or "")

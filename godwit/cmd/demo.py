@@ -50,8 +50,8 @@ def main(argv=None):
     s = requests.Session()
     s.headers.update(HEADERS)
     try:
-        print(f"Godwit demo: API {api}, database {conf.database.connection}, "
-              f"transport {conf.transport_url}")
+        print(f"Godwit demo: API {api}, database {common.mask_url(conf.database.connection)}, "
+              f"transport {common.mask_url(conf.transport_url)}")
         print(f"Compute hosts: {', '.join(cloud.host_names)} (fake hypervisors, "
               f"state under {conf.fake.hosts_path})")
         ids = []

@@ -148,8 +148,16 @@ API_OPTS = [
     cfg.PortOpt("port", default=8774, help="Port the API listens on (Nova's by default)."),
     cfg.IntOpt("threads", default=8, min=1, help="WSGI server worker threads."),
     cfg.StrOpt("auth_strategy", default="noauth2", choices=["noauth2", "keystone"],
-               help="noauth2 trusts the X-Auth-Token '<user>:<project>' (development); "
-                    "keystone validates tokens with keystonemiddleware."),
+               help="noauth2 trusts the X-Auth-Token '<user>:<project>' and treats a "
+                    "request without a token as admin (development only); keystone "
+                    "validates tokens with keystonemiddleware (its options are in "
+                    "[keystone_authtoken])."),
+    cfg.BoolOpt("allow_noauth_on_network", default=False,
+                help="Let godwit-api start with auth_strategy = noauth2 on an address that "
+                     "is not loopback. noauth2 makes anyone who reaches the port an "
+                     "admin, so by default godwit-api refuses to start that way; set "
+                     "this only on an isolated network (a test lab) where that is "
+                     "wanted."),
     cfg.IntOpt("max_request_body_size", default=114688, min=1024,
                help="Largest request body, in bytes, the API reads (Nova's default, "
                     "112 KiB); a larger one is refused with 413 before it is parsed."),

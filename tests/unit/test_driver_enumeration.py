@@ -187,7 +187,7 @@ def test_instance_dirs(conf, tmp_path):
     driver.remove_instance_dir(instance["uuid"], "instance")
     driver.remove_instance_dir(instance["uuid"], "instance")   # quiet when gone
     assert driver.list_instance_dirs() == []
-    with pytest.raises(ValueError):
+    with pytest.raises(exception.InvalidUUID):
         driver.remove_instance_dir("../escape", "instance")
     assert os.path.isdir(instances_path / "notes")
     shutil.rmtree(instances_path)

@@ -29,7 +29,7 @@ from compute.virt import base
 from compute.virt.libvirt import config, disk, images, migration
 from compute.virt.libvirt import host as host_mod
 from compute.virt.libvirt.cold import LibvirtColdMigration
-from godwit import exception, states
+from godwit import exception, states, validate
 
 LOG = logging.getLogger(__name__)
 GIB = 1024 ** 3
@@ -79,10 +79,11 @@ class LibvirtDriver(LibvirtColdMigration, base.VirtDriver, base.ColdMigrationDri
     def peer_uri(self):
         lv = self.conf.libvirt
         return lv.migration_peer_uri or \
-            f"qemu+{lv.live_migration_scheme or 'tcp'}://{self.host_ip}/system"
+            f"qemu+{lv.live_migration_scheme or 'tcp'}://{validate.uri_host(self.host_ip)}/system"
 
     def _instance_dir(self, instance, base_path=None):
-        return os.path.join(base_path or self.instances_path, instance["uuid"])
+        # From the checked uuid only: this directory is created and removed.
+        return validate.instance_dir(base_path or self.instances_path, instance["uuid"])
 
     def list_instances(self):
         uuids = []
@@ -401,8 +402,10 @@ class LibvirtDriver(LibvirtColdMigration, base.VirtDriver, base.ColdMigrationDri
             raise exception.MigrationPreCheckError(
                 reason=f"instance {instance['uuid']} has no running domain on source host "
                        f"{self.host}")
-        dest = dest_check_data.get("dest_hostname")
-        uri = dest_check_data.get("dest_peer_uri")
+        # Both came from the destination over RPC; the URI is what our libvirtd
+        # connects to (for qemu+ssh, by running ssh with its host).
+        dest = validate.host(dest_check_data.get("dest_hostname"))
+        uri = validate.libvirt_peer_uri(dest_check_data.get("dest_peer_uri"))
         peer = self._connect_peer(dest, uri)
         try:
             self._check_peer(dest, peer)
@@ -471,7 +474,8 @@ class LibvirtDriver(LibvirtColdMigration, base.VirtDriver, base.ColdMigrationDri
         copy = config.local_disk_targets(xml)
         flags = migration.migration_flags(self.conf, migrate_data, params)
         mparams = migration.migration_params(self.conf, migrate_data, params, dest_xml, copy)
-        job = migration.LibvirtMigrationJob(self, instance, migrate_data["dest_peer_uri"],
+        dest_uri = validate.libvirt_peer_uri(migrate_data["dest_peer_uri"])
+        job = migration.LibvirtMigrationJob(self, instance, dest_uri,
                                             flags, mparams, params.get("max_downtime_ms"))
         job.start()
         return job

@@ -15,7 +15,7 @@ from oslo_log import log as logging
 
 from compute.virt import base
 from compute.virt.libvirt import host as host_mod
-from godwit import exception
+from godwit import exception, validate
 
 LOG = logging.getLogger(__name__)
 # libvirt's own ceiling (QEMU_DOMAIN_MIG_BANDWIDTH_MAX): "no cap".
@@ -51,7 +51,8 @@ def migration_params(conf, migrate_data, params, dest_xml, copy_disks):
     if not conf.libvirt.live_migration_tunnelled:
         # QEMU-to-QEMU stream to the destination's migration address; without it
         # libvirt would use the destination's host name.
-        p[libvirt.VIR_MIGRATE_PARAM_URI] = f"tcp://{migrate_data['dest_inbound_addr']}"
+        addr = validate.uri_host(migrate_data["dest_inbound_addr"])
+        p[libvirt.VIR_MIGRATE_PARAM_URI] = f"tcp://{addr}"
     if params.get("bandwidth_mib"):
         p[libvirt.VIR_MIGRATE_PARAM_BANDWIDTH] = int(params["bandwidth_mib"])
     if migrate_data.get("block_migration") and copy_disks:
