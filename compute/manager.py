@@ -13,6 +13,7 @@ import os
 import time
 
 import oslo_messaging as messaging
+from kombu import exceptions as kombu_exceptions
 from oslo_log import log as logging
 
 import godwit
@@ -91,7 +92,7 @@ class ComputeManager:
         except messaging.MessagingTimeout:
             LOG.warning("Heartbeat of %s not answered within %d s (conductor or broker "
                         "away); the next one follows", self.host, self.conf.report_interval)
-        except messaging.MessageDeliveryFailure as e:
+        except (messaging.MessageDeliveryFailure, kombu_exceptions.OperationalError) as e:
             LOG.warning("Heartbeat of %s not sent, the broker is away (%s); the next one "
                         "follows", self.host, e)
 

@@ -9,7 +9,9 @@ in :mod:`conductor.flows`; the requests that start them are in
 :mod:`conductor.power`. This class holds the shared pieces and dispatches.
 """
 
+import concurrent.futures
 import datetime
+import time
 
 import oslo_messaging as messaging
 from oslo_log import log as logging
@@ -50,6 +52,10 @@ class ConductorManager:
                                                      long_timeout=conf.long_rpc_timeout,
                                                      step_timeout=conf.host_step_timeout)
         self.self_rpc = conductor_rpcapi.ConductorAPI(transport)
+        # The broker check's ping runs in a thread of its own (see broker_check).
+        self._ping_pool = concurrent.futures.ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="broker-check")
+        self._ping = None              # (started, future) of the ping in flight
         self.scheduler = scheduler_mod.Scheduler(self.db, conf)
         self.notifier = notifications.Notifier(conf, getattr(transport, "godwit_url", None),
                                                f"conductor.{self.host}")
@@ -82,20 +88,48 @@ class ConductorManager:
     def broker_check(self):
         """A message to itself through the broker: whether agents' silence can be
         trusted (decision 18). Half of service_down_time to answer: a busy
-        conductor is not a broken broker."""
+        conductor is not a broken broker.
+
+        The ping runs in a thread of its own and this tick only waits for it up
+        to that limit: while the broker is away a send can block in
+        oslo.messaging's reconnection (a pooled connection is reset on its
+        way back to the pool) well past any RPC timeout, and the outage must
+        still be recorded, tick after tick. Otherwise the last look goes stale
+        and the heartbeats' age alone decides, which shows healthy hosts down
+        after a broker restart.
+        """
+        limit = max(2, self.conf.service_down_time // 2)
+        now = time.monotonic()
+        if self._ping is None or self._ping[1].done():
+            self._ping = (now, self._ping_pool.submit(self._ping_self, limit))
+        started, future = self._ping
+        # At most a second per tick, so each tick records something.
+        wait = min(1.0, max(0.0, started + limit - now))
+        try:
+            ok = future.result(timeout=wait)
+        except concurrent.futures.TimeoutError:
+            if time.monotonic() - started < limit:
+                ok = None      # still under way: a current look, no verdict yet
+            else:
+                LOG.warning("A message to myself through the broker has not come back in "
+                            "%d s: agents' missing heartbeats are not held against them "
+                            "meanwhile", limit)
+                ok = False
+        self.db.broker_checked(self.host, ok)
+
+    def _ping_self(self, timeout):
         try:
             # retry=0: with the broker away the call fails at once instead of
             # waiting for a connection, so the outage is recorded as it happens.
-            self.self_rpc.client.prepare(
-                server=self.host, retry=0,
-                timeout=max(2, self.conf.service_down_time // 2)).call(
+            self.self_rpc.client.prepare(server=self.host, retry=0, timeout=timeout).call(
                 godwit_context.get_admin_context(), "ping")
-            ok = True
-        except messaging.MessagingException as e:
+            return True
+        except Exception as e:  # noqa: BLE001 - a probe: any failure means "not through"
+            # (kombu's OperationalError also escapes oslo.messaging when the
+            # broker refuses the connection)
             LOG.warning("A message to myself through the broker did not come back (%s): "
                         "agents' missing heartbeats are not held against them meanwhile", e)
-            ok = False
-        self.db.broker_checked(self.host, ok)
+            return False
 
     def ping(self, ctxt):
         return {"host": self.host}
@@ -106,6 +140,7 @@ class ConductorManager:
 
     def stop(self, grace):
         """Hand every move over; returns how many handlers were still running."""
+        self._ping_pool.shutdown(wait=False)
         return self.engine.stop(grace)
 
     def event(self, ctxt, instance_uuid, name):

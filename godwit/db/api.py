@@ -229,15 +229,18 @@ class Database(MoveStore, ClaimStore, LedgerStore):
             return svc.to_dict()
 
     def broker_checked(self, host, ok):
-        """A conductor's look at the broker: ``ok`` if its message came through."""
+        """A conductor's look at the broker: ``ok`` if its message came through,
+        None while its message is under way (the look is current, its answer
+        not in yet: what was known stays)."""
         now = utcnow()
+        svc = _SVC
+        values = {"broker_checked_at": now}
+        if ok is not None:
+            values["broker_ok_since"] = (sa.func.coalesce(svc.c.broker_ok_since, now)
+                                         if ok else None)
         with self.connection() as conn:
-            svc = _SVC
             conn.execute(update(svc).where(
-                svc.c.host == host, svc.c.binary == states.SERVICE_CONDUCTOR)
-                .values(broker_checked_at=now,
-                        broker_ok_since=(sa.func.coalesce(svc.c.broker_ok_since, now)
-                                         if ok else None)))
+                svc.c.host == host, svc.c.binary == states.SERVICE_CONDUCTOR).values(**values))
 
     def broker_state(self):
         """(checked_at, ok_since) of the most recent look any conductor took."""

@@ -21,6 +21,7 @@ import pytest
 import requests
 
 from godwit.testing import APIError, Client, wait_for
+from godwit.timeutils import utcnow
 from tests.chaos import matrix as mx
 from tests.chaos import runner
 from tests.chaos.harness import free_port
@@ -162,7 +163,9 @@ def test_broker_restart_with_thirty_moves_in_flight(chaos_cloud):
         for sid, _s, _d in live + cold) >= 10, timeout=60, interval=0.1)
 
     # Watch the services' states through the outage and after it.
-    seen_down, stop = set(), threading.Event()
+    # The conductor's look at the broker must stay current through the outage
+    # (one per report_interval, 1 s here), or the heartbeats' age alone decides.
+    seen_down, stop, stalest = set(), threading.Event(), [0.0]
 
     def watch():
         while not stop.is_set():
@@ -170,6 +173,9 @@ def test_broker_restart_with_thirty_moves_in_flight(chaos_cloud):
                 svc = cloud.db.service_get_by_host(h)
                 if svc is not None and not cloud.db.is_host_up(svc, DOWN_TIME):
                     seen_down.add(h)
+            checked = (cloud.db.broker_state() or (None,))[0]
+            if checked is not None:
+                stalest[0] = max(stalest[0], (utcnow() - checked).total_seconds())
             stop.wait(0.5)
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
@@ -189,6 +195,7 @@ def test_broker_restart_with_thirty_moves_in_flight(chaos_cloud):
     finally:
         stop.set()
         watcher.join(5)
+    assert stalest[0] < DOWN_TIME / 2, f"the conductor's look at the broker was {stalest[0]} s old"
     assert not seen_down, f"hosts shown down because the broker was: {sorted(seen_down)}"
     assert_no_orphans(cloud)
 

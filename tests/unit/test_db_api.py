@@ -521,10 +521,15 @@ def test_broker_checked_keeps_the_start_of_a_working_stretch(db):
     db.broker_checked("c1", True)
     checked2, ok_since2 = fresh()
     assert checked2 >= checked and ok_since2 == ok_since   # the stretch goes on
+    db.broker_checked("c1", None)          # a look under way: current, no verdict
+    checked3, ok_since3 = fresh()
+    assert checked3 >= checked2 and ok_since3 == ok_since
     db.broker_checked("c1", False)
     assert fresh()[1] is None
+    db.broker_checked("c1", None)
+    assert fresh()[1] is None              # still broken until a message comes back
     db.broker_checked("c1", True)
-    assert fresh()[1] >= checked2          # a new stretch
+    assert fresh()[1] >= checked3          # a new stretch
 
     # is_host_up asks with that view: an agent silent for longer than
     # down_time is not down while the broker has only just come back.
