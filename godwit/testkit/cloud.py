@@ -7,6 +7,7 @@ test gets back: an API client, a conductor RPC client, and a handle per host.
 """
 
 import os
+import threading
 
 from conductor import rpcapi as conductor_rpcapi
 from godwit import context as godwit_context
@@ -26,6 +27,12 @@ DEFAULT_OPTIONS = {
     "rpc_response_timeout": 15,
     "debug": False,
 }
+
+
+# kombu's in-memory broker is one per process: two clouds on it would share
+# the "conductor" and "compute.<host>" queues and answer each other.
+_in_process_cloud = None
+_in_process_lock = threading.Lock()
 
 
 def make_conf(state_path, database_url=None, transport_url=None, options=None):
@@ -57,6 +64,8 @@ class FakeCloud:
                  options=None, host_paths=None):
         os.makedirs(state_path, exist_ok=True)
         self.transport_url = transport_url or IN_PROCESS_TRANSPORT
+        self._stopped = False
+        self._claim_in_process_broker()
         self.conf = make_conf(state_path, database_url, self.transport_url, options)
         self.database_url = self.conf.database.connection
         self._host_paths = dict(host_paths or {})
@@ -65,7 +74,11 @@ class FakeCloud:
         self.local_cloud = LocalCloud(self.conf, hosts=host_names(hosts), api_port=0,
                                       host_paths=self._host_paths,
                                       transport_url=self.transport_url)
-        self.local_cloud.start()
+        try:
+            self.local_cloud.start()
+        except BaseException:
+            self._release_in_process_broker()
+            raise
         self.client = Client(self.local_cloud.api_url)
         transport = rpc.get_transport(self.conf, self.transport_url)
         self.conductor_rpc = conductor_rpcapi.ConductorAPI(
@@ -108,4 +121,26 @@ class FakeCloud:
         self.local_cloud.restart_compute(name)
 
     def stop(self):
+        """Stop every service; a second call does nothing."""
+        if self._stopped:
+            return
+        self._stopped = True
         self.local_cloud.stop()
+        self._release_in_process_broker()
+
+    def _claim_in_process_broker(self):
+        global _in_process_cloud
+        if self.transport_url != IN_PROCESS_TRANSPORT:
+            return
+        with _in_process_lock:
+            if _in_process_cloud is not None:
+                raise RuntimeError(
+                    "another FakeCloud on the in-process transport runs in this process; "
+                    "stop it first, or give this one a transport_url of its own")
+            _in_process_cloud = self
+
+    def _release_in_process_broker(self):
+        global _in_process_cloud
+        with _in_process_lock:
+            if _in_process_cloud is self:
+                _in_process_cloud = None

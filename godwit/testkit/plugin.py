@@ -6,6 +6,8 @@ Fixtures:
   every cloud it started is stopped when the test ends.
 - ``godwit_cloud``: one cloud, two hosts by default; a test can ask for other
   arguments with ``@pytest.mark.godwit_cloud(hosts=3, options={...})``.
+- ``godwit_shared_cloud``: the same, one per test module (a module-level
+  ``pytestmark = pytest.mark.godwit_cloud(...)`` sets it).
 
 ``--godwit-database-url`` and ``--godwit-transport-url`` (or the environment
 variables GODWIT_KIT_DATABASE_URL, GODWIT_KIT_TRANSPORT_URL) put every cloud
@@ -36,11 +38,10 @@ def pytest_configure(config):
                             "transport_url, options, host_paths)")
 
 
-@pytest.fixture
-def godwit_cloud_factory(request, tmp_path_factory):
-    clouds = []
-    database_url = request.config.getoption("godwit_database_url")
-    transport_url = request.config.getoption("godwit_transport_url")
+def _cloud_starter(config, tmp_path_factory, clouds):
+    """A function that starts a FakeCloud and keeps it in ``clouds``."""
+    database_url = config.getoption("godwit_database_url")
+    transport_url = config.getoption("godwit_transport_url")
 
     def start(hosts=2, database_url=database_url, transport_url=transport_url,
               options=None, host_paths=None):
@@ -54,16 +55,44 @@ def godwit_cloud_factory(request, tmp_path_factory):
         clouds.append(cloud)
         return cloud
 
-    yield start
+    return start
+
+
+def _stop_all(clouds):
     for cloud in clouds:
         cloud.stop()
     # The transports are shared per process (godwit.rpc); close them with the
-    # last cloud of the test, so that the next test's start on fresh ones.
+    # last cloud, so that the next ones start on fresh ones.
     from godwit import rpc
     rpc.cleanup()
 
 
+def _marked_arguments(request):
+    marker = request.node.get_closest_marker("godwit_cloud")
+    return marker.kwargs if marker else {}
+
+
+@pytest.fixture
+def godwit_cloud_factory(request, tmp_path_factory):
+    """Starts FakeClouds (same arguments as FakeCloud, less the state path);
+    each is stopped when the test ends."""
+    clouds = []
+    yield _cloud_starter(request.config, tmp_path_factory, clouds)
+    _stop_all(clouds)
+
+
 @pytest.fixture
 def godwit_cloud(request, godwit_cloud_factory):
-    marker = request.node.get_closest_marker("godwit_cloud")
-    return godwit_cloud_factory(**(marker.kwargs if marker else {}))
+    """A cloud of the test's own: two hosts, unless a godwit_cloud mark says."""
+    return godwit_cloud_factory(**_marked_arguments(request))
+
+
+@pytest.fixture(scope="module")
+def godwit_shared_cloud(request, tmp_path_factory):
+    """One cloud for every test of a module (a godwit_cloud mark on the module
+    sets it). Starting and stopping a cloud takes about a second; a suite of
+    many small tests shares one, each test working on servers of its own."""
+    clouds = []
+    start = _cloud_starter(request.config, tmp_path_factory, clouds)
+    yield start(**_marked_arguments(request))
+    _stop_all(clouds)

@@ -97,3 +97,11 @@ def test_crashed_host_is_judged_from_its_records(godwit_cloud):
     godwit_cloud.stop_host("compute1")
     assert_no_leftovers(godwit_cloud)
     assert_only_on(godwit_cloud, sid, "compute1")
+
+
+def test_one_in_process_cloud_at_a_time(godwit_cloud, godwit_cloud_factory):
+    # Their queues would be the same: the second would answer the first's calls.
+    with pytest.raises(RuntimeError, match="another FakeCloud"):
+        godwit_cloud_factory()
+    godwit_cloud.stop()
+    assert godwit_cloud_factory(hosts=1).host_names == ["compute1"]
