@@ -8,6 +8,7 @@
 """
 
 import contextlib
+import os
 
 import sqlalchemy as sa
 
@@ -42,11 +43,13 @@ def _inventory(cloud, name):
     if svc is not None:
         return svc.manager.host_inventory(cloud.admin_context())
     handle = cloud.host(name)
+    # "active" only decides whether the reconciler would remove a domain, not
+    # whether it is a leftover.
     return {
         "domains": [{"instance_uuid": k, "active": False} for k in handle.domains()],
         "dirs": [{"instance_uuid": d.removesuffix("_resize"), "kind":
                   "resize" if d.endswith("_resize") else "instance",
-                  "path": f"{handle.instances_path}/{d}"} for d in handle.disks()],
+                  "path": os.path.join(handle.instances_path, d)} for d in handle.disks()],
         "vifs": [{"vif_id": k, "device": k, "instance_uuid": v.get("instance_uuid")}
                  for k, v in handle.vifs().items()],
         "volumes": [{"instance_uuid": v["instance_uuid"], "volume_id": v["volume_id"]}
