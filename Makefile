@@ -17,7 +17,7 @@ DEMO_ARGS ?=
 QUICK     ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv services demo test unit functional lint genconfig bench clean
+.PHONY: help venv services demo test unit functional examples lint genconfig bench clean
 
 # List the targets.
 help:
@@ -25,6 +25,7 @@ help:
 	@echo "make test        ruff + every test, starting RabbitMQ/PostgreSQL if needed (CI)"
 	@echo "make unit        unit tests only (no services)"
 	@echo "make functional  functional tests, starting RabbitMQ/PostgreSQL if needed"
+	@echo "make examples    examples/ against Godwit installed as a user installs it"
 	@echo "make lint        ruff check"
 	@echo "make genconfig   regenerate etc/godwit/godwit.conf.sample"
 	@echo "make bench       run the benchmarks (QUICK=1 for a short run)"
@@ -57,6 +58,7 @@ test: venv
 	tools/ensure-libvirt.sh
 	tools/ensure-ssh.sh
 	$(PYTEST) -q tests
+	PYTHON=$(PYTHON) tools/run-examples.sh
 
 # Unit tests only; needs no services.
 unit: venv
@@ -69,6 +71,11 @@ functional: venv
 	tools/ensure-libvirt.sh
 	tools/ensure-ssh.sh
 	$(PYTEST) -q tests/functional tests/real
+
+# The test kit's examples (examples/test_kit_example), in a fresh virtualenv
+# with Godwit installed from this tree, not editable: only the public kit.
+examples:
+	PYTHON=$(PYTHON) tools/run-examples.sh
 
 # Static checks.
 lint: venv

@@ -10,6 +10,7 @@ import requests
 
 from compute.fake_host import FakeHost
 from godwit import phases, states
+from godwit.testkit import waits
 
 FINAL_MIGRATION = tuple(sorted(phases.FINAL))
 # Where a cold migration or resize waits for the user (VERIFY_RESIZE), or ended.
@@ -126,7 +127,12 @@ class Client:
         return self.get("/os-services", params={"binary": binary})["services"]
 
 
-def wait_for(what, fn, timeout=30, interval=0.02):
+def wait_for(what, fn, timeout=30, interval=None):
+    """``fn()``'s first true value. Without ``interval``, the test kit's wait
+    (asks at once, then every 1 ms growing to 20 ms); with one, every
+    ``interval`` seconds, for callers that sample something costly."""
+    if interval is None:
+        return waits.wait_for(what, fn, timeout)
     deadline = time.monotonic() + timeout
     while True:
         value = fn()

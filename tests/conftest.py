@@ -1,4 +1,9 @@
-"""Shared fixtures: an in-process cloud, and real services when a test needs them."""
+"""Shared fixtures: an in-process cloud, and real services when a test needs them.
+
+The in-process cloud is the test kit's (godwit/testkit, docs/test-kit.md),
+whose pytest plugin installing Godwit registers: our functional tests use
+what our users' tests use.
+"""
 
 import os
 import socket
@@ -10,10 +15,7 @@ import pytest
 
 warnings.filterwarnings("ignore", message=".*Eventlet is deprecated.*")
 
-from godwit import rpc  # noqa: E402
-from godwit.cmd import common  # noqa: E402
-from godwit.cmd.all import IN_PROCESS_TRANSPORT, LocalCloud  # noqa: E402
-from godwit.testing import Client  # noqa: E402
+from godwit.testkit import cloud as testkit_cloud  # noqa: E402
 
 RABBIT_URL = os.environ.get("GODWIT_TEST_RABBIT", "rabbit://guest:guest@127.0.0.1:5672/")
 POSTGRES_ADMIN_URL = os.environ.get("GODWIT_TEST_POSTGRES",
@@ -92,35 +94,32 @@ def postgres_url():
 
 
 def make_conf(state_path, **overrides):
-    defaults = {"state_path": (str(state_path), None), "report_interval": (1, None),
-                "transport_url": (IN_PROCESS_TRANSPORT, None),
-                # Generous: several suites may share these 2 cores and delay
-                # heartbeats; tests about down hosts set a shorter time.
-                "service_down_time": (10, None), "rpc_response_timeout": (15, None),
-                "debug": (False, None)}
-    for key, value in overrides.items():
-        group = None
-        if "." in key:
-            group, key = key.split(".", 1)
-        defaults[key] = (value, group)
-    return common.init([], prog="godwit-test", defaults=defaults)
+    """A test cloud's configuration, as the test kit makes it."""
+    return testkit_cloud.make_conf(state_path, options=overrides)
+
+
+class SuiteCloud:
+    """A test kit FakeCloud for Godwit's own tests, which also reach into its
+    internals (conductor, computes, db, stop_compute, ...: LocalCloud's)."""
+
+    def __init__(self, kit_cloud):
+        self.kit_cloud = kit_cloud
+
+    def __getattr__(self, name):
+        try:
+            return getattr(self.kit_cloud, name)
+        except AttributeError:
+            return getattr(self.kit_cloud.local_cloud, name)
 
 
 @pytest.fixture
-def cloud_factory(tmp_path):
-    clouds = []
-
+def cloud_factory(godwit_cloud_factory):
+    """The kit's factory with our defaults: three hosts, options as keywords."""
     def make(hosts=("compute1", "compute2", "compute3"), host_paths=None, **conf_overrides):
-        conf = make_conf(tmp_path / f"state{len(clouds)}", **conf_overrides)
-        cloud = LocalCloud(conf, hosts=hosts, api_port=0, host_paths=host_paths).start()
-        cloud.client = Client(cloud.api_url)
-        clouds.append(cloud)
-        return cloud
+        return SuiteCloud(godwit_cloud_factory(hosts=hosts, host_paths=host_paths,
+                                               options=conf_overrides))
 
-    yield make
-    for cloud in clouds:
-        cloud.stop()
-    rpc.cleanup()
+    return make
 
 
 @pytest.fixture

@@ -1,34 +1,26 @@
 """Live migration end to end in one process (kombu+memory, SQLite, fake hosts).
 
 Each test drives the REST API and then checks the ground truth: the
-database through the API, and each fake host's directory on disk.
+database through the API, and each fake host's records, through the test
+kit (godwit.testkit) our users' tests use.
 """
 
 import concurrent.futures
-import json
 import os
 
 import pytest
 
-from godwit.testing import APIError, fake_host, wait_for
-
-
-def host_state(cloud, host):
-    return fake_host(cloud.conf.fake.hosts_path, host)
+from godwit import testkit
+from godwit.testkit import APIError, assert_no_leftovers, assert_unchanged, fault, wait_for
 
 
 def assert_only_on(cloud, sid, host):
     """The instance exists on ``host`` with domain, VIF and filter, and nowhere else."""
-    for name in cloud.host_names:
-        fh = host_state(cloud, name)
-        if name == host:
-            snap = fh.snapshot()
-            assert sid in snap["domains"], f"domain missing on {name}"
-            assert snap["domains"][sid]["persistent"] is True
-            assert any(v["instance_uuid"] == sid for v in snap["vifs"].values())
-            assert sid in snap["filters"]
-        else:
-            assert fh.is_empty_for(sid), f"{sid} left on {name}: {fh.snapshot()}"
+    testkit.assert_only_on(cloud, sid, host)
+    here = cloud.host(host)
+    assert here.domains()[sid]["persistent"] is True
+    assert any(v["instance_uuid"] == sid for v in here.vifs().values())
+    assert sid in here.filters()
 
 
 def test_live_migration_there_and_back(cloud):
@@ -119,8 +111,7 @@ def test_failure_before_switch_rolls_back(cloud, step, final, vm_status):
     sid = c.create_server("vm", host="compute1")["id"]
     # Arm the fault in the running agents, as a user's test would.
     for host in ("compute1", "compute2"):
-        with open(os.path.join(host_state(cloud, host).root, "faults.json"), "w") as f:
-            json.dump([f"{step}:fail"], f)
+        cloud.host(host).arm(fault(step, "fail"))
     c.live_migrate(sid, host="compute2")
     m = c.wait_migration(sid)
     assert m["status"] == final, m
@@ -130,6 +121,7 @@ def test_failure_before_switch_rolls_back(cloud, step, final, vm_status):
     assert server["status"] == vm_status
     assert server["OS-EXT-STS:task_state"] is None
     assert_only_on(cloud, sid, "compute1")
+    assert_no_leftovers(cloud)
     # Hosts' events are casts: they may land just after the final status.
     wait_for("the rollback's events", lambda: (lambda events: any(
         e["event"] == "compute_rollback_live_migration_at_destination"
@@ -141,8 +133,7 @@ def test_failure_before_switch_rolls_back(cloud, step, final, vm_status):
 def test_failure_after_switch_keeps_guest_on_destination(cloud):
     c = cloud.client
     sid = c.create_server("vm", host="compute1")["id"]
-    with open(os.path.join(host_state(cloud, "compute2").root, "faults.json"), "w") as f:
-        json.dump(["post_live_migration_at_destination:fail"], f)
+    cloud.host("compute2").arm(fault("post_live_migration_at_destination", "fail"))
     c.live_migrate(sid, host="compute2")
     m = c.wait_migration(sid)
     assert m["status"] == "error"
@@ -153,8 +144,8 @@ def test_failure_after_switch_keeps_guest_on_destination(cloud):
     assert server["OS-EXT-SRV-ATTR:host"] == "compute2"
     assert server["status"] == "ERROR"
     assert "compute2" in server["fault"]["message"]
-    assert sid in host_state(cloud, "compute2").snapshot()["domains"]
-    assert host_state(cloud, "compute1").is_empty_for(sid)
+    assert sid in cloud.host("compute2").domains()
+    assert not cloud.host("compute1").holds(sid)
 
 
 def test_bad_requests_change_nothing(cloud_factory):
@@ -164,7 +155,7 @@ def test_bad_requests_change_nothing(cloud_factory):
     before = c.server(sid)
 
     def refused(status, fragment, **kwargs):
-        with pytest.raises(APIError) as err:
+        with assert_unchanged(cloud), pytest.raises(APIError) as err:
             c.live_migrate(sid, **kwargs)
         assert err.value.status == status, err.value
         assert fragment in err.value.message, err.value.message
@@ -235,7 +226,8 @@ def test_server_lifecycle_and_listing(cloud):
     c.delete_server(ids[0])
     assert {s["id"] for s in c.get("/servers")["servers"]} == set(ids[1:])
     for host in cloud.host_names:
-        assert host_state(cloud, host).is_empty_for(ids[0])
+        assert not cloud.host(host).holds(ids[0])
+    assert_no_leftovers(cloud)
     flavors = c.get("/flavors/detail")["flavors"]
     assert [f["name"] for f in flavors][:2] == ["m1.tiny", "m1.small"]
     hyps = c.get("/os-hypervisors/detail")["hypervisors"]
