@@ -13,8 +13,9 @@ LOG = logging.getLogger(__name__)
 def init(argv=None, prog=None, defaults=None):
     """Parse configuration and set up logging; returns the ConfigOpts."""
     conf = godwit_conf.new_conf()
-    for name, (value, group) in (defaults or {}).items():
-        conf.set_default(name, value, group=group)
+    for key, (value, group) in (defaults or {}).items():
+        # A key may be "group.name" (so that one name in two groups is two keys).
+        conf.set_default(key.rpartition(".")[2], value, group=group)
     godwit_conf.parse_args(sys.argv[1:] if argv is None else argv, conf=conf, prog=prog)
     logging.setup(conf, "godwit")
     # Every option's value, as Nova does at start-up, for debugging a deployment;

@@ -44,8 +44,10 @@ def make_conf(state_path, database_url=None, transport_url=None, options=None):
     values.update(options or {})
     defaults = {}
     for key, value in values.items():
-        group, name = key.split(".", 1) if "." in key else (None, key)
-        defaults[name] = (value, group)
+        group = key.split(".", 1)[0] if "." in key else None
+        # Keyed by the whole "group.name": options of one name in two groups
+        # ([vif_bridge] netns, [firewall] netns) are two options.
+        defaults[key] = (value, group)
     # argv=[]: the test run's own command line is not Godwit's.
     return common.init([], prog="godwit-testkit", defaults=defaults)
 
