@@ -112,12 +112,13 @@ class Run:
         self.timers = []
 
     # --- helpers ---------------------------------------------------------------------------
-    def _bg(self, fn, *args):
+    def _bg(self, fn, *args, case=None):
         def run():
             try:
                 fn(*args)
-            except Exception:  # noqa: BLE001 - a request cut short by a kill is expected
-                pass
+            except Exception as e:  # noqa: BLE001 - a request cut short by a kill is expected
+                if case is not None:   # kept to explain a case that never started
+                    case.request_error = f"{type(e).__name__}: {e}"
         t = threading.Thread(target=run, daemon=True)
         t.start()
         self.threads.append(t)
@@ -173,12 +174,12 @@ class Run:
         for c in self.cases:
             c.started = time.time()
             if c.kind == "live":
-                self._bg(self.client.live_migrate, c.sid, c.dest)
+                self._bg(self.client.live_migrate, c.sid, c.dest, case=c)
             elif self._resize(c):
                 self._bg(self.client.action, c.sid, "resize",
-                         {"flavorRef": RESIZE_FLAVOR, "OS-DCF:diskConfig": "AUTO"})
+                         {"flavorRef": RESIZE_FLAVOR, "OS-DCF:diskConfig": "AUTO"}, case=c)
             else:
-                self._bg(self.client.action, c.sid, "migrate", {"host": c.dest})
+                self._bg(self.client.action, c.sid, "migrate", {"host": c.dest}, case=c)
 
     @staticmethod
     def _resize(c):
@@ -201,10 +202,36 @@ class Run:
             return False
         if m["status"] != c.phase:
             return False
+        if not self._held(c):
+            return False
         if c.kind == "live" and c.phase == "running":
             # In 'running' once its job runs (entering the phase comes first).
             job = os.path.join(self.cloud.hosts_path, c.source, "jobs", f"{c.sid}.json")
             return os.path.exists(job)
+        return True
+
+    def _held(self, c):
+        """Whether the agent a case's hold is on has entered the held step (its
+        log says the fault fired). The row enters a phase before its host step is
+        delivered: an agent killed in between finds the question waiting in its
+        queue when it returns, which is another case than the one meant."""
+        if c.victim == "conductor" or self._resize(c):
+            return True
+        holds = (mx.LIVE_HOLDS if c.kind == "live" else mx.COLD_HOLDS)[c.phase]
+        for role, faults in holds.items():
+            if role == "conductor":
+                continue
+            host = c.host_of(role)
+            try:
+                with open(self.cloud.root / "log" / f"{host}.log") as f:
+                    log = f.read()
+            except FileNotFoundError:
+                return False
+            for fault in faults:
+                step, action = fault.split("@")[0], fault.split(":")[1]
+                if action in ("delay", "hang") and \
+                        f"Injected fault on {host}: {step} {action}" not in log:
+                    return False
         return True
 
     def kill_in_phase(self, timeout=90):
@@ -239,7 +266,8 @@ class Run:
             time.sleep(0.05)
         for c in pending:
             m = self.latest(c.sid)
-            c.error = f"never reached '{c.phase}' (last: {m and m['status']})"
+            c.error = (f"never reached '{c.phase}' (last: {m and m['status']}; request: "
+                       f"{getattr(c, 'request_error', None) or 'no error yet'})")
             self.failures.append(f"{c.name}: {c.error}")
 
     def decide_while_away(self):
