@@ -110,6 +110,7 @@ class Run:
         self.failures = []
         self.threads = []
         self.timers = []
+        self._logs = {}       # host -> (bytes read, text) of its log (_log_of)
 
     # --- helpers ---------------------------------------------------------------------------
     def _bg(self, fn, *args, case=None):
@@ -222,17 +223,27 @@ class Run:
             if role == "conductor":
                 continue
             host = c.host_of(role)
-            try:
-                with open(self.cloud.root / "log" / f"{host}.log") as f:
-                    log = f.read()
-            except FileNotFoundError:
-                return False
+            log = self._log_of(host)
             for fault in faults:
                 step, action = fault.split("@")[0], fault.split(":")[1]
                 if action in ("delay", "hang") and \
                         f"Injected fault on {host}: {step} {action}" not in log:
                     return False
         return True
+
+    def _log_of(self, host):
+        """``host``'s log so far, in whole lines; only what was appended since
+        the last look is read (this is polled every 50 ms per waiting case)."""
+        offset, text = self._logs.get(host, (0, ""))
+        try:
+            with open(self.cloud.root / "log" / f"{host}.log", "rb") as f:
+                f.seek(offset)
+                new = f.read()
+        except FileNotFoundError:
+            new = b""
+        whole = new[:new.rfind(b"\n") + 1]
+        self._logs[host] = (offset + len(whole), text + whole.decode(errors="replace"))
+        return self._logs[host][1]
 
     def kill_in_phase(self, timeout=90):
         """Kill each agent victim as its case reaches its phase; the conductor once

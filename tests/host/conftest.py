@@ -334,3 +334,17 @@ def tgtd(tmp_path, undo):
     target = Tgtd(str(tmp_path))
     undo.push(target.stop)
     return target.start()
+
+
+@pytest.fixture
+def ovs_driver(ovs, net, tmp_path):
+    """The OVS VIF driver on a bridge of its own in the session's Open vSwitch."""
+    from compute.vif.ovs import OvsVifDriver
+    bridge = net.name("i")
+    net.undo.push(ovs.vsctl, "--if-exists", "del-br", bridge, check=False)
+    conf = host_conf(tmp_path, **{"os_vif_ovs.ovsdb_connection": ovs.connection,
+                                  "os_vif_ovs.ovs_vsctl_timeout": 10,
+                                  "vif_ovs.bridge": bridge})
+    drv = OvsVifDriver(conf, "hostA")
+    net.undo.push(drv.close)
+    return drv

@@ -84,16 +84,6 @@ def test_linux_bridge_without_a_namespace_lists_the_root_ones(net, tmp_path):
 
 
 # --- ovs ------------------------------------------------------------------------------
-@pytest.fixture
-def ovs_driver(ovs, net, tmp_path):
-    bridge = net.name("i")
-    net.undo.push(ovs.vsctl, "--if-exists", "del-br", bridge, check=False)
-    conf = host_conf(tmp_path, **{"os_vif_ovs.ovsdb_connection": ovs.connection,
-                                  "os_vif_ovs.ovs_vsctl_timeout": 10,
-                                  "vif_ovs.bridge": bridge})
-    drv = OvsVifDriver(conf, "hostA")
-    net.undo.push(drv.close)
-    return drv
 
 
 def add_port(ovs, net, bridge, name, **external_ids):

@@ -23,15 +23,8 @@ PINGER_IP = "198.51.100.10"
 
 
 @pytest.fixture
-def driver(ovs, net, tmp_path):
-    bridge = net.name("i")
-    net.undo.push(ovs.vsctl, "--if-exists", "del-br", bridge, check=False)
-    conf = host_conf(tmp_path, **{"os_vif_ovs.ovsdb_connection": ovs.connection,
-                                  "os_vif_ovs.ovs_vsctl_timeout": 10,
-                                  "vif_ovs.bridge": bridge})
-    drv = OvsVifDriver(conf, "hostA")
-    net.undo.push(drv.close)
-    return drv
+def driver(ovs_driver):
+    return ovs_driver
 
 
 def interface_row(ovs, name):
