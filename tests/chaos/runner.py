@@ -211,6 +211,10 @@ class Run:
             return os.path.exists(job)
         return True
 
+    def _refused(self, c):
+        """Whether ``c``'s request failed with nothing started: no migration."""
+        return getattr(c, "request_error", None) is not None and self.latest(c.sid) is None
+
     def _held(self, c):
         """Whether the agent a case's hold is on has entered the held step (its
         log says the fault fired). The row enters a phase before its host step is
@@ -253,15 +257,24 @@ class Run:
         conductor_cases = [c for c in self.cases if c.victim == "conductor"]
         while pending and time.monotonic() < deadline:
             for c in list(pending):
-                if self._in_phase(c):
+                if self._refused(c):
+                    # Counted as failed now, so that the other cases still get
+                    # their kill: a conductor kept waiting for this one would
+                    # leave every other conductor case in its hold.
+                    pending.remove(c)
+                    c.error = f"never reached '{c.phase}' (request: {c.request_error})"
+                    self.failures.append(f"{c.name}: {c.error}")
+                elif self._in_phase(c):
                     c.entered = time.time()
                     pending.remove(c)
                     if c.victim != "conductor":
                         self.cloud.kill(c.victim_host)
                         c.killed = time.time()
                         self._bring_back_later(c.victim_host, [c], c.mode)
-            if conductor_cases and all(c.entered for c in conductor_cases) and \
+            if conductor_cases and all(c.entered or c.error for c in conductor_cases) and \
+                    any(c.entered for c in conductor_cases) and \
                     not any(c.killed for c in conductor_cases):
+                conductor_cases = [c for c in conductor_cases if not c.error]
                 self.cloud.kill(self.conductor)
                 self._bring_back_later(self.conductor, conductor_cases,
                                        conductor_cases[0].mode)
