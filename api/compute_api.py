@@ -252,14 +252,14 @@ class ComputeAPI:
         # The server stays RESIZED (shown VERIFY_RESIZE) and idle until its
         # owner has cleaned the source: the write only requires it, in the
         # same transaction as the intent.
-        self._decide(ctxt, server_id, migration, "confirm", "confirming",
-                     {"vm_state": states.RESIZED})
+        return self._decide(ctxt, server_id, migration, "confirm", "confirming",
+                            {"vm_state": states.RESIZED})
 
     def revert_resize(self, ctxt, server_id):
         migration = self._resized(ctxt, server_id, "revert_resize")
         self.db.action_start(ctxt, server_id, "revertResize")
-        self._decide(ctxt, server_id, migration, "revert", "reverting",
-                     {"task_state": states.RESIZE_REVERTING})
+        return self._decide(ctxt, server_id, migration, "revert", "reverting",
+                            {"task_state": states.RESIZE_REVERTING})
 
     def _decide(self, ctxt, server_id, migration, event, busy, instance_values):
         try:
@@ -270,6 +270,7 @@ class ComputeAPI:
             raise exception.InstanceBusy(instance_id=server_id, task_state=busy) from None
         self.faults.check(f"intent.{event}", server_id)
         self._wake(ctxt, migration)
+        return migration
 
     def _wake(self, ctxt, migration):
         """Tell the move's owner to look (only a wake-up: its sweep finds the
@@ -354,19 +355,22 @@ class ComputeAPI:
                                        "migration_type": states.LIVE_MIGRATION,
                                        "status": in_progress})
 
+    def migration_by_id(self, migration_id):
+        """A migration by its id or its uuid (MigrationNotFound otherwise)."""
+        if str(migration_id).isascii() and str(migration_id).isdigit():
+            try:
+                number = schemas.parse_int(migration_id, "migration id")
+            except exception.Invalid:
+                raise exception.MigrationNotFound(migration_id=migration_id) from None
+            return self.db.migration_get(number)
+        return self.db.migration_get_by_uuid(migration_id)
+
     def _migration_of(self, server_id, migration_id):
         """The migration ``migration_id`` (its id, or its uuid) of ``server_id``."""
         try:
-            if str(migration_id).isascii() and str(migration_id).isdigit():
-                # An id beyond the column's range names no migration (and
-                # SQLite's driver overflows on it): not found, like any other.
-                try:
-                    number = schemas.parse_int(migration_id, "migration id")
-                except exception.Invalid:
-                    raise exception.MigrationNotFound(migration_id=migration_id) from None
-                migration = self.db.migration_get(number)
-            else:
-                migration = self.db.migration_get_by_uuid(migration_id)
+            # An id beyond the column's range names no migration (and SQLite's
+            # driver overflows on it): not found, like any other.
+            migration = self.migration_by_id(migration_id)
         except exception.MigrationNotFound:
             raise exception.MigrationNotFoundForInstance(migration_id=migration_id,
                                                          instance_id=server_id) from None
@@ -419,14 +423,14 @@ class ComputeAPI:
         m = self._live_migration_in(ctxt, server_id, migration_id,
                                     "os_compute_api:servers:migrations:delete", "abort",
                                     allowed)
-        self._request(ctxt, server_id, m, "abort", allowed, "live_migration_abort")
+        return self._request(ctxt, server_id, m, "abort", allowed, "live_migration_abort")
 
     def force_complete(self, ctxt, server_id, migration_id):
         m = self._live_migration_in(ctxt, server_id, migration_id,
                                     "os_compute_api:servers:migrations:force_complete",
                                     "force_complete", {states.RUNNING_MIGRATION})
-        self._request(ctxt, server_id, m, "force_complete", {states.RUNNING_MIGRATION},
-                      "live_migration_force_complete")
+        return self._request(ctxt, server_id, m, "force_complete",
+                             {states.RUNNING_MIGRATION}, "live_migration_force_complete")
 
     def _request(self, ctxt, server_id, migration, intent, allowed, action):
         """Record ``intent`` on the migration (while still in ``allowed``), then wake
@@ -442,6 +446,7 @@ class ComputeAPI:
         self.db.action_start(ctxt, server_id, action)
         self.faults.check(f"intent.{intent}", server_id)
         self._wake(ctxt, migration)
+        return migration
 
     # --- actions ---------------------------------------------------------------
     def _server_for_actions(self, ctxt, server_id, rule):

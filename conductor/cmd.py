@@ -1,14 +1,18 @@
 """godwit-conductor: the service that owns the database and drives moves."""
 
+from conductor import controller as controller_endpoint
 from conductor import manager as conductor_manager
 from conductor import rpcapi as conductor_rpcapi
-from godwit import rpc, service
+from godwit import controller, rpc, service
 from godwit.cmd import common
 
 
 def build(conf, transport, host=None):
     mgr = conductor_manager.ConductorManager(conf, transport, host=host)
     svc = service.Service(conf, transport, conductor_rpcapi.TOPIC, mgr.host, [mgr], mgr)
+    # The controllers' interface, on a topic and with versions of its own.
+    svc.add_rpc_server(controller.TOPIC, [controller_endpoint.ControllerEndpoint(mgr,
+                                                                                 transport)])
     svc.add_periodic("conductor-heartbeat", conf.report_interval, mgr.heartbeat)
     svc.add_periodic("broker-check", conf.report_interval, mgr.broker_check,
                      initial_delay=0)

@@ -67,7 +67,14 @@ class Service:
         self.server_name = server
         self.manager = manager
         self.rpcserver = rpc.get_server(transport, topic, server, endpoints)
+        self.rpcservers = [self.rpcserver]
         self.periodic = []
+
+    def add_rpc_server(self, topic, endpoints):
+        """Serve a second topic (another interface, with its own versions) from
+        this service, started and stopped with the first."""
+        self.rpcservers.append(rpc.get_server(self.transport, topic, self.server_name,
+                                              endpoints))
 
     def add_periodic(self, name, interval, func, initial_delay=None):
         self.periodic.append(PeriodicTask(name, interval, func, initial_delay))
@@ -75,7 +82,8 @@ class Service:
     def start(self):
         if self.manager is not None and hasattr(self.manager, "init_host"):
             self.manager.init_host()
-        self.rpcserver.start()
+        for server in self.rpcservers:
+            server.start()
         if self.manager is not None and hasattr(self.manager, "after_start"):
             self.manager.after_start()
         for task in self.periodic:
@@ -86,7 +94,8 @@ class Service:
     def stop(self, grace=0):
         for task in self.periodic:
             task.stop()
-        self.rpcserver.stop()
+        for server in self.rpcservers:
+            server.stop()
         self.unfinished = 0
         if self.manager is not None and hasattr(self.manager, "stop"):
             self.unfinished = self.manager.stop(grace) or 0
@@ -95,7 +104,10 @@ class Service:
 
     def wait(self, timeout=None):
         """Wait for in-flight RPC handlers; False if some still run at ``timeout``."""
-        waiter = threading.Thread(target=self.rpcserver.wait, daemon=True)
+        def wait_all():
+            for server in self.rpcservers:
+                server.wait()
+        waiter = threading.Thread(target=wait_all, daemon=True)
         waiter.start()
         waiter.join(timeout)
         for task in self.periodic:
