@@ -17,7 +17,7 @@ from waitress import wasyncore
 
 from api import compute_api, router
 from conductor import rpcapi as conductor_rpcapi
-from godwit import exception, rpc, service
+from godwit import exception, notifications, rpc, service
 from godwit.cmd import common
 from godwit.db import api as db_api
 
@@ -112,6 +112,10 @@ class APIServer:
             # No compute RPC client: the API never talks to a host. Every
             # request is recorded in the database and carried out by a conductor.
             api = compute_api.ComputeAPI(conf, db, conductor)
+            # The API commits some phase changes itself (a confirm or revert
+            # recorded): they are announced like the conductor's.
+            notifications.Notifier(conf, getattr(transport, "godwit_url", None),
+                                   f"api.{conf.host}").follow_moves(db)
         # ``api`` given: tests serve a ComputeAPI whose conductor only records.
         self.api = api
         self.app = router.build_app(self.api)

@@ -59,6 +59,7 @@ class ConductorManager:
         self.scheduler = scheduler_mod.Scheduler(self.db, conf)
         self.notifier = notifications.Notifier(conf, getattr(transport, "godwit_url", None),
                                                f"conductor.{self.host}")
+        self.notifier.follow_moves(self.db)
         self.engine = engine.Engine(self)
 
     # --- service lifecycle ------------------------------------------------

@@ -35,12 +35,15 @@ else is a new major version, served beside the old one for a release.
 import uuid
 
 import oslo_messaging as messaging
-from oslo_config import cfg
 
 from godwit import context as godwit_context
 from godwit import rpc
 
-__all__ = ["ControllerClient", "TOPIC", "VERSION", "MIGRATION_FIELDS", "migration_view"]
+__all__ = ["ControllerClient", "TOPIC", "VERSION", "MIGRATION_FIELDS", "migration_view",
+           "MoveEvents", "listen", "NOTIFICATION_TOPIC"]
+
+#: Where the notifications of every move go (priority info or error).
+NOTIFICATION_TOPIC = "versioned_notifications"
 
 TOPIC = "godwit_controller"
 VERSION = "1.0"
@@ -52,6 +55,18 @@ MIGRATION_FIELDS = (
     "memory_total_bytes", "memory_processed_bytes", "memory_remaining_bytes",
     "disk_total_bytes", "disk_processed_bytes", "disk_remaining_bytes", "error_message",
     "user_id", "project_id", "created_at", "updated_at")
+
+
+def _messaging_conf(control_exchange=None):
+    """oslo.messaging's options as Godwit's services have them (the control
+    exchange 'godwit' above all, unless the deployment set another), without
+    reading any configuration file."""
+    from godwit import conf as godwit_conf
+    conf = godwit_conf.new_conf()
+    conf([], project="godwit", default_config_files=[])
+    if control_exchange:
+        conf.set_override("control_exchange", control_exchange)
+    return conf
 
 
 def migration_view(m):
@@ -78,17 +93,19 @@ class ControllerClient:
         comes after its pre-checks, which ask both hosts).
     :param version_cap: the highest version to send (pin it to the oldest
         conductor's during an upgrade).
+    :param control_exchange: the deployment's ``control_exchange`` if it is
+        not Godwit's default, 'godwit'.
     """
 
     def __init__(self, transport_url=None, transport=None, user_id="controller",
                  project_id="controller", roles=("admin",), timeout=120,
-                 version_cap=VERSION, conf=None):
+                 version_cap=VERSION, control_exchange=None):
         if transport is None:
             if transport_url is None:
                 raise ValueError("ControllerClient needs transport_url (rabbit://...) or "
                                  "transport")
             transport = messaging.get_rpc_transport(
-                conf or cfg.ConfigOpts(), url=transport_url,
+                _messaging_conf(control_exchange), url=transport_url,
                 allowed_remote_exmods=rpc.ALLOWED_EXMODS)
             self._own_transport = transport
         else:
@@ -153,3 +170,37 @@ class ControllerClient:
         if self._own_transport is not None:
             self._own_transport.cleanup()
             self._own_transport = None
+
+
+# --- following moves ---------------------------------------------------------------------
+class MoveEvents:
+    """An endpoint for an oslo.messaging notification listener: hands every
+    ``migration.*`` notification to ``handler(event_type, data)``, where
+    ``data`` is the payload's ``godwit_object.data`` (docs/controller.md)."""
+
+    filter_rule = messaging.NotificationFilter(event_type=r"^migration\.")
+
+    def __init__(self, handler):
+        self.handler = handler
+
+    def info(self, ctxt, publisher_id, event_type, payload, metadata):
+        self.handler(event_type, payload["godwit_object.data"])
+
+    error = info
+
+
+def listen(handler, transport_url=None, transport=None, pool=None, control_exchange=None):
+    """Start a listener calling ``handler(event_type, data)`` for every move's
+    notifications; returns it (``stop()`` then ``wait()`` it).
+
+    Give each controller a ``pool`` name of its own: every pool gets every
+    notification (listeners of one pool share them out), while listeners
+    without a pool share one queue with every other consumer that has none."""
+    if transport is None:
+        transport = messaging.get_notification_transport(
+            _messaging_conf(control_exchange), url=transport_url)
+    listener = messaging.get_notification_listener(
+        transport, [messaging.Target(topic=NOTIFICATION_TOPIC)], [MoveEvents(handler)],
+        executor="threading", pool=pool)
+    listener.start()
+    return listener

@@ -11,10 +11,19 @@ import contextlib
 import oslo_messaging as messaging
 from oslo_log import log as logging
 
-from godwit import rpc
+from godwit import context as godwit_context
+from godwit import controller, exception, phases, rpc, states
 
 LOG = logging.getLogger(__name__)
 PAYLOAD_VERSION = "1.0"
+
+#: MigrationPayload: every phase change of every move (docs/controller.md).
+#: 1.0 - migration (controller.MIGRATION_FIELDS), previous_status, event,
+#:       instance (uuid, display_name, host, node, vm_state, task_state,
+#:       power_state, tenant_id, user_id), reason.
+MIGRATION_PAYLOAD_VERSION = "1.0"
+#: Final statuses announced as migration.error (priority ERROR), not .end.
+ERROR_ENDS = frozenset((states.FAILED, states.ERROR_MIGRATION))
 
 
 def instance_payload(instance, **extra):
@@ -28,6 +37,17 @@ def instance_payload(instance, **extra):
             "godwit_object.version": PAYLOAD_VERSION, "godwit_object.data": data}
 
 
+def migration_payload(before, after, event, instance):
+    """The payload of a migration.* notification (MIGRATION_PAYLOAD_VERSION)."""
+    data = {"migration": controller.migration_view(after),
+            "previous_status": before["status"] if before else None, "event": event,
+            "instance": instance_payload(instance)["godwit_object.data"] if instance
+            else {"uuid": after["instance_uuid"]},
+            "reason": after.get("error_message")}
+    return {"godwit_object.name": "MigrationPayload",
+            "godwit_object.version": MIGRATION_PAYLOAD_VERSION, "godwit_object.data": data}
+
+
 class Notifier:
     """Sends on ``[oslo_messaging_notifications] transport_url``, or else on the
     RPC transport's URL."""
@@ -38,6 +58,35 @@ class Notifier:
         self.notifier = messaging.Notifier(transport, publisher_id=publisher_id,
                                            topics=["versioned_notifications"],
                                            serializer=rpc.RequestContextSerializer())
+
+    def follow_moves(self, db):
+        """Announce every phase change ``db`` commits in this process
+        (migration.start, migration.phase, migration.end or migration.error).
+        One announcer per database object: a process running the API and the
+        conductor side by side (godwit-all) announces each change once."""
+        if db.on_phase_change is None:
+            self._db = db
+            db.on_phase_change = self.migration_changed
+
+    def migration_changed(self, before, after, event):
+        if not self.notifier.is_enabled():
+            return
+        try:
+            instance = self._db.instance_get(after["instance_uuid"], read_deleted=True)
+        except exception.InstanceNotFound:
+            instance = None
+        saved = (after.get("step_data") and controller_context(after)) or None
+        ctxt = saved or godwit_context.get_admin_context()
+        payload = migration_payload(before, after, event, instance)
+        if before is None:
+            self.info(ctxt, "migration.start", payload)
+        else:
+            self.info(ctxt, "migration.phase", payload)
+        if phases.is_final(after["status"]):
+            if after["status"] in ERROR_ENDS:
+                self.error(ctxt, "migration.error", payload)
+            else:
+                self.info(ctxt, "migration.end", payload)
 
     def info(self, ctxt, event_type, payload):
         try:
@@ -62,3 +111,14 @@ class Notifier:
                        instance_payload(instance, fault=str(e), **extra))
             raise
         self.info(ctxt, f"instance.{event}.end", instance_payload(instance, **extra))
+
+
+def controller_context(migration):
+    """The requester's context saved with the move, so that its notifications
+    carry the request id the caller got (None if there is none)."""
+    import json
+    try:
+        saved = json.loads(migration["step_data"]).get("context")
+    except (TypeError, ValueError, AttributeError):
+        return None
+    return godwit_context.RequestContext.from_dict(saved) if saved else None

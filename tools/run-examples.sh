@@ -2,7 +2,8 @@
 # Run examples/ the way a user runs their own tests against Godwit: Godwit
 # installed (not editable) into a fresh virtualenv from a clean copy of this
 # source tree, and pytest started inside examples/test_kit_example, where only
-# the installed package - its public test kit - can be imported.
+# the installed package - its public test kit - can be imported; then the
+# example controller (examples/controller.py, tools/run-controller-example.sh).
 #
 # Usage: tools/run-examples.sh [pytest arguments]
 set -euo pipefail
@@ -36,3 +37,7 @@ print(f"godwit.testkit {godwit.testkit.KIT_VERSION} from {godwit.testkit.__file_
 PY
 # Not exec: the trap removes the virtualenv once pytest is done.
 "$work/venv/bin/pytest" -q -p no:cacheprovider "$@" .
+
+# The example controller, against godwit-all on the real RabbitMQ.
+cd "$repo"
+tools/run-controller-example.sh "$work/venv"

@@ -173,6 +173,9 @@ class Database(MoveStore, ClaimStore, LedgerStore):
         self._action_ids = collections.OrderedDict()
         self._action_ids_lock = threading.Lock()
         self._reads = threading.local()
+        # Called after every committed phase change (MoveStore.phase_changed);
+        # the process's notifier sets it (godwit.notifications).
+        self.on_phase_change = None
 
     @contextlib.contextmanager
     def transaction(self):
@@ -510,6 +513,7 @@ class Database(MoveStore, ClaimStore, LedgerStore):
                 write(conn)
         result = out["result"]
         self._remember_action(instance_uuid, ctxt.request_id, result[1]["id"])
+        self.phase_changed(None, result[2], "create")
         return result
 
     def _claim_move_in(self, conn, ctxt, instance_uuid, values, expected, action,

@@ -23,12 +23,15 @@ import datetime
 import json
 
 import sqlalchemy as sa
+from oslo_log import log as logging
 from sqlalchemy import func, or_, select, update
 
 from godwit import exception, phases, states
 from godwit.db import ledger as ledger_mod
 from godwit.db import models
 from godwit.timeutils import utcnow
+
+LOG = logging.getLogger(__name__)
 
 _MIG = models.Migration.__table__
 _NODE = models.ComputeNode.__table__
@@ -101,8 +104,23 @@ class MoveStore:
         epoch, ConcurrentUpdate when the row left the caller's status.
         """
         with self.connection() as conn:
-            return self._advance_in(conn, migration, event, values, instance_values,
-                                    instance_expected, data, fenced, unless_aborted)
+            row = self._advance_in(conn, migration, event, values, instance_values,
+                                   instance_expected, data, fenced, unless_aborted)
+        self.phase_changed(migration, row, event)
+        return row
+
+    def phase_changed(self, before, after, event):
+        """Tell ``on_phase_change`` (if set: the process's notifier) of a committed
+        phase change; ``before`` is None for a move just recorded. Whatever the
+        listener does, the change stands."""
+        listener = getattr(self, "on_phase_change", None)
+        if listener is None:
+            return
+        try:
+            listener(before, after, event)
+        except Exception:  # noqa: BLE001 - a lost notification must not fail the move
+            LOG.exception("The phase-change listener failed for migration %s",
+                          after["id"])
 
     def _advance_in(self, conn, migration, event, values=None, instance_values=None,
                     instance_expected=None, data=None, fenced=True, unless_aborted=False):
@@ -299,7 +317,9 @@ class MoveStore:
                     _MIG.c.status.in_(SLOT_HOLDERS))).scalar()
                 if used >= limit:
                     return None
-            return self._advance_in(conn, migration, "slot")
+            row = self._advance_in(conn, migration, "slot")
+        self.phase_changed(migration, row, "slot")
+        return row
 
     def migrations_queued_on(self, source):
         with self.connection() as conn:

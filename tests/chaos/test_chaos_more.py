@@ -356,3 +356,61 @@ def _answers(client):
         return client.get("/servers") is not None
     except Exception:  # noqa: BLE001 - not up yet
         return False
+
+
+# --- the conductor killed during a controller's call ----------------------------------------
+def test_conductor_killed_during_a_controllers_call(chaos_cloud):
+    """A controller (godwit.controller over RabbitMQ) asks for an abort and a
+    confirm; each time the conductor serving the call records the intent and is
+    SIGKILLed before it answers. The caller gets a timeout; the conductor started
+    again carries the intent out (docs/controller.md)."""
+    import oslo_messaging as messaging
+
+    from godwit import controller
+
+    a, b = "host-a", "host-b"
+    cloud = chaos_cloud(hosts=(a, b), host_options={a: {"fake": {
+        "migration_bandwidth_mb": 16}}})
+    c = cloud.client
+    ctl = controller.ControllerClient(cloud.rabbit_url, control_exchange=cloud.exchange,
+                                      timeout=15)
+    try:
+        to_abort = c.create_server("ctl-abort", host=a)["id"]
+        to_confirm = c.create_server("ctl-confirm", host=a)["id"]
+        m = ctl.live_migrate(to_abort, host=b)      # about 32 s at 16 MiB/s
+        wait_for("running", lambda: (lambda r: r and r["status"] == "running")(
+            latest(cloud, to_abort)), timeout=60, interval=0.1)
+        ctl.migrate(to_confirm, host=b)
+        settled(cloud, to_confirm, ("finished",))
+        os.makedirs(f"{cloud.state_path}/api-faults", exist_ok=True)
+
+        def killed_during(point, sid, call):
+            with open(f"{cloud.state_path}/api-faults/faults.json", "w") as f:
+                f.write(f'["intent.{point}@{sid}:hang::once"]')
+            outcome = {}
+
+            def run():
+                try:
+                    outcome["answer"] = call()
+                except Exception as e:  # noqa: BLE001 - the outcome is what is checked
+                    outcome["error"] = e
+            caller = threading.Thread(target=run)
+            caller.start()
+            wait_for(f"the conductor to hold the {point} call", lambda: (
+                f"Injected fault on api: intent.{point} hang"
+                in open(cloud.log_path("cond-a"), errors="replace").read()), timeout=30)
+            cloud.kill("cond-a")
+            caller.join(60)
+            assert isinstance(outcome.get("error"), messaging.MessagingTimeout), outcome
+            cloud.start_service("cond-a", wait=True)
+
+        killed_during("abort", to_abort, lambda: ctl.abort(to_abort, m["id"]))
+        killed_during("confirm", to_confirm, lambda: ctl.confirm_resize(to_confirm))
+
+        assert settled(cloud, to_abort)["status"] == "cancelled"
+        assert_only_on(cloud, to_abort, a)
+        assert settled(cloud, to_confirm)["status"] == "confirmed"
+        assert_only_on(cloud, to_confirm, b)
+        assert_no_orphans(cloud)
+    finally:
+        ctl.close()

@@ -3,6 +3,8 @@ and fake hosts: every call, its refusals (the same classes and messages as the
 REST API's), the policy, the wire form of version 1.0, and that a refused call
 changes nothing."""
 
+import threading
+
 import oslo_messaging as messaging
 import pytest
 
@@ -218,3 +220,73 @@ def test_version_1_0_on_the_wire_and_versions_not_served(make_cloud):
 def test_client_needs_a_broker():
     with pytest.raises(ValueError, match="transport_url"):
         controller.ControllerClient()
+
+
+# --- following moves by notifications alone ---------------------------------------------
+class Followed:
+    """What a controller's listener heard, per migration id."""
+
+    def __init__(self):
+        self.events = {}
+        self.lock = threading.Lock()
+
+    def __call__(self, event_type, data):
+        with self.lock:
+            self.events.setdefault(data["migration"]["id"], []).append((event_type, data))
+
+    def of(self, migration_id):
+        with self.lock:
+            return list(self.events.get(migration_id, []))
+
+    def wait_end(self, migration_id):
+        return wait_for(f"the end of migration {migration_id}", lambda: (
+            lambda evs: evs if evs and evs[-1][0] in ("migration.end", "migration.error")
+            else None)(self.of(migration_id)))
+
+
+def _chain(events):
+    """Each phase change follows the one before: (previous, status) pairs link up."""
+    changes = [d for t, d in events if t in ("migration.start", "migration.phase")]
+    assert changes[0]["previous_status"] is None, changes[0]
+    for before, after in zip(changes, changes[1:]):
+        assert after["previous_status"] == before["migration"]["status"], (before, after)
+    return [d["migration"]["status"] for d in changes]
+
+
+def test_a_listener_alone_follows_every_phase_of_every_move(make_cloud):
+    cloud = make_cloud(**{"oslo_messaging_notifications.driver": ["messagingv2"]})
+    heard = Followed()
+    listener = controller.listen(heard, transport=rpc.get_transport(cloud.conf,
+                                                                    cloud.transport_url),
+                                 pool="test-controller")
+    try:
+        ctl = client_for(cloud)
+        sid = cloud.client.create_server("vm", host="compute1")["id"]
+
+        live = ctl.live_migrate(sid, host="compute2")
+        events = heard.wait_end(live["id"])
+        assert _chain(events) == ["accepted", "queued", "preparing", "running",
+                                  "post-migrating", "completed"]
+        end = events[-1]
+        assert end[0] == "migration.end"
+        assert end[1]["instance"]["uuid"] == sid and end[1]["instance"]["host"] == "compute2"
+        assert (end[1]["migration"]["source_compute"],
+                end[1]["migration"]["dest_compute"]) == ("compute1", "compute2")
+
+        cold = ctl.migrate(sid, host="compute3")
+        wait_for("finished", lambda: heard.of(cold["id"]) and
+                 _chain(heard.of(cold["id"]))[-1] == "finished")
+        ctl.confirm_resize(sid)     # recorded by the conductor's endpoint
+        events = heard.wait_end(cold["id"])
+        assert _chain(events)[-3:] == ["finished", "confirming", "confirmed"]
+
+        # A failure: announced as migration.error, with the reason.
+        cloud.host("compute1").arm("pre_live_migration:fail")
+        failed = ctl.live_migrate(sid, host="compute1")
+        events = heard.wait_end(failed["id"])
+        assert events[-1][0] == "migration.error"
+        assert _chain(events)[-1] in ("failed", "error")
+        assert "Injected fault" in events[-1][1]["reason"], events[-1][1]
+    finally:
+        listener.stop()
+        listener.wait()
