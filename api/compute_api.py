@@ -22,6 +22,7 @@ from api import regex as regex_mod
 from api import schemas
 from compute import fault_injection
 from godwit import exception, phases, states
+from godwit.db import timeline
 
 LOG = logging.getLogger(__name__)
 
@@ -265,6 +266,7 @@ class ComputeAPI:
         try:
             migration = self.db.migration_advance(
                 migration, event, fenced=False, instance_values=instance_values,
+                timeline=[timeline.entry("intent", event, user_id=ctxt.user_id)],
                 instance_expected={"vm_state": states.RESIZED, "task_state": None})
         except exception.ConcurrentUpdate:
             raise exception.InstanceBusy(instance_id=server_id, task_state=busy) from None
@@ -395,6 +397,14 @@ class ComputeAPI:
                 f"(it is {migration['status']}; GET /os-migrations?instance_uuid={server_id} "
                 "shows finished ones).")
         return migration
+
+    def migration_timeline(self, ctxt, server_id, migration_id):
+        """(migration, its timeline) of any migration of the server (extension)."""
+        instance = self.get_server(ctxt, server_id)
+        self.authorize(ctxt, "os_compute_api:servers:migrations:show",
+                       {"project_id": instance["project_id"]})
+        m = self._migration_of(server_id, migration_id)
+        return m, self.db.timeline(m["id"])
 
     def _live_migration_in(self, ctxt, server_id, migration_id, rule, action, allowed):
         """Nova's checks for abort and force_complete, in Nova's order: the server

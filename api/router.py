@@ -17,6 +17,9 @@ ROUTES = {
         "GET": servers.show_server_migration, "DELETE": servers.abort_server_migration},
     V + "/servers/{server_id}/migrations/{migration_id}/action": {
         "POST": servers.server_migration_action},
+    # Godwit extension (docs/api.md): any migration's timeline, at any microversion.
+    V + "/servers/{server_id}/migrations/{migration_id}/timeline": {
+        "GET": servers.show_migration_timeline},
     V + "/servers/{server_id}/os-instance-actions": {"GET": servers.list_instance_actions},
     V + "/servers/{server_id}/os-instance-actions/{request_id}": {
         "GET": servers.show_instance_action},

@@ -297,6 +297,17 @@ def show_server_migration(req, server_id, migration_id):
     return 200, {"migration": views.server_migration(req, m)}
 
 
+def show_migration_timeline(req, server_id, migration_id):
+    """Godwit extension: what happened to one of the server's migrations, and when."""
+    m, entries = req.api.migration_timeline(req.context, server_id, migration_id)
+    return 200, {"migration": {"id": m["id"], "uuid": m["uuid"], "status": m["status"],
+                               "migration_type": m["migration_type"],
+                               "source_compute": m["source_compute"],
+                               "dest_compute": m["dest_compute"],
+                               "created_at": views.iso_micro(m["created_at"])},
+                 "timeline": [views.timeline_entry(e) for e in entries]}
+
+
 def abort_server_migration(req, server_id, migration_id):
     _need(req, "2.24", "Aborting a live migration (DELETE /servers/{id}/migrations/{mid})")
     req.api.abort_live_migration(req.context, server_id, migration_id,

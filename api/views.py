@@ -165,6 +165,11 @@ def server_migration(req, m):
     return view
 
 
+def timeline_entry(e):
+    return {"at": iso_micro(e["at"]), "kind": e["kind"], "name": e["name"],
+            "host": e["host"], "duration_ms": e["duration_ms"], "detail": e["detail"]}
+
+
 def _flavor_links(req, f):
     return [{"rel": "self", "href": f"{req.application_url}/v2.1/flavors/{f['flavorid']}"},
             {"rel": "bookmark", "href": f"{req.application_url}/flavors/{f['flavorid']}"}]

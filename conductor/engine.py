@@ -57,6 +57,7 @@ class Engine:
         self._cleaning = set()  # (migration id, host) deferred clean-ups under way
         self.parked = {}        # migration id -> the phase it was left waiting in
         self.waiting_for = {}   # migration id -> a host it could not ask last time
+        self.steps = {}         # migration id -> host steps for its timeline, not yet written
         self._lock = threading.Lock()
         self._scheduled = set()
         self._again = set()
@@ -94,8 +95,23 @@ class Engine:
             self.held[taken["id"]] = taken["epoch"]
         return taken
 
+    # --- the timeline's host steps (written with the move's next write) ------------
+    def add_step(self, migration_id, entry):
+        with self._lock:
+            self.steps.setdefault(migration_id, []).append(entry)
+
+    def take_steps(self, migration_id):
+        with self._lock:
+            return self.steps.pop(migration_id, [])
+
+    def put_back_steps(self, migration_id, entries):
+        if entries:
+            with self._lock:
+                self.steps[migration_id] = entries + self.steps.get(migration_id, [])
+
     def forget(self, migration):
         with self._lock:
+            self.steps.pop(migration["id"], None)
             self.held.pop(migration["id"], None)
             self.outcomes.pop(migration["id"], None)
             self.job_marks.pop(migration["id"], None)

@@ -25,6 +25,7 @@ clears task_state and leaves the instance as it was.
 
 import datetime
 import json
+import time
 
 import oslo_messaging as messaging
 from oslo_log import log as logging
@@ -32,6 +33,7 @@ from oslo_log import log as logging
 from conductor import checks
 from conductor import scheduler as scheduler_mod
 from godwit import exception, states
+from godwit.db import timeline
 
 LOG = logging.getLogger(__name__)
 
@@ -54,6 +56,7 @@ class LiveMigrationTask:
         self.block_migration = block_migration
         self.migration = None
         self.instance_info = None   # what the hosts' checks need, sent along
+        self.timeline = []          # the pre-checks, written with the next phase
 
     def execute(self):
         # 1. Checks that write nothing, all read in one transaction.
@@ -122,7 +125,7 @@ class LiveMigrationTask:
             # 4. Queue it with what the checks found, and hand it to the engine.
             data = {"context": self.ctxt.to_dict(), "migrate_data": migrate_data}
             self.migration = self.db.migration_advance(
-                self.migration, "checked", data=data,
+                self.migration, "checked", data=data, timeline=self.timeline,
                 values={"dest_compute": dest, "dest_node": dest,
                         "dest_host": migrate_data.get("dest_host_ip"),
                         "block_migration": bool(migrate_data.get("block_migration"))})
@@ -146,31 +149,47 @@ class LiveMigrationTask:
                 except exception.HostCapacityExceeded as e:
                     refusals[dest] = str(e)
                     continue
+            asked = time.monotonic()
             try:
                 migrate_data = self.conductor.compute_rpc.check_can_live_migrate_destination(
                     self.ctxt, dest, self.instance_uuid, source, self.block_migration,
                     instance_info=self.instance_info)
-                return dest, migrate_data
-            except messaging.MessagingTimeout:
-                reason = f"compute service of {dest} did not answer the pre-check in time"
-                if self.requested_host:
-                    raise exception.PreCheckNoAnswer(reason=reason) from None
-                refusals[dest] = reason
-            except exception.GodwitException as e:
-                reason = exception.message_of(e)
-                if e.code >= 500:  # the host failed, rather than refused
-                    reason = f"pre-check failed: {reason}"
-                    e = exception.MigrationPreCheckError(reason=f"{dest}: {reason}")
-                if self.requested_host:
-                    raise e from None
-                refusals[dest] = reason
-            except messaging.RemoteError as e:
-                # An error the hosts could not name (not a godwit exception).
-                reason = f"pre-check on {dest} failed: {e.exc_type}: {e.value}"
-                if self.requested_host:
-                    raise exception.MigrationPreCheckError(reason=reason) from None
-                refusals[dest] = reason
+            except (messaging.MessagingTimeout, messaging.RemoteError,
+                    exception.GodwitException) as e:
+                self._checked(dest, asked, exception.message_of(e)[:500])
+                refusals[dest] = self._check_refusal(dest, e)
+                continue
+            self._checked(dest, asked, "ok")
+            return dest, migrate_data
         raise exception.NoValidHost(reason=scheduler_mod.explain(refusals))
+
+    def _check_refusal(self, dest, error):
+        """Why ``dest``'s pre-check refused (to try the next candidate), or the
+        error to raise when the user named ``dest``."""
+        if isinstance(error, messaging.MessagingTimeout):
+            reason = f"compute service of {dest} did not answer the pre-check in time"
+            if self.requested_host:
+                raise exception.PreCheckNoAnswer(reason=reason) from None
+            return reason
+        if isinstance(error, exception.GodwitException):
+            reason = exception.message_of(error)
+            if error.code >= 500:  # the host failed, rather than refused
+                reason = f"pre-check failed: {reason}"
+                error = exception.MigrationPreCheckError(reason=f"{dest}: {reason}")
+            if self.requested_host:
+                raise error from None
+            return reason
+        # A RemoteError: an error the hosts could not name (not a godwit exception).
+        reason = f"pre-check on {dest} failed: {error.exc_type}: {error.value}"
+        if self.requested_host:
+            raise exception.MigrationPreCheckError(reason=reason) from None
+        return reason
+
+    def _checked(self, dest, asked, outcome):
+        """The destination's pre-check, for the move's timeline."""
+        self.timeline.append(timeline.entry(
+            "step", "check_can_live_migrate_destination", host=dest,
+            duration_ms=(time.monotonic() - asked) * 1000, outcome=outcome))
 
     def _refused(self, error):
         # message_of: a refusal from a host carries its remote traceback in
@@ -185,7 +204,7 @@ class LiveMigrationTask:
                 self.migration, event,
                 values={"error_message": exception.message_of(error)[:4000]},
                 instance_values={"task_state": None},
-                instance_expected={"task_state": states.MIGRATING})
+                instance_expected={"task_state": states.MIGRATING}, timeline=self.timeline)
         except exception.GodwitException:
             LOG.exception("Could not record the refusal of migration %s",
                           self.migration["id"])

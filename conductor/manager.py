@@ -11,6 +11,7 @@ in :mod:`conductor.flows`; the requests that start them are in
 
 import concurrent.futures
 import datetime
+import threading
 import time
 
 import oslo_messaging as messaging
@@ -24,6 +25,7 @@ from conductor import scheduler as scheduler_mod
 from godwit import context as godwit_context
 from godwit import events, exception, notifications, phases, rpc, states
 from godwit.db import api as db_api
+from godwit.db import timeline
 from godwit.timeutils import utcnow
 
 LOG = logging.getLogger(__name__)
@@ -56,6 +58,8 @@ class ConductorManager:
         self._ping_pool = concurrent.futures.ThreadPoolExecutor(
             max_workers=1, thread_name_prefix="broker-check")
         self._ping = None              # (started, future) of the ping in flight
+        self._sampled = {}             # migration id -> when progress was last sampled
+        self._sampled_lock = threading.Lock()
         self.scheduler = scheduler_mod.Scheduler(self.db, conf)
         self.notifier = notifications.Notifier(conf, getattr(transport, "godwit_url", None),
                                                f"conductor.{self.host}")
@@ -213,11 +217,28 @@ class ConductorManager:
             self.db.migration_update(migration_id, values, states.RUNNING_MIGRATION,
                                      instance_progress=progress)
             if tuning:
-                self.db.migration_merge_data(migration_id, states.RUNNING_MIGRATION,
-                                             {"tuning": tuning})
+                self.db.migration_merge_data(
+                    migration_id, states.RUNNING_MIGRATION, {"tuning": tuning},
+                    timeline=[timeline.entry("tuning", "monitor", detail=tuning)])
+            self._sample_progress(migration_id, values, progress)
         except exception.ConcurrentUpdate:
             pass   # the job ended meanwhile
         return True
+
+    def _sample_progress(self, migration_id, values, progress):
+        """A progress sample for the move's timeline, at most one per
+        timeline.PROGRESS_EVERY seconds (the first report included)."""
+        now = time.monotonic()
+        with self._sampled_lock:
+            last = self._sampled.get(migration_id)
+            if last is not None and now - last < timeline.PROGRESS_EVERY:
+                return
+            self._sampled[migration_id] = now
+            if len(self._sampled) > 10000:   # moves that ended long ago
+                self._sampled.pop(next(iter(self._sampled)))
+        detail = {k: v for k, v in values.items() if k.startswith(("memory_", "disk_"))}
+        self.db.timeline_append(migration_id, [timeline.entry(
+            "progress", "sample", progress=progress, **detail)])
 
     @rpc.refusals
     def migration_job_ended(self, ctxt, migration_id, epoch, outcome):

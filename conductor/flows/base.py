@@ -17,7 +17,7 @@ from oslo_log import log as logging
 
 from godwit import context as godwit_context
 from godwit import exception, phases
-from godwit.db import moves
+from godwit.db import moves, timeline
 from godwit.timeutils import utcnow
 
 LOG = logging.getLogger(__name__)
@@ -74,13 +74,23 @@ class Flow:
 
     # --- moving the row ----------------------------------------------------------------
     def advance(self, m, event, **kwargs):
-        new = self.db.migration_advance(m, event, **kwargs)
+        steps = self.engine.take_steps(m["id"])
+        try:
+            new = self.db.migration_advance(m, event, timeline=steps, **kwargs)
+        except Exception:
+            self.engine.put_back_steps(m["id"], steps)
+            raise
         LOG.info("Migration %s: %s -> %s (%s)", m["id"], m["status"], new["status"], event)
         self.engine.faults.check(f"advance.{event}", m["instance_uuid"])
         return new
 
     def save(self, m, data, **values):
-        return self.db.migration_save_data(m, data, values or None)
+        steps = self.engine.take_steps(m["id"])
+        try:
+            return self.db.migration_save_data(m, data, values or None, timeline=steps)
+        except Exception:
+            self.engine.put_back_steps(m["id"], steps)
+            raise
 
     def unresolved(self, m, hosts, reason, instance_values=None):
         """Hosts needed to know where the guest is could not be asked: end in
@@ -106,6 +116,22 @@ class Flow:
         not answered by the phase's deadline; the host's own error otherwise.
         """
         ctxt = self.ctxt(m)
+        asked = time.monotonic()
+        try:
+            answer = self._call(m, host, method, ctxt, args, kwargs)
+        except Exception as e:
+            self._stepped(m, host, method, asked, exception.message_of(e)[:500])
+            raise
+        self._stepped(m, host, method, asked, "ok")
+        return answer
+
+    def _stepped(self, m, host, method, asked, outcome):
+        """A host step, for the move's timeline (written with its next write)."""
+        self.engine.add_step(m["id"], timeline.entry(
+            "step", method, host=host, duration_ms=(time.monotonic() - asked) * 1000,
+            outcome=outcome))
+
+    def _call(self, m, host, method, ctxt, args, kwargs):
         while True:
             if self.engine.stopping.is_set():
                 raise Stopping()
@@ -159,7 +185,8 @@ class Flow:
                      d["step"])
             self.run_deferred(m, d)
         data["deferred"] = [d for d in data.get("deferred", []) if d["host"] != host]
-        self.db.migration_save_data(m, data, self.deferred_values(data))
+        done = [dict(e, kind="cleanup") for e in self.engine.take_steps(m["id"])]
+        self.db.migration_save_data(m, data, self.deferred_values(data), timeline=done)
 
     def run_deferred(self, m, step):
         raise NotImplementedError

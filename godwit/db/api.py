@@ -29,9 +29,11 @@ from sqlalchemy.orm import sessionmaker
 
 from godwit import exception, states
 from godwit.db import ledger, models
+from godwit.db import timeline as timeline_mod
 from godwit.db.claims import ClaimStore
 from godwit.db.ledger import LedgerStore
 from godwit.db.moves import MoveStore
+from godwit.db.timeline import TimelineStore
 from godwit.timeutils import utcnow
 
 DEFAULT_FLAVORS = [
@@ -138,7 +140,7 @@ def _all(conn, stmt, params=None):
     return [dict(r._mapping) for r in conn.execute(stmt, params)]
 
 
-class Database(MoveStore, ClaimStore, LedgerStore):
+class Database(MoveStore, ClaimStore, LedgerStore, TimelineStore):
     def __init__(self, url, echo=False):
         self.url = url
         kwargs = {"echo": echo, "future": True}
@@ -529,6 +531,8 @@ class Database(MoveStore, ClaimStore, LedgerStore):
         mig.setdefault("status", states.ACCEPTED)
         mig.setdefault("created_at", utcnow())
         mig_id = conn.execute(sa.insert(_MIG).values(**mig)).inserted_primary_key[0]
+        timeline_mod.record(conn, mig_id, [timeline_mod.phase_entry(None, mig["status"],
+                                                                    "create")])
         return (instance, _first(conn, select(_ACTION).where(_ACTION.c.id == action_id), {}),
                 _first(conn, _MIGRATION_BY_ID, {"id": mig_id}))
 

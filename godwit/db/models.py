@@ -265,3 +265,19 @@ class MoveResource(Base, TimestampMixin):
     host: Mapped[str] = mapped_column(String(255))
     kind: Mapped[str] = mapped_column(String(32))
     state: Mapped[str] = mapped_column(String(16))
+
+
+class TimelineEntry(Base):
+    """A move's timeline (godwit/db/timeline.py): append-only, one row per thing
+    that happened to it, in the order it was recorded."""
+    __tablename__ = "migration_timeline"
+    __table_args__ = (Index("migration_timeline_migration_idx", "migration_id", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    migration_id: Mapped[int] = mapped_column(Integer)
+    at: Mapped[datetime.datetime] = mapped_column(DateTime)
+    kind: Mapped[str] = mapped_column(String(16))
+    name: Mapped[str] = mapped_column(String(64))
+    host: Mapped[str | None] = mapped_column(String(255))
+    duration_ms: Mapped[int | None] = mapped_column(Integer)
+    detail: Mapped[str | None] = mapped_column(Text)

@@ -29,6 +29,7 @@ from sqlalchemy import func, or_, select, update
 from godwit import exception, phases, states
 from godwit.db import ledger as ledger_mod
 from godwit.db import models
+from godwit.db import timeline as timeline_mod
 from godwit.timeutils import utcnow
 
 LOG = logging.getLogger(__name__)
@@ -82,7 +83,7 @@ class MoveStore:
     # --------------------------------------------------------------- phases
     def migration_advance(self, migration, event, values=None, instance_values=None,
                           instance_expected=None, data=None, fenced=True,
-                          unless_aborted=False):
+                          unless_aborted=False, timeline=None):
         """Move ``migration`` (the row the caller holds) along ``event``.
 
         The target comes from the phase table. One compare-and-swap: the row
@@ -97,7 +98,9 @@ class MoveStore:
         asked for meanwhile (AbortRequested otherwise), so a step that ends
         as the user aborts does not carry the move forward. What the move holds
         in the new phase goes to the ledger in the same transaction
-        (godwit/db/ledger.py).
+        (godwit/db/ledger.py), and the phase to the timeline with
+        ``timeline``, entries recorded since the last write
+        (godwit/db/timeline.py).
 
         Returns the new row. Raises InvalidMigrationTransition for an event
         the phase lacks, MigrationFenced when another conductor holds a newer
@@ -105,7 +108,8 @@ class MoveStore:
         """
         with self.connection() as conn:
             row = self._advance_in(conn, migration, event, values, instance_values,
-                                   instance_expected, data, fenced, unless_aborted)
+                                   instance_expected, data, fenced, unless_aborted,
+                                   timeline)
         self.phase_changed(migration, row, event)
         return row
 
@@ -123,7 +127,8 @@ class MoveStore:
                           after["id"])
 
     def _advance_in(self, conn, migration, event, values=None, instance_values=None,
-                    instance_expected=None, data=None, fenced=True, unless_aborted=False):
+                    instance_expected=None, data=None, fenced=True, unless_aborted=False,
+                    timeline=None):
         mtype, old = migration["migration_type"], migration["status"]
         new = phases.target(mtype, old, event)
         if new is None:
@@ -154,6 +159,8 @@ class MoveStore:
             self._instance_cas(conn, row["instance_uuid"], instance_values,
                                instance_expected)
         ledger_mod.on_phase(conn, row)
+        timeline_mod.record(conn, row["id"], list(timeline or ()) + [
+            timeline_mod.phase_entry(old, new, event, values.get("error_message"))])
         return row
 
     def _deadline(self, option):
@@ -180,9 +187,10 @@ class MoveStore:
         raise exception.ConcurrentUpdate(what=f"Migration {migration['id']}",
                                          expected=migration["status"], found=row["status"])
 
-    def migration_save_data(self, migration, data, values=None):
+    def migration_save_data(self, migration, data, values=None, timeline=None):
         """Replace the step data (and write ``values``) without a phase change,
-        for the holder of the migration's epoch while it is still in its status."""
+        for the holder of the migration's epoch while it is still in its status;
+        ``timeline`` entries are appended in the same transaction."""
         values = dict(values or {}, step_data=json.dumps(data), updated_at=utcnow())
         with self.connection() as conn:
             res = conn.execute(update(_MIG).where(
@@ -190,6 +198,7 @@ class MoveStore:
                 _MIG.c.epoch == migration["epoch"]).values(**values))
             if res.rowcount != 1:
                 self._explain_miss(conn, migration, True)
+            timeline_mod.record(conn, migration["id"], timeline)
             return _first(conn, _MIGRATION_BY_ID, {"id": migration["id"]})
 
     # --------------------------------------------------------------- leases
@@ -288,6 +297,9 @@ class MoveStore:
                 _MIG.c.id == migration_id, _MIG.c.status.in_(sorted(statuses)))
                 .values({column: func.coalesce(column, utcnow()), "updated_at": utcnow()}))
             row = _first(conn, _MIGRATION_BY_ID, {"id": migration_id})
+            if res.rowcount == 1:
+                timeline_mod.record(conn, migration_id, [timeline_mod.entry(
+                    "intent", intent, status=row["status"])])
             if res.rowcount != 1:
                 if row is None:
                     raise exception.MigrationNotFound(migration_id=migration_id)
@@ -328,7 +340,7 @@ class MoveStore:
                                    _MIG.c.status == states.QUEUED).order_by(_MIG.c.id))]
 
     # --------------------------------------------------------------- step data
-    def migration_merge_data(self, migration_id, status, patch, attempts=5):
+    def migration_merge_data(self, migration_id, status, patch, attempts=5, timeline=None):
         """Merge ``patch`` into the step data of a migration still in ``status``,
         whoever owns it: for facts a host reports (a job's tuning). A
         compare-and-swap on the data itself, retried if it changed meanwhile."""
@@ -349,6 +361,8 @@ class MoveStore:
                                        _MIG.c.step_data.is_(None) if old is None
                                        else _MIG.c.step_data == old)
                 if conn.execute(q.values(step_data=json.dumps(data))).rowcount == 1:
+                    # Only a change is recorded (a repeated report writes nothing).
+                    timeline_mod.record(conn, migration_id, timeline)
                     return dict(row, step_data=json.dumps(data))
         raise exception.ConcurrentUpdate(what=f"Migration {migration_id}", expected=status,
                                          found="step data changing under us")
