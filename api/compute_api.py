@@ -436,9 +436,12 @@ class ComputeAPI:
         return self._request(ctxt, server_id, m, "abort", allowed, "live_migration_abort")
 
     def force_complete(self, ctxt, server_id, migration_id):
-        m = self._live_migration_in(ctxt, server_id, migration_id,
-                                    "os_compute_api:servers:migrations:force_complete",
-                                    "force_complete", {states.RUNNING_MIGRATION})
+        try:
+            m = self._live_migration_in(ctxt, server_id, migration_id,
+                                        "os_compute_api:servers:migrations:force_complete",
+                                        "force_complete", {states.RUNNING_MIGRATION})
+        except exception.MigrationNotFoundForInstance as e:
+            raise exception.Invalid(str(e)) from None   # Nova answers 400 here
         return self._request(ctxt, server_id, m, "force_complete",
                              {states.RUNNING_MIGRATION}, "live_migration_force_complete")
 

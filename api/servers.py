@@ -324,10 +324,7 @@ def server_migration_action(req, server_id, migration_id):
     if "force_complete" not in body:
         raise exception.Invalid(f"There is no such action: {next(iter(body))}")
     schemas.validate(req, schemas.FORCE_COMPLETE, body)
-    try:
-        req.api.force_complete(req.context, server_id, migration_id)
-    except exception.MigrationNotFoundForInstance as e:
-        raise exception.Invalid(str(e)) from None  # Nova answers 400 here
+    req.api.force_complete(req.context, server_id, migration_id)
     return 202, None
 
 

@@ -37,8 +37,15 @@ class _HereFirst(conductor_rpcapi.ConductorAPI):
 
 
 def _caller(ctxt):
-    """The caller's context with ``is_admin`` derived from its roles."""
-    ctxt.is_admin = "admin" in (ctxt.roles or [])
+    """The caller's context with ``is_admin`` derived from its roles, which must
+    be a list of strings (``"admin" in "xadminx"`` is true of a string)."""
+    roles = ctxt.roles
+    if roles is None:
+        roles = []
+    if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
+        raise exception.Invalid(reason=f"the context's roles must be a list of strings, "
+                                       f"not {roles!r}")
+    ctxt.is_admin = "admin" in roles
     return ctxt
 
 

@@ -110,6 +110,8 @@ class ControllerClient:
             self._own_transport = transport
         else:
             self._own_transport = None
+        if isinstance(roles, str):
+            roles = [roles]   # not its letters
         self.identity = {"user_id": user_id, "project_id": project_id, "roles": list(roles)}
         self.client = rpc.get_client(transport, TOPIC, version_cap=version_cap,
                                      timeout=timeout, version=VERSION)

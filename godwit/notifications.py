@@ -19,7 +19,7 @@ PAYLOAD_VERSION = "1.0"
 
 #: MigrationPayload: every phase change of every move (docs/controller.md).
 #: 1.0 - migration (controller.MIGRATION_FIELDS), previous_status, event,
-#:       instance (uuid, display_name, host, node, vm_state, task_state,
+#:       instance (uuid, display_name, host, node, state, task_state,
 #:       power_state, tenant_id, user_id), reason.
 MIGRATION_PAYLOAD_VERSION = "1.0"
 #: Final statuses announced as migration.error (priority ERROR), not .end.
@@ -55,9 +55,18 @@ class Notifier:
     def __init__(self, conf, rpc_url, publisher_id):
         url = conf.oslo_messaging_notifications.transport_url or rpc_url
         transport = messaging.get_notification_transport(conf, url=url)
+        # retry=1: a broker that went away must not hold up the thread that
+        # made the change (an engine worker, an API request) for ever; a lost
+        # notification loses nothing (the row is the truth).
         self.notifier = messaging.Notifier(transport, publisher_id=publisher_id,
                                            topics=["versioned_notifications"],
-                                           serializer=rpc.RequestContextSerializer())
+                                           serializer=rpc.RequestContextSerializer(),
+                                           retry=1)
+        # oslo.messaging's is_enabled() is False only for ['noop']; Godwit's
+        # default, no driver at all, sends nothing either, and then nothing
+        # is read to build a payload.
+        drivers = [d for d in conf.oslo_messaging_notifications.driver if d != "noop"]
+        self.enabled = bool(drivers)
 
     def follow_moves(self, db):
         """Announce every phase change ``db`` commits in this process
@@ -69,7 +78,7 @@ class Notifier:
             db.on_phase_change = self.migration_changed
 
     def migration_changed(self, before, after, event):
-        if not self.notifier.is_enabled():
+        if not self.enabled:
             return
         try:
             instance = self._db.instance_get(after["instance_uuid"], read_deleted=True)

@@ -105,7 +105,7 @@ def test_abort_and_force_complete(make_cloud):
 
 
 def test_refusals_are_the_rest_apis_classes_and_change_nothing(make_cloud):
-    cloud = make_cloud()
+    cloud = make_cloud(**STUCK)
     ctl = client_for(cloud)
     sid = cloud.client.create_server("vm", host="compute1")["id"]
     before = state_of(cloud, sid)
@@ -153,6 +153,40 @@ def test_refusals_are_the_rest_apis_classes_and_change_nothing(make_cloud):
     assert isinstance(e, exception.InstanceNotFound)
     e = refused(lambda: ctl.live_migrate(["not", "an", "id"]))
     assert isinstance(e, exception.Invalid) and "server_id" in str(e)
+    e = refused(lambda: ctl.live_migrate(None))
+    assert isinstance(e, exception.Invalid)
+    e = refused(lambda: ctl.migration(2 ** 80))
+    assert isinstance(e, exception.MigrationNotFound)
+    e = refused(lambda: ctl.migrate(sid, host="compute1"),
+                lambda: cloud.client.action(sid, "migrate", {"host": "compute1"}))
+    assert e.code == 400
+    e = refused(lambda: ctl.resize(sid, "1"),
+                lambda: cloud.client.action(sid, "resize", {"flavorRef": "1"}))
+    assert e.code == 400 and "already has flavor" in str(e)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'extra'"):
+        ctl.client.call(ctl.context(), "migration", migration_id=1, extra=True)
+
+    # The same refusals for a live migration under way, over RPC and REST.
+    other = cloud.client.create_server("busy", host="compute1")["id"]
+    m = ctl.live_migrate(other, host="compute2")   # never converges (STUCK)
+    cloud.client.wait_status(other, "running")
+    for call, rest, code in (
+            (lambda: ctl.force_complete(other, 424242),
+             lambda: cloud.client.force_complete(other, 424242), 400),
+            (lambda: ctl.abort(other, 424242),
+             lambda: cloud.client.abort_migration(other, 424242), 404),
+            (lambda: ctl.confirm_resize(other),
+             lambda: cloud.client.action(other, "confirmResize", None, 204), 409),
+            (lambda: ctl.live_migrate(other, host="compute3"),
+             lambda: cloud.client.live_migrate(other, host="compute3"), 409)):
+        with pytest.raises(exception.GodwitException) as info:
+            call()
+        with pytest.raises(APIError) as rest_info:
+            rest()
+        assert info.value.code == rest_info.value.status == code, (info.value, rest_info)
+        assert exception.message_of(info.value) in rest_info.value.message
+    ctl.abort(other, m["id"])
+    assert cloud.client.wait_migration(other)["status"] == "cancelled"
 
 
 def test_policy_moves_are_admin_only_and_is_admin_is_not_taken_on_trust(make_cloud):
@@ -185,6 +219,23 @@ def test_policy_moves_are_admin_only_and_is_admin_is_not_taken_on_trust(make_clo
                                            roles=["member"], is_admin=True)
     with pytest.raises(exception.InstanceNotFound):
         stranger.resize(sid, "2", ctxt=forged)
+    assert state_of(cloud, sid) == before
+    # The other calls: steering and looking are admin-only; a stranger does
+    # not see the server at all.
+    for call in (lambda: member.abort(sid, 1), lambda: member.force_complete(sid, 1),
+                 lambda: member.migration(1), lambda: member.migrations(sid)):
+        with pytest.raises(exception.Forbidden):
+            call()
+    for call in (lambda: stranger.confirm_resize(sid), lambda: stranger.revert_resize(sid),
+                 lambda: stranger.abort(sid, 1), lambda: stranger.migrations(sid)):
+        with pytest.raises(exception.InstanceNotFound):
+            call()
+    # Roles must be a list of strings: "xadminx" contains "admin" as a string.
+    odd = godwit_context.RequestContext(user_id="x", project_id="other", roles="xadminx")
+    with pytest.raises(exception.Invalid, match="roles"):
+        stranger.resize(sid, "2", ctxt=odd)
+    assert controller.ControllerClient(transport=rpc.get_transport(
+        cloud.conf, cloud.transport_url), roles="member").identity["roles"] == ["member"]
     assert state_of(cloud, sid) == before
     assert member.resize(sid, "2")["migration_type"] == "resize"
 
@@ -238,19 +289,35 @@ class Followed:
         with self.lock:
             return list(self.events.get(migration_id, []))
 
-    def wait_end(self, migration_id):
-        return wait_for(f"the end of migration {migration_id}", lambda: (
-            lambda evs: evs if evs and evs[-1][0] in ("migration.end", "migration.error")
-            else None)(self.of(migration_id)))
 
 
 def _chain(events):
-    """Each phase change follows the one before: (previous, status) pairs link up."""
+    """The statuses of the move in order, following each change's link to the one
+    before (a listener's handlers run on a pool: arrival order is not the order)."""
     changes = [d for t, d in events if t in ("migration.start", "migration.phase")]
-    assert changes[0]["previous_status"] is None, changes[0]
-    for before, after in zip(changes, changes[1:]):
-        assert after["previous_status"] == before["migration"]["status"], (before, after)
-    return [d["migration"]["status"] for d in changes]
+    after = {d["previous_status"]: d for d in changes}
+    assert len(after) == len(changes), changes      # no status entered twice here
+    chain, status = [], None
+    while status in after:
+        status = after[status]["migration"]["status"]
+        chain.append(status)
+    assert len(chain) == len(changes), (chain, changes)
+    return chain
+
+
+def _ended(heard, migration_id):
+    """The move's events once its end was heard and every change before it too."""
+    def done():
+        events = heard.of(migration_id)
+        ends = [d for t, d in events if t in ("migration.end", "migration.error")]
+        if not ends:
+            return None
+        try:
+            chain = _chain(events)
+        except AssertionError:
+            return None
+        return events if chain and chain[-1] == ends[0]["migration"]["status"] else None
+    return wait_for(f"the end of migration {migration_id}", done)
 
 
 def test_a_listener_alone_follows_every_phase_of_every_move(make_cloud):
@@ -264,29 +331,42 @@ def test_a_listener_alone_follows_every_phase_of_every_move(make_cloud):
         sid = cloud.client.create_server("vm", host="compute1")["id"]
 
         live = ctl.live_migrate(sid, host="compute2")
-        events = heard.wait_end(live["id"])
+        events = _ended(heard, live["id"])
         assert _chain(events) == ["accepted", "queued", "preparing", "running",
                                   "post-migrating", "completed"]
-        end = events[-1]
-        assert end[0] == "migration.end"
-        assert end[1]["instance"]["uuid"] == sid and end[1]["instance"]["host"] == "compute2"
-        assert (end[1]["migration"]["source_compute"],
-                end[1]["migration"]["dest_compute"]) == ("compute1", "compute2")
+        [end] = [d for t, d in events if t == "migration.end"]
+        assert not [t for t, _d in events if t == "migration.error"]
+        assert end["instance"]["uuid"] == sid and end["instance"]["host"] == "compute2"
+        assert (end["migration"]["source_compute"],
+                end["migration"]["dest_compute"]) == ("compute1", "compute2")
+
+        def reached(migration_id, status):
+            try:
+                chain = _chain(heard.of(migration_id))
+            except (AssertionError, IndexError):
+                return False
+            return bool(chain) and chain[-1] == status
 
         cold = ctl.migrate(sid, host="compute3")
-        wait_for("finished", lambda: heard.of(cold["id"]) and
-                 _chain(heard.of(cold["id"]))[-1] == "finished")
+        wait_for("finished", lambda: reached(cold["id"], "finished"))
         ctl.confirm_resize(sid)     # recorded by the conductor's endpoint
-        events = heard.wait_end(cold["id"])
+        events = _ended(heard, cold["id"])
         assert _chain(events)[-3:] == ["finished", "confirming", "confirmed"]
+
+        # A revert recorded by the REST API is announced too.
+        back = ctl.migrate(sid, host="compute1")
+        wait_for("finished", lambda: reached(back["id"], "finished"))
+        cloud.client.action(sid, "revertResize")
+        events = _ended(heard, back["id"])
+        assert _chain(events)[-3:] == ["finished", "reverting", "reverted"]
 
         # A failure: announced as migration.error, with the reason.
         cloud.host("compute1").arm("pre_live_migration:fail")
         failed = ctl.live_migrate(sid, host="compute1")
-        events = heard.wait_end(failed["id"])
-        assert events[-1][0] == "migration.error"
-        assert _chain(events)[-1] in ("failed", "error")
-        assert "Injected fault" in events[-1][1]["reason"], events[-1][1]
+        events = _ended(heard, failed["id"])
+        [error] = [d for t, d in events if t == "migration.error"]
+        assert _chain(events)[-1] == error["migration"]["status"] == "failed"
+        assert "Injected fault" in error["reason"], error
     finally:
         listener.stop()
         listener.wait()
