@@ -233,8 +233,11 @@ class MoveFollower:
                 raise
 
     def _text(self, migration, waited):
-        fields = [f"{_label(migration)}: {migration.get('status')}"]
-        if self.move.live:
+        status = migration.get('status')
+        fields = [f'{_label(migration)}: {status}']
+        # Only while transferring: once it ended, the last sample's figures
+        # (say 97 %, 46 MiB left) would be stale; the outcome line follows.
+        if self.move.live and status in TRANSFERRING:
             fields += self.stats.fields()
         fields.append(human_seconds(waited))
         return '  '.join(fields)

@@ -255,6 +255,9 @@ def test_live_migrate_wait_shows_progress_on_a_terminal(unshared, godwit, monkey
     assert percents == sorted(percents) and percents[-1] > percents[0], running
     assert any("MiB left" in u for u in running), running
     assert any("MiB/s" in u and "ETA " in u for u in running), running
+    # Once it ended, no stale figures from the last sample.
+    assert updates[-1].startswith(f"live-migration {mid}: completed  ") and \
+        "%" not in updates[-1], updates[-1]
     # Nothing the API does not give (no downtime, no dirty rate).
     assert not any("downtime" in u or "dirty" in u for u in updates)
 
