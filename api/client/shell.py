@@ -60,6 +60,12 @@ class GodwitApp(App):
                  'default %(default)s)')
         return parser
 
+    def clean_up(self, cmd, result, err):
+        # Close the keep-alive connection now rather than at garbage collection:
+        # an in-process run (tests) should not leave it open on the API server.
+        if self.client is not None:
+            self.client.session.close()
+
     def initialize_app(self, argv):
         o = self.options
         self.client = http.HTTPClient(o.os_endpoint, o.os_user, o.os_project,
