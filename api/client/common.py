@@ -24,6 +24,7 @@ exit codes:
   3  --wait: the operation ended unsuccessfully (a move failed, was cancelled
      or is in error; the server went to ERROR); stderr says why
   4  --wait: gave up after --timeout; the operation may still be under way
+  130  interrupted (Ctrl-C); an operation already asked for goes on
 """
 
 

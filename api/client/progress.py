@@ -204,6 +204,14 @@ class MoveFollower:
         :raises: common.WaitTimedOut after ``timeout`` seconds.
         """
         start = self.clock()
+        try:
+            return self._follow(start, timeout)
+        except KeyboardInterrupt:
+            # Stopping the wait does not stop the move; say so below the line.
+            self.line.end([f'interrupted; the move goes on: {self._follow_hint()}'])
+            raise
+
+    def _follow(self, start, timeout):
         migration = None
         while True:
             found = self.find()
@@ -264,9 +272,11 @@ class MoveFollower:
             lines.append(f"server fault: {fault.get('message')}")
         return lines
 
+    def _follow_hint(self):
+        return f'`godwit migration list --instance {self.server_id}` shows it'
+
     def _timed_out(self, migration, timeout):
-        hint = (f'; it may still be under way: `godwit migration list --instance '
-                f'{self.server_id}` shows it')
+        hint = f'; it may still be under way: {self._follow_hint()}'
         if migration is None:
             return (f'timed out after {timeout:g}s: no migration of server '
                     f'{self.server_id} appeared{hint}')

@@ -77,3 +77,28 @@ def test_human_units():
     assert progress.human_bytes(512) == '512 B'
     assert progress.human_bytes(3 * 1024 ** 3 // 2) == '1.5 GiB'
     assert [progress.human_seconds(s) for s in (4.4, 65, 3725)] == ['4s', '1m05s', '1h02m']
+
+
+def test_interrupted_wait_ends_the_line_and_says_the_move_goes_on(monkeypatch):
+    monkeypatch.setattr(progress.common, 'POLL_INTERVAL', 0)
+    stream = _Terminal()
+    records = iter([{'id': 4, 'migration_type': 'migration', 'status': 'migrating'}])
+
+    def find():
+        try:
+            return next(records)
+        except StopIteration:
+            raise KeyboardInterrupt from None
+    follower = progress.MoveFollower(None, 'srv-1', progress.COLD_MOVE, find, stream,
+                                     clock=lambda: 0)
+
+    try:
+        follower.follow(timeout=60)
+    except KeyboardInterrupt:
+        pass
+    else:
+        raise AssertionError('the interrupt was swallowed')
+
+    assert stream.getvalue() == (
+        '\rmigration 4: migrating  0s\x1b[K\n'
+        'interrupted; the move goes on: `godwit migration list --instance srv-1` shows it\n')
