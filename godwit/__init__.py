@@ -13,3 +13,16 @@ import warnings as _warnings
 # never uses eventlet (threading executor, nothing monkey-patched); its
 # import-time deprecation warning says nothing about our code.
 _warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
+
+# eventlet (imported by oslo.service, see above) loads its green DNS resolver,
+# which imports all of dnspython's DNSSEC algorithms; dnspython's DSA module
+# names cryptography's DSA key classes, which recent cryptography releases deprecate with
+# a CryptographyDeprecationWarning per name, printed by every service at start.
+# Godwit does no DNSSEC; silence exactly that category from that module.
+try:
+    from cryptography.utils import CryptographyDeprecationWarning as _CryptoDeprecation
+except ImportError:  # no cryptography: dnspython skips its DSA support, no warning
+    pass
+else:
+    _warnings.filterwarnings("ignore", category=_CryptoDeprecation,
+                             module=r"dns\.dnssecalgs\.dsa")

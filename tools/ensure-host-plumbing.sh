@@ -11,6 +11,8 @@
 #   mount               losetup (loop devices)
 #   qemu-utils          qemu-img, and with qemu-block-extra its iSCSI driver: QEMU's own
 #   qemu-block-extra    initiator, with which the tests read an iSCSI LUN as a guest would
+#   tmux                a real terminal for the godwit client's progress line
+#                       (tests/functional/test_client_terminal.py)
 # Installs what is missing with apt-get; starts nothing: the tests start their
 # own Open vSwitch (userspace datapath, in a run directory they own) and tgtd,
 # and stop them again. Safe to run repeatedly; prints one line.
@@ -39,6 +41,7 @@ declare -A PACKAGE_OF=(
     [sysctl]=procps
     [losetup]=mount
     [qemu-img]=qemu-utils
+    [tmux]=tmux
 )
 
 missing=()
@@ -54,7 +57,7 @@ if ! compgen -G '/usr/lib/*/qemu/block-iscsi.so' >/dev/null; then
 fi
 
 if ((${#missing[@]} == 0)); then
-    echo "host plumbing: all tools present (ovs, nft, tgt, libiscsi, qemu iscsi, ip, ping, losetup)"
+    echo "host plumbing: all tools present (ovs, nft, tgt, libiscsi, qemu iscsi, ip, ping, losetup, tmux)"
     exit 0
 fi
 

@@ -45,6 +45,7 @@ class HTTPClient:
     def __init__(self, endpoint=DEFAULT_ENDPOINT, user='admin', project='admin',
                  api_version=DEFAULT_API_VERSION):
         self.endpoint = endpoint.rstrip('/')
+        self.api_version = api_version
         self.session = requests.Session()
         self.session.headers.update({
             # noauth2 trusts "<user>:<project>" as the identity.
@@ -81,8 +82,27 @@ class HTTPClient:
     def post(self, path, body=None):
         return self.request('POST', path, body=body)
 
+    def put(self, path, body=None):
+        return self.request('PUT', path, body=body)
+
     def delete(self, path):
         return self.request('DELETE', path)
+
+    def version_at_least(self, version):
+        """Whether the microversion this client sends is ``version`` or later."""
+        if self.api_version == 'latest':
+            return True
+        return _version_key(self.api_version) >= _version_key(version)
+
+
+def _version_key(version):
+    try:
+        major, minor = version.split('.')
+        return int(major), int(minor)
+    except ValueError:
+        raise ClientError(f'API version {version!r} is not of the form X.Y (e.g. 2.80); '
+                          'fix --os-compute-api-version or GODWIT_COMPUTE_API_VERSION') \
+            from None
 
 
 def _reason(exc):

@@ -1,5 +1,6 @@
 """Entry point of the ``godwit`` admin CLI."""
 
+import argparse
 import logging
 import os
 import sys
@@ -8,7 +9,7 @@ from importlib import metadata
 from cliff.app import App
 from cliff.commandmanager import CommandManager
 
-from api.client import http
+from api.client import common, http
 
 
 def _version():
@@ -24,17 +25,22 @@ class GodwitApp(App):
     NAME = 'godwit'
     LOG = logging.getLogger(NAME)
 
-    def __init__(self):
+    def __init__(self, stdout=None, stderr=None):
         super().__init__(
             description='Admin client for the Godwit compute API',
             version=_version(),
             command_manager=CommandManager('godwit.api.commands'),
+            stdout=stdout,
+            stderr=stderr,
             deferred_help=True,
         )
         self.client = None
 
     def build_option_parser(self, description, version, argparse_kwargs=None):
-        argparse_kwargs = {'prog': self.NAME, **(argparse_kwargs or {})}
+        argparse_kwargs = {'prog': self.NAME, 'epilog': common.EXIT_CODES_HELP,
+                           # Keep the exit code table's lines as written.
+                           'formatter_class': argparse.RawDescriptionHelpFormatter,
+                           **(argparse_kwargs or {})}
         parser = super().build_option_parser(description, version, argparse_kwargs)
         env = os.environ.get
         parser.add_argument(
@@ -54,13 +60,21 @@ class GodwitApp(App):
                  'default %(default)s)')
         return parser
 
+    def clean_up(self, cmd, result, err):
+        # Close the keep-alive connection now rather than at garbage collection:
+        # an in-process run (tests) should not leave it open on the API server.
+        if self.client is not None:
+            self.client.session.close()
+
     def initialize_app(self, argv):
         o = self.options
         self.client = http.HTTPClient(o.os_endpoint, o.os_user, o.os_project,
                                       o.os_compute_api_version)
 
 
-def main(argv=None):
+def main(argv=None, stdout=None, stderr=None):
+    """Run the CLI; the exit code. ``stdout``/``stderr``: streams other than
+    sys's, for callers that run it in-process next to other output."""
     if argv is None:
         argv = sys.argv[1:]
     # cliff attaches a console handler to the root logger on every run; put the
@@ -69,7 +83,7 @@ def main(argv=None):
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
     try:
-        return GodwitApp().run(argv)
+        return GodwitApp(stdout=stdout, stderr=stderr).run(argv)
     finally:
         root.handlers[:] = handlers
         root.setLevel(level)

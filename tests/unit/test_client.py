@@ -13,7 +13,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 
-from api.client import commands, shell
+from api.client import common, shell
 
 SERVER_ID = '8c5b1d2e-0f4a-4a57-9d7e-1f2a3b4c5d6e'
 
@@ -100,7 +100,7 @@ def godwit(nova, monkeypatch):
     for var in ('GODWIT_USER', 'GODWIT_PROJECT', 'GODWIT_COMPUTE_API_VERSION'):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv('GODWIT_ENDPOINT', nova.url)
-    monkeypatch.setattr(commands, 'POLL_INTERVAL', 0)
+    monkeypatch.setattr(common, 'POLL_INTERVAL', 0)
     return lambda *argv: shell.main(list(argv))
 
 
@@ -281,22 +281,22 @@ def test_server_create_wait_polls_until_active(nova, godwit, capsys):
     assert _json_out(capsys)['status'] == 'ACTIVE'
 
 
-def test_server_create_wait_ending_in_error_exits_1(nova, godwit, capsys):
+def test_server_create_wait_ending_in_error_exits_3(nova, godwit, capsys):
     nova.add('POST', '/servers', (202, {'server': {'id': SERVER_ID}}))
     nova.add('GET', f'/servers/{SERVER_ID}', (200, {'server': _server(
         status='ERROR', fault={'code': 500, 'message': 'No valid host was found.'})}))
 
-    assert godwit('server', 'create', 'vm1', '--flavor', '1', '--wait', '-f', 'json') == 1
+    assert godwit('server', 'create', 'vm1', '--flavor', '1', '--wait', '-f', 'json') == 3
 
     shown = _json_out(capsys)
     assert (shown['status'], shown['fault']) == ('ERROR', 'No valid host was found. (code 500)')
 
 
-def test_server_create_wait_times_out(nova, godwit, capsys):
+def test_server_create_wait_times_out_exits_4(nova, godwit, capsys):
     nova.add('POST', '/servers', (202, {'server': {'id': SERVER_ID}}))
     nova.add('GET', f'/servers/{SERVER_ID}', (200, {'server': _server(status='BUILD')}))
 
-    assert godwit('server', 'create', 'vm1', '--flavor', '1', '--wait', '--timeout', '0') == 1
+    assert godwit('server', 'create', 'vm1', '--flavor', '1', '--wait', '--timeout', '0') == 4
 
     assert capsys.readouterr().err == \
         f'ERROR: timed out after 0s waiting for server {SERVER_ID} to become ACTIVE\n'
@@ -355,14 +355,22 @@ def test_live_migrate_wait_follows_the_new_migration(nova, godwit, capsys):
              (200, {'migrations': [old]}),  # new record not visible yet
              (200, {'migrations': [_migration(2, 'running'), old]}),
              (200, {'migrations': [_migration(2, 'completed', updated_at='t2'), old]}))
+    nova.add('GET', f'/servers/{SERVER_ID}/migrations/2', (200, {'migration': {
+        'id': 2, 'status': 'running', 'memory_total_bytes': 1024,
+        'memory_processed_bytes': 256, 'memory_remaining_bytes': 768,
+        'updated_at': '2024-01-01T00:00:01.000000'}}))
 
     assert godwit('server', 'live-migrate', SERVER_ID, '--wait', '-f', 'json') == 0
 
-    assert [r.method for r in nova.requests] == ['GET', 'POST', 'GET', 'GET', 'GET']
+    # While it runs, its progress counters are read too.
+    listing = ('GET', '/v2.1/os-migrations')
+    assert nova.calls() == [listing, ('POST', f'/v2.1/servers/{SERVER_ID}/action'),
+                            listing, listing,
+                            ('GET', f'/v2.1/servers/{SERVER_ID}/migrations/2'), listing]
     for req in nova.requests:
-        if req.method == 'GET':
-            assert (req.path, req.query) == ('/v2.1/os-migrations', {
-                'instance_uuid': SERVER_ID, 'migration_type': 'live-migration'})
+        if req.path == '/v2.1/os-migrations':
+            assert req.query == {'instance_uuid': SERVER_ID,
+                                 'migration_type': 'live-migration'}
     assert _json_out(capsys) == {
         'id': 2, 'uuid': 'mig-2', 'status': 'completed', 'source_compute': 'h1',
         'dest_compute': 'h2', 'created_at': '2024-01-01T00:00:00.000000',
@@ -370,14 +378,23 @@ def test_live_migrate_wait_follows_the_new_migration(nova, godwit, capsys):
 
 
 @pytest.mark.parametrize('status', ['failed', 'error', 'cancelled'])
-def test_live_migrate_wait_unsuccessful_exits_1(nova, godwit, capsys, status):
+def test_live_migrate_wait_unsuccessful_exits_3(nova, godwit, capsys, status):
     nova.add('POST', f'/servers/{SERVER_ID}/action', (202, None))
     nova.add('GET', '/os-migrations', (200, {'migrations': []}),
-             (200, {'migrations': [_migration(7, status)]}))
+             (200, {'migrations': [_migration(7, status, error_message='no room')]}))
+    nova.add('GET', f'/servers/{SERVER_ID}', (200, {'server': _server()}))
 
-    assert godwit('server', 'live-migrate', SERVER_ID, '--wait', '-f', 'json') == 1
+    assert godwit('server', 'live-migrate', SERVER_ID, '--wait', '-f', 'json') == 3
 
-    assert _json_out(capsys)['status'] == status
+    out, err = capsys.readouterr()
+    assert json.loads(out)['status'] == status
+    assert json.loads(out)['error_message'] == 'no room'
+    # Not a terminal: one line for the phase seen, then the outcome and where
+    # the server is now.
+    assert err.splitlines() == [
+        f'live-migration 7: {status}  0s',
+        f'live-migration 7 ended {status} (h1 -> h2): no room',
+        f'server {SERVER_ID} is ACTIVE on h1']
 
 
 # -- other listings -----------------------------------------------------------
