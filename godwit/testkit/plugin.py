@@ -111,8 +111,9 @@ def godwit_cloud(request, godwit_cloud_factory):
 @pytest.fixture(scope="module")
 def godwit_shared_cloud(request, tmp_path_factory):
     """One cloud for every test of a module (a godwit_cloud mark on the module
-    sets it). Starting and stopping a cloud takes about a second; a suite of
-    many small tests shares one, each test working on servers of its own."""
+    sets it). A cloud per test costs a few tenths of a second to start and
+    stop; a suite of many small tests can share one, each test working on
+    servers of its own."""
     clouds = []
     start = _cloud_starter(request.config, tmp_path_factory, clouds)
     yield start(**_marked_arguments(request))
