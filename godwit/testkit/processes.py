@@ -9,8 +9,8 @@ client, host handles, waits and assertions as with the in-process
 :class:`~godwit.testkit.cloud.FakeCloud`, and real process boundaries:
 :meth:`ProcessCloud.kill` is a SIGKILL, :meth:`ProcessCloud.restart` a new
 process on the same config, and each service has a log file to show when a
-test fails. Starting one takes a few seconds (the in-process cloud: about
-one), so use it for what needs real processes.
+test fails. Starting one takes about five seconds (an in-process cloud:
+under one), so use it for what needs real processes.
 """
 
 import os
