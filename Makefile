@@ -74,7 +74,9 @@ functional: venv
 
 # The test kit's examples (examples/test_kit_example), in a fresh virtualenv
 # with Godwit installed from this tree, not editable: only the public kit.
+# The process cloud's example needs RabbitMQ.
 examples:
+	tools/ensure-services.sh
 	PYTHON=$(PYTHON) tools/run-examples.sh
 
 # Static checks.

@@ -4,6 +4,7 @@ waitress is a production-grade multi-threaded WSGI server in pure Python,
 which fits the no-eventlet design and embeds in godwit-all.
 """
 
+import functools
 import ipaddress
 import socket
 import sys
@@ -137,7 +138,14 @@ class APIServer:
     def stop(self, grace=5):
         # waitress's loop runs until its socket map is empty; closing only the
         # listener would leave keep-alive client connections holding it open.
-        wasyncore.close_all(self.server._map)
+        close = functools.partial(wasyncore.close_all, self.server._map)
+        if self._thread.is_alive():
+            # Closed from the loop's own thread (a thunk its trigger runs), so
+            # that the loop sees the map empty at once: closed from here, it sat
+            # in select() for up to asyncore_loop_timeout (1 s) first.
+            self.server.trigger.pull_trigger(close)
+        else:
+            close()
         self.server.task_dispatcher.shutdown(timeout=min(grace, 5))
 
     def wait(self, timeout=5):

@@ -34,11 +34,23 @@ def assert_only_on(cloud, server_id, host):
                 f"{[k for k, v in other.vifs().items() if v['instance_uuid'] == server_id]}")
 
 
+def _local_cloud(cloud):
+    """The in-process cloud's internals; None for a ProcessCloud."""
+    return getattr(cloud, "local_cloud", None)
+
+
+def _database(cloud):
+    local = _local_cloud(cloud)
+    return cloud.db if local is None else local.db
+
+
 def _inventory(cloud, name):
     """What ``name`` holds, as the conductor's reconciler reads it: from the
-    agent's drivers while it runs (or was crashed), else from its records."""
-    local = cloud.local_cloud
-    svc = local.computes.get(name) or next(
+    agent's drivers while it runs in this process (or was crashed), else from
+    its records (a stopped agent, or any agent of a ProcessCloud: the fake
+    drivers enumerate those same records)."""
+    local = _local_cloud(cloud)
+    svc = None if local is None else local.computes.get(name) or next(
         (s for s in local.crashed if s.manager.host == name), None)
     if svc is not None:
         return svc.manager.host_inventory(cloud.admin_context())
@@ -63,7 +75,7 @@ def leftovers(cloud):
     [{"host", "kind", "instance_uuid", "name", "why", ...}]."""
     out = []
     for name in cloud.host_names:
-        out.extend(reconciler.classify(cloud.local_cloud.db, name, _inventory(cloud, name)))
+        out.extend(reconciler.classify(_database(cloud), name, _inventory(cloud, name)))
     return out
 
 
@@ -91,7 +103,7 @@ def assert_final(client, server_id, status=None):
 
 
 def _snapshot(cloud, tables):
-    db = cloud.local_cloud.db
+    db = _database(cloud)
     meta = sa.MetaData()
     meta.reflect(db.engine, only=list(tables))
     rows = {}

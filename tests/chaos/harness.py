@@ -20,6 +20,12 @@ journals and the database, and even stop the broker::
 (The ``chaos_cloud`` fixture of tests/chaos/conftest.py does the start and
 the stop, and prints the services' logs when the test failed.)
 
+The processes themselves - config files, start, SIGKILL, SIGTERM, logs, the
+stop that leaves nothing behind - are the test kit's
+(godwit.testkit.deployment.ProcessDeployment, under the kit's public
+ProcessCloud too); this module adds the chaos tests' own defaults and what
+they arm and read.
+
 Layout under ``tmp_path``: ``etc/<service>.conf``, ``log/<service>.log``
 (oslo.log's ``log_file``; a restarted service appends to it, after a line
 ``---- chaos: ...`` the harness writes at every start, kill and stop),
@@ -45,68 +51,31 @@ run the chaos tests in parallel with other suites, e.g. under xdist, while
 such a test runs).
 """
 
-import atexit
 import json
 import os
-import signal
-import socket
 import subprocess
-import sys
 import threading
 import time
-import uuid
-import weakref
-from pathlib import Path
 from urllib.parse import urlsplit
 
 from compute import fault_injection
 from compute import journal as journal_mod
 from compute.fake_host import FakeHost
-from godwit.db import api as db_api
-from godwit.testing import Client, wait_for
+from godwit.testing import wait_for
 
-BIN = os.path.dirname(sys.executable)
-JOB_MODULE = "compute.virt.fake_job"
-CONDUCTOR, COMPUTE, API, MANAGE = ("godwit-conductor", "godwit-compute", "godwit-api",
-                                   "godwit-manage")
-# The line each service logs once it serves (godwit/service.py, api/cmd.py).
-STARTED = {CONDUCTOR: "Started ConductorManager", COMPUTE: "Started ComputeManager",
-           API: "Compute API listening on"}
+# Re-exported: the chaos tests import these from here.
+from godwit.testkit.deployment import (  # noqa: F401
+    API,
+    COMPUTE,
+    CONDUCTOR,
+    JOB_MODULE,
+    MANAGE,
+    STARTED,
+    ProcessDeployment,
+)
+from godwit.testkit.service_process import BIN, free_port, pid_gone, port_open  # noqa: F401
+
 RABBITMQCTL = os.environ.get("GODWIT_TEST_RABBITMQCTL", "rabbitmqctl")
-
-_live = weakref.WeakSet()
-
-
-@atexit.register
-def _stop_all():
-    """Last resort for a cloud a test forgot to stop (an interpreter that exits)."""
-    for cloud in list(_live):
-        try:
-            cloud.stop()
-        except Exception:  # noqa: BLE001 - exiting anyway
-            pass
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def port_open(host, port, timeout=1.0):
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
-def _format(value):
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (list, tuple)):
-        return ",".join(str(v) for v in value)
-    return str(value)
 
 
 def _write_json(path, data):
@@ -124,88 +93,13 @@ def _unlink(path):
         pass
 
 
-def _tail(path, size):
-    try:
-        with open(path, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            end = f.tell()
-            f.seek(max(0, end - size))
-            return f.read().decode("utf-8", "replace")
-    except FileNotFoundError:
-        return ""
-
-
-def _cmdline(pid):
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            raw = f.read()
-    except OSError:
-        return []
-    return [a.decode("utf-8", "replace") for a in raw.split(b"\0") if a]
-
-
-def pid_gone(pid):
-    """True once ``pid`` has exited (a zombie waiting for its reaper counts as gone)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[-1].split()[0] in ("Z", "X")
-    except (OSError, IndexError):
-        return True
-
-
-def _ancestors():
-    pids, pid = set(), os.getpid()
-    while pid > 1 and pid not in pids:
-        pids.add(pid)
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                pid = int(f.read().rsplit(")", 1)[-1].split()[1])
-        except (OSError, ValueError, IndexError):
-            break
-    return pids
-
-
-def _service_env():
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    # Import-time deprecation warnings (dnspython, eventlet) would fill the
-    # console files that are there for start-up errors and tracebacks.
-    env.setdefault("PYTHONWARNINGS", "ignore")
-    return env
-
-
-def _stamp():
-    t = time.time()
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t)) + f".{int(t * 1000) % 1000:03d}"
-
-
-class _Service:
-    def __init__(self, name, binary, config, log, console):
-        self.name = name
-        self.binary = binary
-        self.config = config
-        self.log = log
-        self.console = console
-        self.proc = None
-        self.console_file = None
-        self.log_offset = 0     # size of the log when it was last started
-        self.starts = 0
-
-    def alive(self):
-        return self.proc is not None and self.proc.poll() is None
-
-    def note(self, text):
-        """A line in the service's log, so restarts are easy to find in it."""
-        with open(self.log, "a") as f:
-            f.write(f"---- chaos {_stamp()}: {text}\n")
-
-    def close_console(self):
-        if self.console_file is not None:
-            self.console_file.close()
-            self.console_file = None
-
-
-class ChaosCloud:
+class ChaosCloud(ProcessDeployment):
     """Conductors, one agent per fake host and the API, each a process (see module).
+
+    The processes, their config files and logs are the test kit's
+    (godwit.testkit.deployment.ProcessDeployment); this adds what the chaos
+    tests arm and read: faults in hosts and conductors, the agents' journals,
+    and stopping the broker.
 
     ``options``: ``{group: {option: value}}`` written into every service's
     config file ("DEFAULT" for [DEFAULT]); ``host_options``: ``{host: {group:
@@ -216,293 +110,29 @@ class ChaosCloud:
     true/false, list/tuple -> comma-separated, anything else str().
     """
 
+    TAG = "chaos"
+    EXCHANGE_PREFIX = "godwit-chaos-"
+    SERVICE_DEFAULTS = {"report_interval": 1, "service_down_time": 6}
+
     def __init__(self, tmp_path, rabbit_url, db_url, hosts, conductors=("cond-a",),
                  options=None, host_options=None, shared_instances=False):
-        self.root = Path(tmp_path).absolute()
-        self.state_path = str(self.root / "state")
-        self.hosts_path = os.path.join(self.state_path, "fake-hosts")
-        self.rabbit_url = rabbit_url
-        self.db_url = db_url
-        self.hosts = tuple(hosts)
-        self.conductors = tuple(conductors)
-        if isinstance(hosts, str) or isinstance(conductors, str):
-            raise TypeError("hosts and conductors are sequences of names")
-        names = self.conductors + self.hosts + ("api",)
-        if len(set(names)) != len(names) or not self.hosts or not self.conductors:
-            raise ValueError(f"need distinct names, at least one host and one conductor, "
-                             f"not 'api': {names}")
-        unknown = set(host_options or {}) - set(self.hosts)
-        if unknown:
-            raise ValueError(f"host_options for unknown hosts {sorted(unknown)}")
-        self.options = {g: dict(v) for g, v in (options or {}).items()}
-        self.host_options = {h: {g: dict(v) for g, v in gs.items()}
-                             for h, gs in (host_options or {}).items()}
+        # Read by _instances_path while the base class writes the config files.
         self.shared_instances = shared_instances
-        # A fresh exchange per cloud. It does not separate two clouds on one
-        # RabbitMQ vhost (topic queues are named after the topic alone, see
-        # tests/conftest.py rabbit_vhost): give each cloud a vhost of its own,
-        # as the chaos_cloud fixture does.
-        self.exchange = f"godwit-chaos-{uuid.uuid4().hex[:8]}"
-        self.api_port = free_port()
-        self.api_url = f"http://127.0.0.1:{self.api_port}/v2.1"
-        self.client = Client(self.api_url)
-        self._db = None
-        self._lock = threading.RLock()
-        self._stopped = False
-        self._started = False
-        for d in ("etc", "log"):
-            (self.root / d).mkdir(parents=True, exist_ok=True)
-        os.makedirs(self.state_path, exist_ok=True)
-        self._services = {}
-        for name, binary in ([(c, CONDUCTOR) for c in self.conductors]
-                             + [(h, COMPUTE) for h in self.hosts] + [("api", API)]):
-            self._services[name] = _Service(
-                name, binary, self._write_config(name, binary), self.root / "log" / f"{name}.log",
-                self.root / "log" / f"{name}.console")
-        self._manage_config = self._write_config("manage", MANAGE)
-        _live.add(self)
+        super().__init__(tmp_path, rabbit_url, db_url, hosts, conductors,
+                         options=options, host_options=host_options)
+        # The names the chaos tests have always used.
+        self.rabbit_url = self.transport_url
+        self.db_url = self.database_url
+        self.hosts = self.host_names
 
-    # --- configuration ---------------------------------------------------------------
-    def _write_config(self, name, binary):
+    def _instances_path(self, name):
         instances = os.path.join(self.state_path, "instances")
-        groups = {"DEFAULT": {
-            "transport_url": self.rabbit_url, "control_exchange": self.exchange,
-            "state_path": self.state_path,
-            "instances_path": instances if self.shared_instances
-            else os.path.join(instances, "{host}"),
-            "report_interval": 1, "service_down_time": 6,
-            "log_file": str(self.root / "log" / f"{name}.log")},
-            "database": {"connection": self.db_url}}
-        if binary in (CONDUCTOR, COMPUTE):
-            groups["DEFAULT"]["host"] = name
-        if binary == API:
-            groups["api"] = {"listen": "127.0.0.1", "port": self.api_port}
-        extra = [self.options]
-        if binary == COMPUTE:
-            extra.append(self.host_options.get(name, {}))
-        for layer in extra:
-            for group, values in layer.items():
-                groups.setdefault(group, {}).update(values)
-        lines = []
-        for group, values in groups.items():
-            lines.append(f"[{group}]")
-            lines += [f"{k} = {_format(v)}" for k, v in values.items()]
-        path = self.root / "etc" / f"{name}.conf"
-        path.write_text("\n".join(lines) + "\n")
-        return path
-
-    def config_path(self, name):
-        return self._service(name).config
-
-    def log_path(self, name):
-        return self._service(name).log
-
-    @property
-    def names(self):
-        """Every service's name: the conductors, the hosts, then "api"."""
-        return tuple(self._services)
-
-    def _service(self, name):
-        try:
-            return self._services[name]
-        except KeyError:
-            raise KeyError(f"no service {name!r} in this cloud (have "
-                           f"{', '.join(self._services)})") from None
-
-    # --- the deployment ----------------------------------------------------------------
-    def manage(self, *args, timeout=120):
-        """Run ``godwit-manage --config-file <manage.conf> *args``; its stdout."""
-        r = subprocess.run([os.path.join(BIN, MANAGE), "--config-file",
-                            str(self._manage_config), *args], capture_output=True, text=True,
-                           timeout=timeout, stdin=subprocess.DEVNULL)
-        if r.returncode != 0:
-            raise RuntimeError(f"godwit-manage {' '.join(args)} exited with {r.returncode}:\n"
-                               f"{r.stdout}{r.stderr}")
-        return r.stdout
+        return instances if self.shared_instances else os.path.join(instances, "{host}")
 
     def start(self, timeout=90):
         """db sync, then the conductors, the agents and the API; returns once every
         agent is up in the API's service list (within ``timeout`` seconds)."""
-        with self._lock:
-            if self._stopped:
-                raise RuntimeError("this cloud was stopped; make a new one")
-            if self._started:
-                raise RuntimeError("this cloud was started already")
-            self._started = True
-        deadline = time.monotonic() + timeout
-        self.manage("db", "sync")
-        for name in self.conductors:
-            self.start_service(name)
-        # An agent's first report to a conductor whose queue does not exist yet
-        # is lost and only times out after host_step_timeout.
-        for name in self.conductors:
-            self.wait_started(name, max(1.0, deadline - time.monotonic()))
-        for name in self.hosts:
-            self.start_service(name)
-        self.start_service("api")
-
-        def ready():
-            self._raise_if_exited()
-            try:
-                up = {s["host"] for s in self.client.services() if s["state"] == "up"}
-            except Exception:  # noqa: BLE001 - the API is still starting
-                return False
-            return set(self.hosts) <= up
-        wait_for(f"agents {', '.join(self.hosts)} up", ready,
-                 timeout=max(1.0, deadline - time.monotonic()), interval=0.2)
-        return self
-
-    def _raise_if_exited(self):
-        for svc in self._services.values():
-            if svc.proc is not None and svc.proc.poll() is not None:
-                raise RuntimeError(f"{svc.name} exited with {svc.proc.returncode} while "
-                                   f"starting:\n{self._service_logs(svc, 4000)}")
-
-    def start_service(self, name, wait=False, timeout=60):
-        """Start ``name`` (a conductor, a host or "api") with its config file, its
-        log appended to; with ``wait``, until it serves (see wait_started).
-        Returns the pid."""
-        with self._lock:
-            if self._stopped:
-                raise RuntimeError("this cloud was stopped")
-            svc = self._service(name)
-            if svc.alive():
-                raise RuntimeError(f"{name} is running already (pid {svc.proc.pid})")
-            svc.close_console()
-            svc.starts += 1
-            svc.note(f"starting {name} (start #{svc.starts})")
-            svc.log_offset = os.path.getsize(svc.log)
-            svc.console_file = open(svc.console, "ab")
-            svc.console_file.write(f"---- chaos {_stamp()}: starting {name}\n".encode())
-            svc.console_file.flush()
-            svc.proc = subprocess.Popen(
-                [os.path.join(BIN, svc.binary), "--config-file", str(svc.config)],
-                stdin=subprocess.DEVNULL, stdout=svc.console_file, stderr=subprocess.STDOUT,
-                env=_service_env())
-            pid = svc.proc.pid
-        if wait:
-            self.wait_started(name, timeout)
-        return pid
-
-    def wait_started(self, name, timeout=60):
-        """Wait until the current process of ``name`` logged that it serves (a
-        conductor's or agent's RPC server started - an agent only after its
-        conductor answered its first report -, the API listening)."""
-        svc = self._service(name)
-        marker = STARTED[svc.binary]
-
-        def started():
-            if svc.proc is None or svc.proc.poll() is not None:
-                rc = None if svc.proc is None else svc.proc.returncode
-                raise RuntimeError(f"{name} is not running (exit status {rc}):\n"
-                                   f"{self._service_logs(svc, 4000)}")
-            try:
-                with open(svc.log, "rb") as f:
-                    f.seek(svc.log_offset)
-                    return marker.encode() in f.read()
-            except FileNotFoundError:
-                return False
-        try:
-            wait_for(f"{name} to start", started, timeout=timeout, interval=0.1)
-        except AssertionError as e:
-            raise AssertionError(f"{e}\n{self._service_logs(svc, 4000)}") from None
-
-    def kill(self, name):
-        """SIGKILL ``name`` and reap it; its exit status (None if it never ran)."""
-        with self._lock:
-            svc = self._service(name)
-            if svc.proc is None:
-                return None
-            was_alive = svc.proc.poll() is None
-            if was_alive:
-                svc.proc.send_signal(signal.SIGKILL)
-            rc = svc.proc.wait()
-            svc.close_console()
-            if was_alive:
-                svc.note(f"SIGKILLed {name} (pid {svc.proc.pid})")
-            return rc
-
-    def restart(self, name, down=0, wait=False, timeout=60):
-        """kill, ``down`` seconds without the service, start_service."""
-        self.kill(name)
-        if down:
-            time.sleep(down)
-        return self.start_service(name, wait=wait, timeout=timeout)
-
-    def terminate(self, name, timeout=30):
-        """SIGTERM ``name`` and wait for it to exit; its exit status. A service still
-        running after ``timeout`` seconds is killed and AssertionError raised."""
-        with self._lock:
-            svc = self._service(name)
-            if not svc.alive():
-                raise RuntimeError(f"{name} is not running")
-            proc = svc.proc
-            proc.send_signal(signal.SIGTERM)
-        try:
-            rc = proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-            svc.note(f"{name} still ran {timeout} s after SIGTERM; SIGKILLed")
-            raise AssertionError(f"{name} did not exit within {timeout} s of SIGTERM") from None
-        finally:
-            with self._lock:
-                if svc.proc is proc:
-                    svc.close_console()
-        svc.note(f"{name} exited with status {rc} after SIGTERM")
-        return rc
-
-    def alive(self, name):
-        with self._lock:
-            return self._service(name).alive()
-
-    def pid(self, name):
-        """The pid of the running process of ``name``, or None."""
-        with self._lock:
-            svc = self._service(name)
-            return svc.proc.pid if svc.alive() else None
-
-    def returncode(self, name):
-        """The exit status of the last process of ``name`` (None: running or never
-        started); -9 after kill(), 137 after an injected crash."""
-        with self._lock:
-            svc = self._service(name)
-            return None if svc.proc is None else svc.proc.poll()
-
-    # --- what the API says ---------------------------------------------------------
-    def service(self, host, binary=COMPUTE):
-        """The API's record of the service of ``host`` (state, updated_at, ...), or None."""
-        for s in self.client.services(binary=binary):
-            if s["host"] == host:
-                return s
-        return None
-
-    def _wait_service(self, host, what, check, timeout, binary):
-        def look():
-            try:
-                s = self.service(host, binary)
-            except Exception:  # noqa: BLE001 - the API may be restarting
-                return None
-            return s if s is not None and check(s) else None
-        return wait_for(f"{host} {what}", look, timeout=timeout, interval=0.2)
-
-    def wait_up(self, host, newer_than=None, timeout=30, binary=COMPUTE):
-        """Wait until ``host`` is up, with an ``updated_at`` (last heartbeat) after
-        ``newer_than`` (a string as the API gives it) if given; its record."""
-        return self._wait_service(
-            host, "up", lambda s: s["state"] == "up" and (
-                newer_than is None or (s["updated_at"] or "") > newer_than), timeout, binary)
-
-    def wait_down(self, host, timeout=30, binary=COMPUTE):
-        return self._wait_service(host, "down", lambda s: s["state"] == "down", timeout,
-                                  binary)
-
-    @property
-    def db(self):
-        """The database (godwit.db.api.Database) for direct reads."""
-        if self._db is None:
-            self._db = db_api.get_database(self.db_url)
-        return self._db
+        return self._boot(timeout)
 
     # --- hosts: records, faults, journals -------------------------------------------------
     def fake(self, host):
@@ -584,99 +214,6 @@ class ChaosCloud:
                  timeout=timeout, interval=0.2)
         wait_for(f"vhost of {self.rabbit_url}", lambda: _vhost_usable(self.rabbit_url),
                  timeout=timeout, interval=0.2)
-
-    # --- fake migration jobs --------------------------------------------------------
-    def _processes(self, only_jobs):
-        """pids of this cloud's fake migration jobs (``python -m compute.virt.fake_job
-        <state>/fake-hosts/<host>/jobs/<instance>.spec.json``) and, unless
-        ``only_jobs``, of processes run with one of its config files; never this
-        process or its ancestors."""
-        etc = str(self.root / "etc") + os.sep
-        state = self.state_path + os.sep
-        skip = _ancestors()
-        found = []
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit() or int(entry) in skip:
-                continue
-            args = _cmdline(entry)
-            job = JOB_MODULE in args and any(a.startswith(state) for a in args)
-            service = "--config-file" in args and any(a.startswith(etc) for a in args)
-            if job or (service and not only_jobs):
-                found.append(int(entry))
-        return sorted(pid for pid in found if not pid_gone(pid))
-
-    def job_processes(self):
-        """pids of this cloud's running fake migration job processes (``python -m
-        compute.virt.fake_job <state>/fake-hosts/<host>/jobs/...``)."""
-        return self._processes(only_jobs=True)
-
-    def _kill_leftovers(self, timeout=10):
-        """SIGKILL every process left of this cloud: the jobs, and anything still run
-        with one of its config files (a job forked by an agent but not yet exec'd
-        still shows the agent's command line)."""
-        deadline = time.monotonic() + timeout
-        quiet = 0
-        while quiet < 2:   # two empty looks in a row
-            pids = self._processes(only_jobs=False)
-            if not pids:
-                quiet += 1
-                time.sleep(0.05)
-                continue
-            quiet = 0
-            for pid in pids:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            while any(not pid_gone(p) for p in pids):
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"processes {pids} of {self.root} survive SIGKILL")
-                time.sleep(0.02)
-
-    # --- the end ----------------------------------------------------------------------
-    def stop(self):
-        """SIGKILL every service, then every process left of this cloud (the fake
-        migration jobs). Safe to call again."""
-        with self._lock:
-            first = not self._stopped
-            self._stopped = True
-            for svc in self._services.values():
-                if svc.proc is not None:
-                    alive = svc.proc.poll() is None
-                    if alive:
-                        svc.proc.send_signal(signal.SIGKILL)
-                    svc.proc.wait()
-                    if alive and first:
-                        svc.note(f"stop: SIGKILLed {svc.name}")
-                svc.close_console()
-            self._kill_leftovers()
-            _live.discard(self)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.stop()
-
-    # --- diagnostics ----------------------------------------------------------------------
-    def _service_logs(self, svc, tail):
-        if svc.proc is None:
-            state = "never started"
-        elif svc.proc.poll() is None:
-            state = f"running, pid {svc.proc.pid}"
-        else:
-            state = f"exited with {svc.proc.returncode}"
-        out = []
-        for path in (svc.log, svc.console):
-            text = _tail(path, tail)
-            if any(line.strip() and not line.startswith("---- chaos ")
-                   for line in text.splitlines()):
-                out.append(f"==== {path.name} ({svc.binary} {svc.name}: {state})\n{text}")
-        return "\n".join(out) or f"==== {svc.name}: no output ({state})"
-
-    def logs(self, tail=4000):
-        """The last ``tail`` characters of every service's log and console output."""
-        return "\n".join(self._service_logs(svc, tail) for svc in self._services.values())
 
 
 def _rabbitmqctl(*args, timeout=120):
