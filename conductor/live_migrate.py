@@ -187,9 +187,8 @@ class LiveMigrationTask:
 
     def _checked(self, dest, asked, outcome):
         """The destination's pre-check, for the move's timeline."""
-        self.timeline.append(timeline.entry(
-            "step", "check_can_live_migrate_destination", host=dest,
-            duration_ms=(time.monotonic() - asked) * 1000, outcome=outcome))
+        self.timeline.append(timeline.step_entry(
+            "step", "check_can_live_migrate_destination", dest, asked, outcome=outcome))
 
     def _refused(self, error):
         # message_of: a refusal from a host carries its remote traceback in

@@ -127,9 +127,8 @@ class Flow:
 
     def _stepped(self, m, host, method, asked, outcome):
         """A host step, for the move's timeline (written with its next write)."""
-        self.engine.add_step(m["id"], timeline.entry(
-            "step", method, host=host, duration_ms=(time.monotonic() - asked) * 1000,
-            outcome=outcome))
+        self.engine.add_step(m["id"], timeline.step_entry("step", method, host, asked,
+                                                           outcome=outcome))
 
     def _call(self, m, host, method, ctxt, args, kwargs):
         while True:

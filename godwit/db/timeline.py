@@ -5,7 +5,8 @@ Append-only. Kinds of entry:
 * ``phase``: a phase entered (``name`` the status; ``detail``: from, event,
   reason), written in the phase change's own transaction, so the timeline
   has every phase the row went through, with the time it was committed;
-* ``step``: a host step the conductor asked for (``host``, ``duration_ms``;
+* ``step``: a host step the conductor asked for, stamped with the time it was
+  asked (``host``, ``duration_ms``;
   ``detail``: outcome ``ok`` or the error), kept in the conductor's memory and
   written with the move's next phase change or saved data (so a step costs no
   transaction of its own; a conductor that dies loses the steps it had not
@@ -21,7 +22,9 @@ Append-only. Kinds of entry:
 Timestamps are the recording process's clock (UTC), as ``updated_at`` is.
 """
 
+import datetime
 import json
+import time
 
 from sqlalchemy import bindparam, insert, select
 
@@ -30,7 +33,10 @@ from godwit.timeutils import utcnow
 
 _TL = models.TimelineEntry.__table__
 _INSERT = insert(_TL)
-_OF = select(_TL).where(_TL.c.migration_id == bindparam("mid")).order_by(_TL.c.id)
+# In time order: a host step is written after entries that came later (with
+# the phase it led to), stamped with the time it was asked.
+_OF = select(_TL).where(_TL.c.migration_id == bindparam("mid")).order_by(_TL.c.at,
+                                                                          _TL.c.id)
 
 KINDS = ("phase", "step", "intent", "tuning", "progress", "cleanup")
 PROGRESS_EVERY = 5.0
@@ -44,6 +50,13 @@ def entry(kind, name, host=None, duration_ms=None, at=None, detail=None, **more)
             "duration_ms": None if duration_ms is None else int(round(duration_ms)),
             "at": at or utcnow(),
             "detail": json.dumps(detail, default=str) if detail else None}
+
+
+def step_entry(kind, name, host, started_monotonic, **detail):
+    """A step that began at ``started_monotonic`` (time.monotonic()) and just ended."""
+    took = time.monotonic() - started_monotonic
+    return entry(kind, name, host=host, duration_ms=took * 1000,
+                 at=utcnow() - datetime.timedelta(seconds=took), **detail)
 
 
 def record(conn, migration_id, entries):
@@ -61,7 +74,7 @@ class TimelineStore:
     """Mixed into :class:`godwit.db.api.Database`."""
 
     def timeline(self, migration_id):
-        """The timeline of ``migration_id``, oldest first, ``detail`` decoded."""
+        """The timeline of ``migration_id`` in time order, ``detail`` decoded."""
         with self.connection() as conn:
             rows = [dict(r._mapping) for r in conn.execute(_OF, {"mid": migration_id})]
         for r in rows:

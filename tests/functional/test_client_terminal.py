@@ -120,3 +120,25 @@ def test_live_migrate_wait_progress_line_in_a_terminal(godwit_all, tmux):
     assert final[1].startswith(f"{label} completed: compute1 -> compute2 after "), final
     assert final[2:] == ["completed", "EXIT=0"], final
     assert client.server(sid)["OS-EXT-SRV-ATTR:host"] == "compute2"
+
+    # The move's timeline, as a table in the same terminal.
+    command = (f"{os.path.join(BIN, 'godwit')} --os-endpoint {godwit_all} migration "
+               f"timeline {sid} {m['id']}; echo EXIT=$?; sleep 60")
+    tmux("new-session", "-d", "-s", "timeline", "-x", "160", "-y", "60", command)
+    screen = wait_for("the timeline on the terminal", lambda: (
+        lambda s: s if "EXIT=" in s else None)(tmux("capture-pane", "-p", "-t", "timeline")),
+        timeout=30, interval=0.1)
+    rows = [[cell.strip() for cell in line.strip("|").split("|")]
+            for line in screen.splitlines() if line.startswith("| +")]
+    assert rows[0][:3] == ["+0.000s", "phase", "accepted"], screen
+    phases = [r[2] for r in rows if r[1] == "phase"]
+    assert phases == ["accepted", "queued", "preparing", "running", "post-migrating",
+                      "completed"], screen
+    steps = {(r[2], r[3]) for r in rows if r[1] == "step"}
+    assert {("pre_live_migration", "compute2"), ("live_migration_start", "compute1"),
+            ("post_live_migration_at_source", "compute1")} <= steps, screen
+    assert all(r[4].endswith(" ms") and r[5] == "ok" for r in rows if r[1] == "step"), screen
+    times = [float(r[0][1:-1]) for r in rows]
+    assert times == sorted(times) and times[-1] > 1.0, times   # about 2 s of transfer
+    assert any(r[1] == "progress" and "%" in r[5] for r in rows), screen
+    assert "EXIT=0" in screen
