@@ -143,7 +143,12 @@ class APIServer:
             # Closed from the loop's own thread (a thunk its trigger runs), so
             # that the loop sees the map empty at once: closed from here, it sat
             # in select() for up to asyncore_loop_timeout (1 s) first.
-            self.server.trigger.pull_trigger(close)
+            try:
+                self.server.trigger.pull_trigger(close)
+            except OSError:
+                # The trigger is closed: an earlier stop's thunk already closed
+                # everything and the loop is on its way out (EBADF).
+                pass
         else:
             close()
         self.server.task_dispatcher.shutdown(timeout=min(grace, 5))

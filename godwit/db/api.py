@@ -56,6 +56,15 @@ def get_database(url, echo=False):
         return _databases[url]
 
 
+def release_database(url):
+    """Forget the process-wide Database for ``url`` and close its connections
+    (a test cloud that stops; the next get_database opens a new one)."""
+    with _databases_lock:
+        database = _databases.pop(url, None)
+    if database is not None:
+        database.engine.dispose()
+
+
 def _sqlite_pragmas(dbapi_conn, _record):
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")

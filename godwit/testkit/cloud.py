@@ -14,6 +14,7 @@ from godwit import context as godwit_context
 from godwit import rpc
 from godwit.cmd import common
 from godwit.cmd.all import IN_PROCESS_TRANSPORT, LocalCloud
+from godwit.db import api as db_api
 from godwit.testing import Client
 from godwit.testkit.hosts import FakeHostHandle
 
@@ -128,6 +129,9 @@ class FakeCloud:
             return
         self._stopped = True
         self.local_cloud.stop()
+        # Its database's pooled connections would stay open (several file
+        # descriptors per cloud; a suite of a few hundred clouds ran out).
+        db_api.release_database(self.database_url)
         self._release_in_process_broker()
 
     def _claim_in_process_broker(self):
