@@ -108,8 +108,9 @@ class APIServer:
         if api is None:
             db = db_api.get_database(conf.database.connection, conf.database.echo)
             db.deadlines = conf
-            conductor = conductor_rpcapi.ConductorAPI(transport,
-                                                      long_timeout=conf.long_rpc_timeout)
+            conductor = conductor_rpcapi.ConductorAPI(
+                transport, long_timeout=conf.long_rpc_timeout,
+                version_cap=conf.upgrade_levels.conductor or conductor_rpcapi.VERSION_CAP)
             # No compute RPC client: the API never talks to a host. Every
             # request is recorded in the database and carried out by a conductor.
             api = compute_api.ComputeAPI(conf, db, conductor)

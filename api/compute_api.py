@@ -207,6 +207,15 @@ class ComputeAPI:
                        "is running. The migration may still start: see 'godwit migration "
                        f"list --instance {server_id}'.") from None
 
+    def live_migrate_dry_run(self, ctxt, server_id, host, block_migration):
+        """Godwit extension: the checks of a live migration against every
+        candidate (or ``host``), with predictions; nothing is written."""
+        instance = self.get_server(ctxt, server_id)
+        rule = policy_mod.MIGRATE_LIVE + (":host" if host else "")
+        self.authorize(ctxt, rule, {"project_id": instance["project_id"]})
+        return self._call_conductor(self.conductor.live_migration_dry_run, ctxt, server_id,
+                                    host, block_migration)
+
     # --- cold migration, resize, confirm, revert -------------------------------
     def _call_conductor(self, fn, *args):
         try:

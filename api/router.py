@@ -13,6 +13,8 @@ ROUTES = {
     V + "/servers/{server_id}": {"GET": servers.show_server, "DELETE": servers.delete_server},
     V + "/servers/{server_id}/action": {"POST": servers.server_action},
     V + "/servers/{server_id}/migrations": {"GET": servers.list_server_migrations},
+    # Godwit extension (docs/api.md): a live migration's checks and prediction.
+    V + "/servers/{server_id}/live-migration-dry-run": {"POST": servers.live_migration_dry_run},
     V + "/servers/{server_id}/migrations/{migration_id}": {
         "GET": servers.show_server_migration, "DELETE": servers.abort_server_migration},
     V + "/servers/{server_id}/migrations/{migration_id}/action": {

@@ -229,6 +229,12 @@ MIGRATE_LIVE = [
     ("2.68", None, MIGRATE_LIVE_V225),  # 2.68 drops force again
 ]
 
+# Godwit's extension: the body of a live migration's dry run (all optional).
+LIVE_MIGRATION_DRY_RUN = {"type": "object",
+                          "properties": {"block_migration": _BLOCK_MIGRATION_AUTO,
+                                         "host": HOST},
+                          "additionalProperties": False}
+
 # Before 2.56 Nova does not validate the migrate body at all (and ignores it).
 MIGRATE = [
     ("2.56", None, {"type": "object",

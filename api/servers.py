@@ -238,6 +238,17 @@ def migrate_live(req, server_id, body):
     return 202, None
 
 
+def live_migration_dry_run(req, server_id):
+    """Godwit extension: every check of a live migration, against every candidate
+    or the named host, with a predicted duration and downtime; writes nothing."""
+    body = {} if req.json is None else req.json
+    schemas.check(schemas.LIVE_MIGRATION_DRY_RUN, body)
+    block = body.get("block_migration", "auto")
+    block = "auto" if block == "auto" else schemas.to_bool(block)
+    result = req.api.live_migrate_dry_run(req.context, server_id, body.get("host"), block)
+    return 200, {"dry_run": result}
+
+
 def migrate(req, server_id, body):
     schemas.validate(req, schemas.MIGRATE, body)
     host = None

@@ -33,11 +33,13 @@ class ComputeManager:
     def __init__(self, conf, host, transport, instances_path=None):
         self.conf = conf
         self.host = host
-        self.conductor = conductor_rpcapi.ConductorAPI(transport,
-                                                       timeout=conf.host_step_timeout)
-        self.compute_rpc = compute_rpcapi.ComputeAPI(transport,
-                                                     long_timeout=conf.long_rpc_timeout,
-                                                     step_timeout=conf.host_step_timeout)
+        levels = conf.upgrade_levels
+        self.conductor = conductor_rpcapi.ConductorAPI(
+            transport, timeout=conf.host_step_timeout,
+            version_cap=levels.conductor or conductor_rpcapi.VERSION_CAP)
+        self.compute_rpc = compute_rpcapi.ComputeAPI(
+            transport, long_timeout=conf.long_rpc_timeout, step_timeout=conf.host_step_timeout,
+            version_cap=levels.compute or compute_rpcapi.VERSION_CAP)
         path = (instances_path or conf.instances_path).replace("{host}", host)
         c = conf.compute
         self.driver = drivers.load("virt", c.virt_driver, conf, host, path)
@@ -255,6 +257,12 @@ class ComputeManager:
     def check_can_live_migrate_source(self, ctxt, instance_uuid, dest_check_data,
                                       instance_info):
         return self.live.check_source(ctxt, instance_uuid, dest_check_data, instance_info)
+
+    @rpc.refusals
+    def estimate_live_migration(self, ctxt, instance_uuid, instance_info):
+        """2.1: what a live migration from here would meet (the dry run's
+        prediction); reads only."""
+        return self.driver.migration_estimate(instance_info["instance"])
 
     @rpc.refusals
     def pre_live_migration(self, ctxt, migration_id, epoch, migrate_data, instance_info):

@@ -23,20 +23,25 @@ Version history:
   remove_orphans; the checks
   check_can_live_migrate_destination and check_can_live_migrate_source; casts
   build_and_run_instance and terminate_instance; ping.
+* 2.1 - estimate_live_migration (the source's bandwidth and dirty rate for
+  the dry run's prediction). A conductor capped at 2.0 shows no prediction.
 """
 
 from godwit import rpc
 
 TOPIC = "compute"
-VERSION = "2.0"
+VERSION = "2.1"
+BASE_VERSION = "2.0"
 VERSION_CAP = VERSION
 
 
 class ComputeAPI:
     def __init__(self, transport, timeout=None, long_timeout=1800, step_timeout=20,
                  version_cap=VERSION_CAP):
+        # Calls go out as the version that introduced them (2.0 unless a method
+        # says otherwise), so an agent that serves only 2.0 still takes them.
         self.client = rpc.get_client(transport, TOPIC, version_cap=version_cap,
-                                     timeout=timeout, version=VERSION)
+                                     timeout=timeout, version=BASE_VERSION)
         self.long_timeout = long_timeout
         self.step_timeout = step_timeout
 
@@ -45,6 +50,19 @@ class ComputeAPI:
 
     def _step(self, ctxt, host, method, timeout=None, **kwargs):
         return self._at(host, timeout or self.step_timeout).call(ctxt, method, **kwargs)
+
+    def can_estimate(self):
+        return self.client.can_send_version("2.1")
+
+    def estimate_live_migration(self, ctxt, source, instance_uuid, instance_info,
+                                timeout=None):
+        """What a live migration from ``source`` would meet (2.1); None from a
+        conductor capped below 2.1."""
+        if not self.can_estimate():
+            return None
+        return self.client.prepare(server=source, version="2.1", timeout=timeout).call(
+            ctxt, "estimate_live_migration", instance_uuid=instance_uuid,
+            instance_info=instance_info)
 
     def ping(self, ctxt, host, timeout=None):
         return self._at(host, timeout).call(ctxt, "ping")

@@ -35,6 +35,10 @@ class _HereFirst(conductor_rpcapi.ConductorAPI):
     def migrate_server(self, ctxt, instance_uuid, flavor_id, requested_host):
         return self.manager.migrate_server(ctxt, instance_uuid, flavor_id, requested_host)
 
+    def live_migration_dry_run(self, ctxt, instance_uuid, requested_host, block_migration):
+        return self.manager.live_migration_dry_run(ctxt, instance_uuid, requested_host,
+                                                   block_migration)
+
 
 def _caller(ctxt):
     """The caller's context with ``is_admin`` derived from its roles, which must
@@ -80,6 +84,14 @@ class ControllerEndpoint:
         block = "auto" if block_migration == "auto" else schemas.to_bool(block_migration)
         return _view(self.api.live_migrate(_caller(ctxt), _server_id(server_id), host,
                                            block))
+
+    @rpc.refusals
+    def live_migration_dry_run(self, ctxt, server_id, host=None, block_migration="auto"):
+        schemas.check(schemas.LIVE_MIGRATION_DRY_RUN, {"host": host,
+                                                       "block_migration": block_migration})
+        block = "auto" if block_migration == "auto" else schemas.to_bool(block_migration)
+        return self.api.live_migrate_dry_run(_caller(ctxt), _server_id(server_id), host,
+                                             block)
 
     @rpc.refusals
     def migrate(self, ctxt, server_id, host=None):

@@ -166,23 +166,9 @@ class LiveMigrationTask:
     def _check_refusal(self, dest, error):
         """Why ``dest``'s pre-check refused (to try the next candidate), or the
         error to raise when the user named ``dest``."""
-        if isinstance(error, messaging.MessagingTimeout):
-            reason = f"compute service of {dest} did not answer the pre-check in time"
-            if self.requested_host:
-                raise exception.PreCheckNoAnswer(reason=reason) from None
-            return reason
-        if isinstance(error, exception.GodwitException):
-            reason = exception.message_of(error)
-            if error.code >= 500:  # the host failed, rather than refused
-                reason = f"pre-check failed: {reason}"
-                error = exception.MigrationPreCheckError(reason=f"{dest}: {reason}")
-            if self.requested_host:
-                raise error from None
-            return reason
-        # A RemoteError: an error the hosts could not name (not a godwit exception).
-        reason = f"pre-check on {dest} failed: {error.exc_type}: {error.value}"
+        reason, named = precheck_refusal(dest, error)
         if self.requested_host:
-            raise exception.MigrationPreCheckError(reason=reason) from None
+            raise named from None
         return reason
 
     def _checked(self, dest, asked, outcome):
@@ -208,3 +194,20 @@ class LiveMigrationTask:
             LOG.exception("Could not record the refusal of migration %s",
                           self.migration["id"])
         self.conductor.engine.forget(self.migration)
+
+
+def precheck_refusal(dest, error):
+    """(why ``dest``'s pre-check refused, the error to raise when the user
+    named ``dest``) for an error of check_can_live_migrate_destination."""
+    if isinstance(error, messaging.MessagingTimeout):
+        reason = f"compute service of {dest} did not answer the pre-check in time"
+        return reason, exception.PreCheckNoAnswer(reason=reason)
+    if isinstance(error, exception.GodwitException):
+        reason = exception.message_of(error)
+        if error.code >= 500:  # the host failed, rather than refused
+            reason = f"pre-check failed: {reason}"
+            error = exception.MigrationPreCheckError(reason=f"{dest}: {reason}")
+        return reason, error
+    # A RemoteError: an error the hosts could not name (not a godwit exception).
+    reason = f"pre-check on {dest} failed: {error.exc_type}: {error.value}"
+    return reason, exception.MigrationPreCheckError(reason=reason)

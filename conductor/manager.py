@@ -19,7 +19,7 @@ from oslo_log import log as logging
 
 import godwit
 from compute import rpcapi as compute_rpcapi
-from conductor import checks, engine, live_migrate, migrate, power, reconciler
+from conductor import checks, dry_run, engine, live_migrate, migrate, power, reconciler
 from conductor import rpcapi as conductor_rpcapi
 from conductor import scheduler as scheduler_mod
 from godwit import context as godwit_context
@@ -50,10 +50,13 @@ class ConductorManager:
         self.host = host or conf.host
         self.db = db or db_api.get_database(conf.database.connection, conf.database.echo)
         self.db.deadlines = conf
-        self.compute_rpc = compute_rpcapi.ComputeAPI(transport,
-                                                     long_timeout=conf.long_rpc_timeout,
-                                                     step_timeout=conf.host_step_timeout)
-        self.self_rpc = conductor_rpcapi.ConductorAPI(transport)
+        # [upgrade_levels]: send only what the oldest service still running knows.
+        levels = conf.upgrade_levels
+        self.compute_rpc = compute_rpcapi.ComputeAPI(
+            transport, long_timeout=conf.long_rpc_timeout, step_timeout=conf.host_step_timeout,
+            version_cap=levels.compute or compute_rpcapi.VERSION_CAP)
+        self.self_rpc = conductor_rpcapi.ConductorAPI(
+            transport, version_cap=levels.conductor or conductor_rpcapi.VERSION_CAP)
         # The broker check's ping runs in a thread of its own (see broker_check).
         self._ping_pool = concurrent.futures.ThreadPoolExecutor(
             max_workers=1, thread_name_prefix="broker-check")
@@ -325,6 +328,12 @@ class ConductorManager:
         task = live_migrate.LiveMigrationTask(self, ctxt, instance_uuid, requested_host,
                                               block_migration)
         return task.execute()
+
+    @rpc.refusals
+    def live_migration_dry_run(self, ctxt, instance_uuid, requested_host=None,
+                               block_migration="auto"):
+        """2.1: see conductor.dry_run."""
+        return dry_run.run(self, ctxt, instance_uuid, requested_host, block_migration)
 
     def wake(self, ctxt, migration_id):
         """A user's intent was recorded on the migration: look at it now."""

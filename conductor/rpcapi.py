@@ -16,19 +16,23 @@ Version history:
   moves. Kept from 1.x: service_report, service_heartbeat, instance_get,
   instance_update, instance_destroyed, action_event, build_instance,
   delete_instance, live_migrate_instance, migrate_server.
+* 2.1 - live_migration_dry_run (the API's dry run of a live migration).
 """
 
-from godwit import rpc
+from godwit import exception, rpc
 
 TOPIC = "conductor"
-VERSION = "2.0"
+VERSION = "2.1"
+BASE_VERSION = "2.0"
 VERSION_CAP = VERSION
 
 
 class ConductorAPI:
     def __init__(self, transport, timeout=None, long_timeout=1800, version_cap=VERSION_CAP):
+        # Calls go out as the version that introduced them, so a conductor that
+        # serves only 2.0 still takes every 2.0 call during an upgrade.
         self.client = rpc.get_client(transport, TOPIC, version_cap=version_cap,
-                                     timeout=timeout, version=VERSION)
+                                     timeout=timeout, version=BASE_VERSION)
         self.long_timeout = long_timeout
 
     # --- for compute agents: their window onto the database ---------------
@@ -98,6 +102,17 @@ class ConductorAPI:
         # those nested calls (and the scheduler trying several hosts).
         return self.client.prepare(timeout=self.long_timeout).call(
             ctxt, "live_migrate_instance", instance_uuid=instance_uuid,
+            requested_host=requested_host, block_migration=block_migration)
+
+    def live_migration_dry_run(self, ctxt, instance_uuid, requested_host, block_migration):
+        """Every check of a live migration against every candidate (or the named
+        host) and a prediction for each that accepts; writes nothing (2.1)."""
+        if not self.client.can_send_version("2.1"):
+            raise exception.ServiceUnavailable(
+                reason="the dry run needs conductor RPC 2.1; this API is pinned below it "
+                       "(upgrade the conductors first)")
+        return self.client.prepare(version="2.1", timeout=self.long_timeout).call(
+            ctxt, "live_migration_dry_run", instance_uuid=instance_uuid,
             requested_host=requested_host, block_migration=block_migration)
 
     def migrate_server(self, ctxt, instance_uuid, flavor_id, requested_host):

@@ -25,6 +25,7 @@ Version history (the conductor serves every version of the same major):
 
 * 1.0 - live_migrate, migrate, resize, confirm_resize, revert_resize, abort,
   force_complete, migration, migrations.
+* 1.1 - live_migration_dry_run.
 
 Rules for changing it: a new call or a new optional argument is a minor
 version (1.1); the client sends the new form only when its cap allows
@@ -46,7 +47,8 @@ __all__ = ["ControllerClient", "TOPIC", "VERSION", "MIGRATION_FIELDS", "migratio
 NOTIFICATION_TOPIC = "versioned_notifications"
 
 TOPIC = "godwit_controller"
-VERSION = "1.0"
+VERSION = "1.1"
+BASE_VERSION = "1.0"
 
 #: The keys of every migration a call returns (and of notifications' payloads).
 MIGRATION_FIELDS = (
@@ -113,8 +115,10 @@ class ControllerClient:
         if isinstance(roles, str):
             roles = [roles]   # not its letters
         self.identity = {"user_id": user_id, "project_id": project_id, "roles": list(roles)}
+        # Each call goes out as the version that introduced it: a conductor that
+        # serves an older 1.x still takes the calls it knows.
         self.client = rpc.get_client(transport, TOPIC, version_cap=version_cap,
-                                     timeout=timeout, version=VERSION)
+                                     timeout=timeout, version=BASE_VERSION)
 
     def context(self):
         """A new request context for this client's identity (one per call, so each
@@ -132,6 +136,15 @@ class ControllerClient:
         destination accepted it."""
         return self._call(ctxt, "live_migrate", server_id=server_id, host=host,
                           block_migration=block_migration)
+
+    def live_migration_dry_run(self, server_id, host=None, block_migration="auto",
+                               ctxt=None):
+        """(1.1) Every check of a live migration against every candidate host (or
+        ``host``), with a predicted duration and downtime for each that accepts;
+        nothing is written. See docs/live-migration.md, "Dry run"."""
+        return self.client.prepare(version="1.1").call(
+            ctxt or self.context(), "live_migration_dry_run", server_id=server_id,
+            host=host, block_migration=block_migration)
 
     def migrate(self, server_id, host=None, ctxt=None):
         """Check and start a cold migration."""

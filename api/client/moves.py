@@ -92,9 +92,57 @@ class ServerLiveMigrate(_Move):
                            action='store_const', const=False,
                            help='Disks are on shared storage; do not copy them')
 
+        parser.add_argument('--dry-run', action='store_true',
+                            help='Run every check against every candidate host (or '
+                                 '--host) and predict each move; change nothing')
+
     def request(self, args):
         self._action(args.server, {'os-migrateLive': {
             'host': args.host, 'block_migration': args.block_migration}})
+
+    def take_action(self, args):
+        if not args.dry_run:
+            return super().take_action(args)
+        if args.wait:
+            raise common.ClientError('--dry-run moves nothing, so there is nothing to '
+                                     '--wait for; leave one of them out')
+        result = self.client.post(f'/servers/{seg(args.server)}/live-migration-dry-run',
+                                  {'host': args.host,
+                                   'block_migration': args.block_migration})['dry_run']
+        self._dry_run = result
+        return ('Host', 'Accepted', 'Storage', 'Duration', 'Downtime', 'Reason'), [
+            _dry_run_row(h) for h in result['hosts']]
+
+    def produce_output(self, parsed_args, column_names, data):
+        if not getattr(parsed_args, 'dry_run', False):
+            return super().produce_output(parsed_args, column_names, data)
+        # A table of hosts (a list), under what the prediction is based on.
+        r = self._dry_run
+        est = r.get('estimate') or {}
+        basis = (f"bandwidth {est.get('bandwidth_mb_s') or 'unlimited'} MiB/s, dirty rate "
+                 f"{est.get('dirty_rate_mb_s')} MiB/s ({est.get('basis')})" if est
+                 else f"no prediction: {r.get('no_estimate_because')}")
+        self.app.stderr.write(f"{r['server']} on {r['source']}: {r['memory_mb']} MiB, "
+                              f"downtime up to {r['max_downtime_ms']} ms; {basis}\n")
+        self.formatter.emit_list(column_names, data, self.app.stdout, parsed_args)
+        if not any(h['accepted'] for h in r['hosts']):
+            # As the real request would be refused: exit 1.
+            self.exit_code = common.EXIT_API_ERROR
+        return 0
+
+
+def _dry_run_row(host):
+    p = host.get('prediction')
+    if not host['accepted']:
+        duration = downtime = ''
+    elif p is None:
+        duration = downtime = 'unknown'
+    elif not p['converges']:
+        duration, downtime = 'never converges', ''
+    else:
+        duration, downtime = f"{p['duration_s']:.1f} s", f"{p['downtime_ms']:.0f} ms"
+    return (host['host'], 'yes' if host['accepted'] else 'no', host['storage'] or '',
+            duration, downtime, host['reason'] or '')
 
 
 class ServerMigrate(_Move):

@@ -222,6 +222,14 @@ class VirtDriver(abc.ABC):
         :raises: MigrationPreCheckError naming the cause.
         """
 
+    def migration_estimate(self, instance):
+        """What a live migration of ``instance`` from this host would meet, for
+        the dry run's prediction (conductor/prediction.py): a dict with
+        ``bandwidth_mb_s`` (None when unlimited or unknown), ``dirty_rate_mb_s``
+        (None when it cannot be measured) and ``basis`` (how they were found).
+        None when the driver cannot tell at all."""
+        return None
+
     def leave_shared_probe(self):
         """Write a probe file into this host's instances path; its name goes to the
         source, which is on shared storage exactly when it sees the file."""

@@ -142,6 +142,15 @@ class FakeDriver(FakeColdMigration, base.VirtDriver, base.ColdMigrationDriver):
         return {"probe": probe, "dest_instances_path": self.instances_path,
                 "block_migration": block_migration, "dest_hostname": self.host}
 
+    def migration_estimate(self, instance):
+        # The simulated job's own figures ([fake] migration_bandwidth_mb and
+        # migration_dirty_rate_mb): 0 bandwidth moves memory at once.
+        f = self.conf.fake
+        return {"bandwidth_mb_s": f.migration_bandwidth_mb or None,
+                "dirty_rate_mb_s": f.migration_dirty_rate_mb,
+                "basis": "simulated by the fake driver" if f.migration_bandwidth_mb
+                else "simulated by the fake driver (no bandwidth limit: at once)"}
+
     def check_can_live_migrate_source(self, instance, dest_check_data):
         self.faults.check("check_can_live_migrate_source", instance)
         if self.fake.get("domains", instance["uuid"]) is None:

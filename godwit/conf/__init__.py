@@ -423,8 +423,21 @@ TRANSFER_OPTS = [
 ]
 
 
+# Rolling upgrades (docs/upgrades.md): pin what a service sends to what the
+# oldest service still running understands.
+UPGRADE_LEVELS_OPTS = [
+    cfg.StrOpt("compute", regex=r"^\d+\.\d+$",
+               help="Highest compute RPC version this service sends (e.g. 2.0) while "
+                    "older compute agents run; unset: the newest this release knows."),
+    cfg.StrOpt("conductor", regex=r"^\d+\.\d+$",
+               help="Highest conductor RPC version this service sends (e.g. 2.0) while "
+                    "older conductors run; unset: the newest this release knows."),
+]
+
+
 def register_opts(conf):
     conf.register_opts(DEFAULT_OPTS)
+    conf.register_opts(UPGRADE_LEVELS_OPTS, group="upgrade_levels")
     conf.register_opts(DATABASE_OPTS, group="database")
     conf.register_opts(API_OPTS, group="api")
     conf.register_opts(COMPUTE_OPTS, group="compute")

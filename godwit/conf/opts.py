@@ -13,5 +13,6 @@ def list_opts():
         ("all", godwit_conf.ALL_OPTS),
         ("libvirt", godwit_conf.LIBVIRT_OPTS),
         ("transfer", godwit_conf.TRANSFER_OPTS),
+        ("upgrade_levels", godwit_conf.UPGRADE_LEVELS_OPTS),
         *godwit_conf.HOST_DRIVER_OPTS,
     ]

@@ -152,6 +152,20 @@ def test_abort_of_a_slow_migration(deployment):
     a, b = d.names
     sid = create_server(d, a)
     write_pattern(d, a, sid, "6M")
+    # The dry run first: real checks on both hosts, figures measured by libvirt,
+    # nothing written.
+    r = d.client.post(f"/servers/{sid}/live-migration-dry-run",
+                      {"host": b, "block_migration": True}, expect=200)["dry_run"]
+    [host] = r["hosts"]
+    est = r["estimate"]
+    print(f"dry run: {host}, estimate {est}")
+    assert host["accepted"] and host["storage"] == "block", host
+    assert est["basis"].startswith("measured by libvirt") and est["bandwidth_mb_s"] == 1, est
+    assert isinstance(est["dirty_rate_mb_s"], int), est      # sampled by QEMU
+    assert 6 <= est["disk_mb"] < 1024, est                    # the data, not the 1 GiB size
+    # At 1 MiB/s at least the disk's data: an upper bound (untouched pages are free).
+    assert host["prediction"]["converges"] and host["prediction"]["duration_s"] >= 6, host
+    assert d.client.migrations(instance_uuid=sid) == [] and no_probes(d)
     m = _slow_migration(d, sid, b)
     time.sleep(1)
     start = time.monotonic()
