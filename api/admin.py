@@ -3,7 +3,7 @@
 import uuid
 
 from api import microversion, schemas, views
-from api.servers import _timestamp, limit_param, page
+from api.query import limit_param, page, timestamp
 from godwit import exception, states
 
 # Nova's clients name services by Nova's binaries; Godwit's are godwit-*.
@@ -95,10 +95,10 @@ def list_migrations(req):
     limit = marker = None
     if req.api_version.matches("2.59"):
         limit, marker = limit_param(req, query), (schemas.first(query, "marker") or None)
-        filters["changes_since"] = _timestamp(schemas.first(query, "changes-since"),
+        filters["changes_since"] = timestamp(schemas.first(query, "changes-since"),
                                               "changes-since")
     if req.api_version.matches("2.66"):
-        filters["changes_before"] = _timestamp(schemas.first(query, "changes-before"),
+        filters["changes_before"] = timestamp(schemas.first(query, "changes-before"),
                                                "changes-before")
         if filters["changes_since"] and filters["changes_before"] and \
                 filters["changes_before"] < filters["changes_since"]:

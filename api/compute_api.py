@@ -15,7 +15,6 @@ import random
 
 import oslo_messaging as messaging
 from oslo_log import log as logging
-from sqlalchemy import func
 
 from api import policy as policy_mod
 from api import regex as regex_mod
@@ -57,9 +56,6 @@ class ComputeAPI:
         """Servers matching ``filters`` (column -> value or tuple of values) and
         ``regex`` (column -> pattern, matched anywhere as Nova's REGEXP does),
         newest first unless ``sort`` [(column, "asc"|"desc")] says otherwise."""
-        from sqlalchemy import or_, select
-
-        from godwit.db import models
         kind = "detail" if detail else "index"
         self.authorize(ctxt, f"os_compute_api:servers:{kind}")
         filters = dict(filters)
@@ -67,40 +63,14 @@ class ComputeAPI:
             self.authorize(ctxt, f"os_compute_api:servers:{kind}:get_all_tenants")
         else:
             filters["project_id"] = ctxt.project_id
-        inst = models.Instance
-        changed = func.coalesce(inst.updated_at, inst.created_at)
-        q = select(inst)
         deleted = filters.pop("deleted", None)
         changes_since = filters.pop("changes_since", None)
-        if changes_since is not None:
-            q = q.where(changed >= changes_since)
-        if changes_before is not None:
-            q = q.where(changed <= changes_before)
-        if deleted is True:
-            q = q.where(inst.deleted_at.is_not(None))
-        elif changes_since is None and changes_before is None:
-            q = q.where(inst.deleted_at.is_(None))
-        for column, value in filters.items():
-            col = getattr(inst, column)
-            if isinstance(value, (tuple, list, set, frozenset)):
-                values = [v for v in value if v is not None]
-                cond = col.in_(values)
-                if None in value:
-                    cond = or_(cond, col.is_(None))
-                q = q.where(cond)
-            else:
-                q = q.where(col.is_(None) if value is None else col == value)
-        order = []
-        for key, direction in (sort or [("created_at", "desc")]):
-            col = getattr(inst, key)
-            order.append(col.desc() if direction == "desc" else col.asc())
-        order.append(inst.id.desc() if (sort or [("", "desc")])[0][1] == "desc"
-                     else inst.id.asc())
-        q = q.order_by(*order)
-        if limit is not None and not regex and predicate is None and not marker:
-            q = q.limit(limit)
-        with self.db.transaction() as s:
-            rows = [r.to_dict() for r in s.scalars(q)]
+        # The filters the database cannot apply (regex, predicate) and the
+        # marker come after it, so only without them is the limit its own.
+        rows = self.db.instance_query(
+            filters, sort=sort, changes_since=changes_since, changes_before=changes_before,
+            deleted=deleted,
+            limit=limit if not regex and predicate is None and not marker else None)
         if regex:
             # RE2: linear in each value, so no pattern can hold the API
             # (api/regex.py). The query schema already refused what it cannot run.
@@ -115,9 +85,7 @@ class ComputeAPI:
         if marker:
             ids = [r["uuid"] for r in rows]
             if marker not in ids:
-                with self.db.transaction() as s:
-                    exists = s.scalars(select(inst.id).where(inst.uuid == marker)).first()
-                if exists is None:
+                if not self.db.instance_exists(marker):
                     raise exception.Invalid(f"marker [{marker}] not found")
                 rows = []
             else:

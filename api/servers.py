@@ -1,12 +1,8 @@
 """/servers: the servers, their actions, migrations and instance actions."""
 
 from api import schemas, views
+from api.query import limit_param, page, timestamp
 from godwit import exception, states
-
-MAX_LIMIT = 1000  # Nova's [api] max_limit
-# What SQL's LIMIT takes (a BIGINT); larger limits are refused, smaller ones
-# capped at MAX_LIMIT as in Nova.
-LIMIT_MAX = 2 ** 63 - 1
 
 # Server list filters anyone may use; the rest need allow_all_filters (admins)
 # and are dropped silently for others, as in Nova.
@@ -35,27 +31,6 @@ SORT_COLUMNS = {"created_at", "updated_at", "display_name", "host", "node", "vm_
 
 def _flavors(req):
     return {f["id"]: f for f in req.api.list_flavors(req.context)}
-
-
-def limit_param(req, query, name="limit"):
-    """Nova's limit: a non-negative integer, capped at MAX_LIMIT."""
-    value = schemas.first(query, name)
-    if value is None:
-        return None
-    return min(schemas.parse_int(value, name, maximum=LIMIT_MAX), MAX_LIMIT)
-
-
-def page(items, key, marker, limit, missing="marker [{marker}] not found"):
-    """Nova's marker/limit paging of a list already filtered and sorted in memory:
-    the items after the one whose ``key`` is ``marker``, at most ``limit``. An
-    unknown marker is a 400 with the message ``missing`` (Nova words it
-    differently per resource)."""
-    if marker is not None:
-        ids = [key(item) for item in items]
-        if marker not in ids:
-            raise exception.Invalid(missing.format(marker=marker))
-        items = items[ids.index(marker) + 1:]
-    return items if limit is None else items[:limit]
 
 
 def _all_tenants(query):
@@ -112,8 +87,8 @@ def list_servers(req, detail=False):
     deleted = schemas.first(query, "deleted")
     if deleted is not None and req.context.is_admin and schemas.to_bool(deleted):
         filters["deleted"] = True
-    since = _timestamp(schemas.first(query, "changes-since"), "changes-since")
-    before = _timestamp(schemas.first(query, "changes-before"), "changes-before")
+    since = timestamp(schemas.first(query, "changes-since"), "changes-since")
+    before = timestamp(schemas.first(query, "changes-before"), "changes-before")
     if since and before and before < since:
         raise exception.Invalid("The value of changes-since must be less than or equal to "
                                 "changes-before.")
@@ -167,17 +142,6 @@ def _host_status(req):
         else:
             out[svc["host"]] = "UP"
     return out
-
-
-def _timestamp(value, name):
-    if value is None:
-        return None
-    from oslo_utils import timeutils
-    try:
-        return timeutils.normalize_time(timeutils.parse_isotime(value))
-    except ValueError:
-        raise exception.Invalid(f"{name} must be an ISO 8601 time such as "
-                                f"2026-01-31T12:00:00Z, not {value!r}") from None
 
 
 def list_servers_detail(req):
@@ -344,8 +308,8 @@ def list_instance_actions(req, server_id):
     actions = req.api.list_actions(req.context, server_id)
     limit = None
     if req.api_version.matches("2.58"):
-        since = _timestamp(schemas.first(query, "changes-since"), "changes-since")
-        before = _timestamp(schemas.first(query, "changes-before"), "changes-before")
+        since = timestamp(schemas.first(query, "changes-since"), "changes-since")
+        before = timestamp(schemas.first(query, "changes-before"), "changes-before")
         if since and before and before < since:
             raise exception.Invalid("The value of changes-since must be less than or "
                                     "equal to changes-before.")

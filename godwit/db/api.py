@@ -56,6 +56,16 @@ def get_database(url, echo=False):
         return _databases[url]
 
 
+def _matches(column, value):
+    """``column`` is ``value``, or one of ``value`` (a tuple, list or set); None
+    matches NULL."""
+    if isinstance(value, (tuple, list, set, frozenset)):
+        values = list(value)
+        cond = column.in_([v for v in values if v is not None])
+        return or_(cond, column.is_(None)) if None in values else cond
+    return column.is_(None) if value is None else column == value
+
+
 def release_database(url):
     """Forget the process-wide Database for ``url`` and close its connections
     (a test cloud that stops; the next get_database opens a new one)."""
@@ -442,6 +452,43 @@ class Database(MoveStore, ClaimStore, LedgerStore, TimelineStore):
                 q = q.limit(limit)
             return _all(s, q)
 
+    def instance_query(self, filters, sort=None, changes_since=None, changes_before=None,
+                       deleted=None, limit=None):
+        """Instances matching ``filters`` (column -> value, or a tuple of values,
+        None matching NULL), for the REST API's server lists.
+
+        Not deleted ones unless ``deleted`` is True (then only deleted ones) or
+        a changes-since/before window is given (then both, as Nova does);
+        ordered by ``sort`` [(column, "asc"|"desc")], newest first by default,
+        the id breaking ties in the first key's direction."""
+        changed = func.coalesce(_INST.c.updated_at, _INST.c.created_at)
+        q = select(_INST)
+        if changes_since is not None:
+            q = q.where(changed >= changes_since)
+        if changes_before is not None:
+            q = q.where(changed <= changes_before)
+        if deleted is True:
+            q = q.where(_INST.c.deleted_at.is_not(None))
+        elif changes_since is None and changes_before is None:
+            q = q.where(_INST.c.deleted_at.is_(None))
+        for column, value in filters.items():
+            q = q.where(_matches(_INST.c[column], value))
+        sort = sort or [("created_at", "desc")]
+        order = [_INST.c[key].desc() if direction == "desc" else _INST.c[key].asc()
+                 for key, direction in sort]
+        order.append(_INST.c.id.desc() if sort[0][1] == "desc" else _INST.c.id.asc())
+        q = q.order_by(*order)
+        if limit is not None:
+            q = q.limit(limit)
+        with self.connection() as conn:
+            return _all(conn, q)
+
+    def instance_exists(self, instance_uuid):
+        """Whether an instance with this uuid was ever recorded (deleted or not)."""
+        with self.connection() as conn:
+            return conn.execute(select(_INST.c.id).where(
+                _INST.c.uuid == instance_uuid)).first() is not None
+
     def instance_update(self, instance_uuid, values, expected=None):
         """Update an instance; with ``expected`` only if those columns still match.
 
@@ -455,17 +502,7 @@ class Database(MoveStore, ClaimStore, LedgerStore, TimelineStore):
     def _instance_cas(conn, instance_uuid, values, expected):
         q = update(_INST).where(_INST.c.uuid == instance_uuid, _INST.c.deleted_at.is_(None))
         for col, val in (expected or {}).items():
-            column = getattr(models.Instance, col)
-            if isinstance(val, (tuple, list, set, frozenset)):
-                vals = list(val)
-                cond = column.in_([v for v in vals if v is not None])
-                if None in vals:
-                    cond = or_(cond, column.is_(None))
-                q = q.where(cond)
-            elif val is None:
-                q = q.where(column.is_(None))
-            else:
-                q = q.where(column == val)
+            q = q.where(_matches(_INST.c[col], val))
         values = dict(values, updated_at=utcnow())
         res = conn.execute(q.values(**values))
         current = _first(conn, _INSTANCE_BY_UUID, {"uuid": instance_uuid})

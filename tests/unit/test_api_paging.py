@@ -1,8 +1,8 @@
-"""api.servers.page: Nova's marker/limit paging of an in-memory list."""
+"""api.query.page: Nova's marker/limit paging of an in-memory list."""
 
 import pytest
 
-from api.servers import page
+from api.query import page
 from godwit import exception
 
 ITEMS = [{"id": "a"}, {"id": "b"}, {"id": "c"}, {"id": "d"}]
