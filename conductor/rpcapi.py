@@ -16,19 +16,20 @@ Version history:
   moves. Kept from 1.x: service_report, service_heartbeat, instance_get,
   instance_update, instance_destroyed, action_event, build_instance,
   delete_instance, live_migrate_instance, migrate_server.
+* 2.1 - drain_wake: a host drain was created or cancelled (the API).
 """
 
 from godwit import rpc
 
 TOPIC = "conductor"
-VERSION = "2.0"
+VERSION = "2.1"
 VERSION_CAP = VERSION
 
 
 class ConductorAPI:
     def __init__(self, transport, timeout=None, long_timeout=1800, version_cap=VERSION_CAP):
         self.client = rpc.get_client(transport, TOPIC, version_cap=version_cap,
-                                     timeout=timeout, version=VERSION)
+                                     timeout=timeout, version="2.0")
         self.long_timeout = long_timeout
 
     # --- for compute agents: their window onto the database ---------------
@@ -121,3 +122,12 @@ class ConductorAPI:
         """stop, start or reboot, recorded in the instance's task_state by the API."""
         self.client.prepare(retry=1).cast(ctxt, "power_action", instance_uuid=instance_uuid,
                                           action=action, reboot_type=reboot_type)
+
+    def drain_wake(self, ctxt, drain_uuid):
+        """A host drain was created or cancelled: a conductor should look at it.
+
+        Only a wake-up: the drain is in the database, and every conductor's
+        drain sweep finds it even if this message is lost.
+        """
+        self.client.prepare(version="2.1", retry=1).cast(ctxt, "drain_wake",
+                                                         drain_uuid=drain_uuid)
