@@ -300,7 +300,7 @@ class Drainer:
                 # A cancelled drain starts no fallback: the guest stays.
                 if guest.get("aborted_for") != "cancel":
                     reason += "; no fallback: the drain was cancelled"
-                guest.update(state=LEFT, reason=reason)
+                guest.update(state=LEFT, reason=reason, destination=None)
                 self._log(d, guest, "stays on the host: %s", reason)
                 return
             self._fallback(d, guest, reason)
@@ -356,9 +356,9 @@ class Drainer:
             if self._gone(guest):
                 guest.update(state=GONE, reason="deleted while the drain ran")
                 return
-            guest.update(state=FAILED, reason=f"{guest['reason']}; then cold migration "
-                                              f"{m['id']} ended {status}: "
-                                              f"{m.get('error_message') or 'no reason'}")
+            guest.update(state=FAILED, destination=None,
+                         reason=f"{guest['reason']}; then cold migration {m['id']} ended "
+                                f"{status}: {m.get('error_message') or 'no reason'}")
             self._log(d, guest, "could not be moved: %s", guest["reason"])
 
     def _gone(self, guest):
@@ -371,7 +371,7 @@ class Drainer:
     # --- the fallback -------------------------------------------------------------------------
     def _fallback(self, d, guest, reason):
         guest.update(migration_id=None, kind=None, asked_at=None, aborted_for=None,
-                     abort_reason=None, abort_asked=None)
+                     abort_reason=None, abort_asked=None, destination=None)
         fallback = d["fallback"]
         if fallback == "skip":
             guest.update(state=SKIPPED, reason=reason)
@@ -389,7 +389,7 @@ class Drainer:
         try:
             m = self.api.migrate(self._context(d), guest["instance_uuid"])
         except (exception.GodwitException, messaging.MessagingException) as e:
-            guest.update(state=FAILED, asked_at=None,
+            guest.update(state=FAILED, asked_at=None, destination=None,
                          reason=f"{reason}; a cold migration was refused too: "
                                 f"{exception.message_of(e)}")
             self._log(d, guest, "could not be moved: %s", guest["reason"])

@@ -107,7 +107,7 @@ def test_six_guests_one_never_converges_the_drain_finishes_and_says_why(make_clo
     assert skipped["state"] == "skipped"
     assert "did not finish within the drain's per-guest timeout (4 s)" in \
         skipped["reason"], skipped
-    assert len(skipped["migrations"]) == 1
+    assert len(skipped["migrations"]) == 1 and skipped["destination"] is None
     assert migration(c, skipped["migrations"][0])["status"] == "cancelled"
     for sid in sids[1:]:
         assert_moved(cloud, by_id[sid], "live-migration", "completed")
@@ -163,6 +163,7 @@ def test_cancel_with_abort_aborts_the_moves_under_way(make_cloud):
     assert d["summary"] == {"left": 4}, d["guests"]
     for g in d["guests"][:2]:
         assert "the drain was cancelled; its live migration" in g["reason"], g
+        assert g["destination"] is None, g      # it stayed
         assert migration(c, g["migrations"][0])["status"] == "cancelled"
     for g in d["guests"][2:]:
         assert g["reason"] == "the drain was cancelled before its turn" and \
