@@ -292,3 +292,21 @@ def test_a_conductor_restart_mid_drain_the_drain_still_finishes(make_cloud):
     # The new conductor took the drain back, fencing the old one's writes.
     assert cloud.db.drain_get(d["id"])["epoch"] > epoch_before
     assert set(sids) == {g["instance_uuid"] for g in d["guests"]}
+
+
+def test_a_guest_deleted_before_its_turn_is_gone(make_cloud):
+    cloud = make_cloud(**SLOW)
+    c = cloud.client
+    sids = boot(c, 3)
+    d = start_drain(c, "compute1")
+    wait_guests(c, d["id"], lambda gs: [g["state"] for g in gs] ==
+                ["moving", "moving", "pending"], "two guests moving")
+
+    c.delete_server(sids[2])
+
+    d = wait_drain(c, d["id"])
+    assert d["status"] == "finished", d
+    assert d["summary"] == {"moved": 2, "gone": 1}, d["guests"]
+    assert (d["guests"][2]["state"], d["guests"][2]["reason"], d["guests"][2]["migrations"]) \
+        == ("gone", "deleted before its turn", [])
+    assert cloud.host("compute1").domains() == {}
