@@ -388,6 +388,9 @@ class Drainer:
         self._save(d)
         try:
             m = self.api.migrate(self._context(d), guest["instance_uuid"])
+        except exception.MigrationFenced:
+            self._log(d, guest, "its cold migration was taken over by another conductor")
+            return
         except (exception.GodwitException, messaging.MessagingException) as e:
             guest.update(state=FAILED, asked_at=None, destination=None,
                          reason=f"{reason}; a cold migration was refused too: "
@@ -445,6 +448,13 @@ class Drainer:
         d = self._save(d)
         try:
             m = self.api.live_migrate(self._context(d), guest["instance_uuid"], None, "auto")
+        except exception.MigrationFenced:
+            # Not a refusal: the move exists, and another conductor took it over
+            # during its checks (this one stalled past its lease). The guest
+            # stays 'moving'; a later look adopts the move by instance and time.
+            self._log(d, guest, "its live migration was taken over by another conductor "
+                      "during its checks")
+            return d
         except (exception.GodwitException, messaging.MessagingException) as e:
             reason = f"live migration refused: {exception.message_of(e)}"
             self._log(d, guest, "%s", reason)
