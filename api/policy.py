@@ -127,6 +127,13 @@ RULES += [
           "/os-hypervisors/{id}"),
     _rule("os_compute_api:os-flavor-manage:create", ADMIN, "Create flavors", "POST",
           "/flavors"),
+    # Godwit extension: server-side host drains (docs/host-drain.md).
+    _rule("os_compute_api:os-host-drains:create", ADMIN,
+          "Drain a host: disable it and move every guest away", "POST", "/os-host-drains"),
+    _rule("os_compute_api:os-host-drains:show", ADMIN, "List and show host drains", "GET",
+          "/os-host-drains"),
+    _rule("os_compute_api:os-host-drains:delete", ADMIN, "Cancel a host drain", "DELETE",
+          "/os-host-drains/{id}"),
 ]
 
 

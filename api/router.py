@@ -1,6 +1,6 @@
 """Every route of the API, on one screen."""
 
-from api import admin, servers, wsgi
+from api import admin, drains, servers, wsgi
 
 V = "/v2.1"
 
@@ -36,6 +36,10 @@ ROUTES = {
     V + "/os-hypervisors": {"GET": admin.list_hypervisors},
     V + "/os-hypervisors/detail": {"GET": admin.list_hypervisors_detail},
     V + "/os-hypervisors/{hypervisor_id}": {"GET": admin.show_hypervisor},
+    # Godwit extension (docs/api.md): server-side host drains, at any microversion.
+    V + "/os-host-drains": {"GET": drains.list_drains, "POST": drains.create_drain},
+    V + "/os-host-drains/{drain_id}": {"GET": drains.show_drain,
+                                       "DELETE": drains.cancel_drain},
 }
 
 # Answered without authentication (as Nova's version documents are).

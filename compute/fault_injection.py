@@ -124,6 +124,13 @@ class FaultInjector:
             if action == "crash":
                 self._crash(step, seconds)
 
+    def armed(self, step, instance=None):
+        """Whether a fault is armed for ``step`` (of ``instance``), whatever its
+        action: for faults that are a condition rather than an event, such as
+        ``live_migration_converge`` (a guest whose migration never converges)."""
+        return any(action != "after" and self._matches(name, step, instance)
+                   for name, action, _seconds, _once in self._active())
+
     def done(self, step, instance=None):
         """The step ``step`` did its work: an ``after`` fault kills the process now,
         before anyone hears of it."""

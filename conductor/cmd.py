@@ -19,6 +19,8 @@ def build(conf, transport, host=None):
     # Leases, takeovers, deadlines, lost intents, auto-confirm (conductor.engine).
     svc.add_periodic("migration-sweep", min(conf.migration_watchdog_interval,
                                             conf.migration_lease_time / 3), mgr.sweep)
+    # Host drains: start, follow and end each drain's moves (conductor.drain).
+    svc.add_periodic("host-drains", conf.host_drain_interval, mgr.drain_sweep)
     if conf.reconcile_interval > 0:
         svc.add_periodic("reconcile", conf.reconcile_interval, mgr.reconcile)
     return svc

@@ -19,7 +19,7 @@ from oslo_log import log as logging
 
 import godwit
 from compute import rpcapi as compute_rpcapi
-from conductor import checks, dry_run, engine, live_migrate, migrate, power, reconciler
+from conductor import checks, drain, dry_run, engine, live_migrate, migrate, power, reconciler
 from conductor import rpcapi as conductor_rpcapi
 from conductor import scheduler as scheduler_mod
 from godwit import context as godwit_context
@@ -68,6 +68,7 @@ class ConductorManager:
                                                f"conductor.{self.host}")
         self.notifier.follow_moves(self.db)
         self.engine = engine.Engine(self)
+        self.drains = drain.Drainer(self, transport)
 
     # --- service lifecycle ------------------------------------------------
     def init_host(self):
@@ -146,9 +147,15 @@ class ConductorManager:
         self.engine.sweep()
         power.sweep(self, godwit_context.get_admin_context())
 
+    def drain_sweep(self):
+        """Every host_drain_interval: the host drains (conductor.drain)."""
+        self.drains.sweep()
+
     def stop(self, grace):
-        """Hand every move over; returns how many handlers were still running."""
+        """Hand every move and drain over; returns how many handlers were still
+        running."""
         self._ping_pool.shutdown(wait=False)
+        self.drains.stop()
         return self.engine.stop(grace)
 
     def event(self, ctxt, instance_uuid, name):
@@ -341,3 +348,7 @@ class ConductorManager:
 
     def power_action(self, ctxt, instance_uuid, action, reboot_type=None):
         power.run(self, ctxt, instance_uuid, action, reboot_type)
+
+    def drain_wake(self, ctxt, drain_uuid):
+        """A host drain was created or cancelled: look at it now (2.1)."""
+        self.drains.wake(drain_uuid)

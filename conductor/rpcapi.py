@@ -16,7 +16,8 @@ Version history:
   moves. Kept from 1.x: service_report, service_heartbeat, instance_get,
   instance_update, instance_destroyed, action_event, build_instance,
   delete_instance, live_migrate_instance, migrate_server.
-* 2.1 - live_migration_dry_run (the API's dry run of a live migration).
+* 2.1 - live_migration_dry_run (the API's dry run of a live migration);
+  drain_wake (a host drain was created or cancelled, from the API).
 """
 
 from godwit import exception, rpc
@@ -136,3 +137,14 @@ class ConductorAPI:
         """stop, start or reboot, recorded in the instance's task_state by the API."""
         self.client.prepare(retry=1).cast(ctxt, "power_action", instance_uuid=instance_uuid,
                                           action=action, reboot_type=reboot_type)
+
+    def drain_wake(self, ctxt, drain_uuid):
+        """A host drain was created or cancelled: a conductor should look at it.
+
+        Only a wake-up: the drain is in the database, and every conductor's
+        drain sweep finds it even if this message is lost.
+        """
+        if not self.client.can_send_version("2.1"):
+            return   # pinned below 2.1 during an upgrade: the drain sweep finds it
+        self.client.prepare(version="2.1", retry=1).cast(ctxt, "drain_wake",
+                                                         drain_uuid=drain_uuid)

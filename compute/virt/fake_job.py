@@ -113,6 +113,11 @@ class Runner:
         self._state_written = 0.0
         self.faults = fault_injection.for_host(spec["source"], spec["host_dir"],
                                                spec.get("faults") or ())
+        # 'live_migration_converge[@<uuid>]:fail' armed on the source: this guest
+        # re-dirties its memory as fast as the network carries it, so its
+        # transfer never converges (until aborted, paused or switched to
+        # post-copy), whatever the host's dirty rate.
+        self.never_converges = self.faults.armed("live_migration_converge", self.uuid)
 
     # --- steering (in-process handle) and control file (process runner) -------
     def _read_control(self):
@@ -206,18 +211,25 @@ class Runner:
                 if self.abort_requested:
                     return
                 rate = self._rate()
+                if rate == 0 and self.never_converges:
+                    rate = 1024 * MIB   # an instant network still cannot outrun it
                 if rate == 0:  # instant
                     self.processed += self.remaining
                     self.remaining = 0
                     return
                 expected_ms = self.remaining / rate * 1000
-                if self.post_copy or expected_ms <= self.max_downtime_ms:
+                # A guest that never converges fits in no downtime (unless paused).
+                fits = expected_ms <= self.max_downtime_ms and \
+                    (not self.never_converges or self.paused)
+                if self.post_copy or fits:
                     self.downtime_ms = min(expected_ms, self.max_downtime_ms)
                     pause_for = 0 if self.post_copy else expected_ms / 1000
                     break
                 sent = min(self.remaining, rate * TICK)
                 dirtied = 0 if self.paused else \
                     self.dirty_rate * (1 - self.throttle) * TICK
+                if self.never_converges and not self.paused:
+                    dirtied = max(dirtied, sent)
                 self.processed += sent
                 self.remaining = min(self.memory_total + self.disk_total,
                                      self.remaining - sent + dirtied)

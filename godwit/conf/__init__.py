@@ -106,6 +106,20 @@ DEFAULT_OPTS = [
                 help="Whether the periodic reconciler removes the orphans it finds (else it "
                      "only reports them in its log; 'godwit-manage reconcile --fix' removes "
                      "them on demand). A running domain is never removed."),
+    cfg.IntOpt("host_drain_interval", default=2, min=1,
+               help="Seconds between two looks of each conductor at the host drains it "
+                    "drives (and at drains whose conductor stopped): start the next "
+                    "guests' moves, act on moves that ended or ran past the drain's "
+                    "per-guest timeout, carry out a cancel (docs/host-drain.md)."),
+    cfg.IntOpt("host_drain_max_concurrent", default=4, min=1,
+               help="Guests a host drain moves at once when the drained host's "
+                    "max_concurrent_live_migrations is 0 (unlimited); otherwise the "
+                    "drain moves at most that many."),
+    cfg.IntOpt("host_drain_guest_timeout", default=1800, min=1,
+               help="Default per-guest timeout (seconds) of a host drain: a guest's live "
+                    "migration still under way this long after the drain asked for it is "
+                    "aborted and the guest gets the drain's fallback. A drain request may "
+                    "set its own (guest_timeout)."),
     cfg.IntOpt("graceful_shutdown_timeout", default=60, min=0,
                help="On SIGTERM a service stops taking new work and lets running steps "
                     "finish for up to this many seconds; a conductor then hands its moves "

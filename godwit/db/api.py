@@ -31,6 +31,7 @@ from godwit import exception, states
 from godwit.db import ledger, models
 from godwit.db import timeline as timeline_mod
 from godwit.db.claims import ClaimStore
+from godwit.db.drains import DrainStore
 from godwit.db.ledger import LedgerStore
 from godwit.db.moves import MoveStore
 from godwit.db.timeline import TimelineStore
@@ -159,7 +160,7 @@ def _all(conn, stmt, params=None):
     return [dict(r._mapping) for r in conn.execute(stmt, params)]
 
 
-class Database(MoveStore, ClaimStore, LedgerStore, TimelineStore):
+class Database(MoveStore, ClaimStore, LedgerStore, TimelineStore, DrainStore):
     def __init__(self, url, echo=False):
         self.url = url
         kwargs = {"echo": echo, "future": True}

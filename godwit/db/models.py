@@ -281,3 +281,34 @@ class TimelineEntry(Base):
     host: Mapped[str | None] = mapped_column(String(255))
     duration_ms: Mapped[int | None] = mapped_column(Integer)
     detail: Mapped[str | None] = mapped_column(Text)
+
+
+class HostDrain(Base, TimestampMixin):
+    """A host drain (godwit/db/drains.py, conductor/drain.py): the whole state of
+    one, so that any conductor can carry it on. One running drain per host."""
+    __tablename__ = "host_drains"
+    __table_args__ = (Index("host_drains_host_idx", "host", "status"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    uuid: Mapped[str] = mapped_column(String(36), unique=True)
+    host: Mapped[str] = mapped_column(String(255))
+    # running, cancelling, finished, cancelled
+    status: Mapped[str] = mapped_column(String(16))
+    # What a guest whose live migration cannot be done gets: skip, cold, leave.
+    fallback: Mapped[str] = mapped_column(String(16))
+    # What a cancel does to the live migrations under way: abort, finish.
+    on_cancel: Mapped[str] = mapped_column(String(16))
+    guest_timeout: Mapped[int] = mapped_column(Integer)
+    # Who asked (a request context as a dict, JSON): the drain's moves are
+    # asked for in their name, through the same checks and policy as REST's.
+    context: Mapped[str | None] = mapped_column(Text)
+    # The conductor that drives it, until when (the database's clock), and the
+    # fencing epoch that a takeover raises, as for migrations.
+    owner: Mapped[str | None] = mapped_column(String(255))
+    lease_until: Mapped[datetime.datetime | None] = mapped_column(DateTime)
+    epoch: Mapped[int] = mapped_column(Integer, default=0)
+    cancel_requested_at: Mapped[datetime.datetime | None] = mapped_column(DateTime)
+    finished_at: Mapped[datetime.datetime | None] = mapped_column(DateTime)
+    # Per guest: its state, moves, destination and why (JSON list, in the
+    # drain's order).
+    report: Mapped[str] = mapped_column(Text, default="[]")
