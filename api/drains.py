@@ -85,7 +85,7 @@ def create_drain(req):
         "on_cancel": wanted.get("on_cancel", "abort"),
         "guest_timeout": int(wanted.get("guest_timeout",
                                         req.api.conf.host_drain_guest_timeout)),
-        "context": json.dumps(req.context.to_dict(), default=str)})
+        "context": json.dumps(req.context.to_saved_dict(), default=str)})
     _wake(req, d["uuid"])
     return 202, {"host_drain": view(d)}
 

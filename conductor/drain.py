@@ -77,6 +77,12 @@ _LOST_REQUEST_AFTER = 60
 # How often a guest is asked for again when a conductor's death cut its live
 # migration's checks short (before the fallback applies after all).
 _RETRIES_AFTER_INTERRUPTION = 3
+# Looks at a finished cold fallback whose confirm is refused before the drain
+# stops waiting for it (the operator decides).
+_CONFIRM_TRIES = 5
+# Requests whose move never appeared that are asked again before the guest is
+# given up as failed.
+_LOST_REQUEST_TRIES = 3
 
 
 class _ConductorHere(controller._HereFirst):
@@ -268,9 +274,21 @@ class Drainer:
             self._save(d)
             return found[-1]
         if _age(guest, now) > _LOST_REQUEST_AFTER:
-            self._log(d, guest, "was marked %s but no move of it was recorded: pending "
-                      "again", guest["state"])
-            guest.update(state=PENDING, asked_at=None, kind=None)
+            lost = guest.get("lost_requests", 0) + 1
+            guest["lost_requests"] = lost
+            if lost > _LOST_REQUEST_TRIES:
+                guest.update(state=FAILED, asked_at=None, kind=None,
+                             reason=f"{lost} requests to move it left no move; see the "
+                                    "conductors' logs")
+                self._log(d, guest, "could not be moved: %s", guest["reason"])
+            elif guest["state"] == COLD_MOVING:
+                self._log(d, guest, "its cold migration was asked for but never recorded: "
+                          "asking again")
+                self._cold(d, guest, guest.get("reason") or "asked again")
+            else:
+                self._log(d, guest, "was marked %s but no move of it was recorded: pending "
+                          "again", guest["state"])
+                guest.update(state=PENDING, asked_at=None, kind=None)
             self._save(d)
         return None
 
@@ -285,6 +303,18 @@ class Drainer:
             if self._gone(guest):
                 guest.update(state=GONE, reason="deleted while the drain ran")
                 self._log(d, guest, "was deleted")
+                return
+            if status == states.ERROR_MIGRATION and m.get("awaiting_hosts"):
+                # Unresolved: recovery resumes it when its hosts return, and
+                # the guest may yet leave. Wait for that.
+                return
+            where = self.db.instance_get(guest["instance_uuid"])["host"]
+            if where != d["host"]:
+                # Ended badly after the switch-over: the guest is not here.
+                guest.update(state=MOVED, destination=where,
+                             reason=f"live migration {m['id']} ended {status} after the "
+                                    f"guest had moved to {where}")
+                self._log(d, guest, "is on %s after all", where)
                 return
             if self._interrupted(m) and d["status"] == drains.RUNNING and \
                     guest.get("retries", 0) < _RETRIES_AFTER_INTERRUPTION:
@@ -340,14 +370,28 @@ class Drainer:
     def _follow_cold(self, d, guest, m):
         status = m["status"]
         if status == states.FINISHED:
+            if self._gone(guest):
+                guest.update(state=GONE, reason="deleted while its cold migration waited "
+                                                "for its confirm")
+                self._log(d, guest, "was deleted")
+                return
             # The fallback moves the guest for good: confirm, as an operator
             # would after checking it (the source's copy is removed).
             try:
                 self.api.confirm_resize(self._context(d), guest["instance_uuid"])
                 self._log(d, guest, "cold migration %s confirmed", m["id"])
             except exception.GodwitException as e:
+                failures = guest.get("confirm_failures", 0) + 1
+                guest["confirm_failures"] = failures
                 self._log(d, guest, "cold migration %s not confirmed yet (%s)", m["id"],
                           exception.message_of(e))
+                if failures >= _CONFIRM_TRIES:
+                    # Not the drain's to force: it stops waiting, and says so.
+                    guest.update(state=FAILED, destination=m["dest_compute"],
+                                 reason=f"cold migration {m['id']} to {m['dest_compute']} "
+                                        f"finished but could not be confirmed "
+                                        f"({exception.message_of(e)}); confirm or revert "
+                                        "it yourself")
         elif status == states.CONFIRMED:
             guest.update(state=MOVED, destination=m["dest_compute"])
             self._log(d, guest, "moved to %s (cold migration %s)", m["dest_compute"],
@@ -373,7 +417,11 @@ class Drainer:
         guest.update(migration_id=None, kind=None, asked_at=None, aborted_for=None,
                      abort_reason=None, abort_asked=None, destination=None)
         fallback = d["fallback"]
-        if fallback == "skip":
+        if d["status"] != drains.RUNNING:
+            guest.update(state=LEFT, reason=f"{reason}; no fallback: the drain was "
+                                            "cancelled")
+            self._log(d, guest, "stays on the host: %s", guest["reason"])
+        elif fallback == "skip":
             guest.update(state=SKIPPED, reason=reason)
             self._log(d, guest, "skipped: %s", reason)
         elif fallback == "leave":
@@ -421,8 +469,8 @@ class Drainer:
         limit = self.limit(d["host"])
         for guest in d["report"]:
             if sum(g["state"] in UNDER_WAY for g in d["report"]) >= limit or \
-                    self.stopping.is_set():
-                break
+                    self.stopping.is_set() or d["status"] != drains.RUNNING:
+                break   # (each save reads the drain again: a cancel stops the look)
             if guest["state"] != PENDING:
                 continue
             try:
@@ -459,6 +507,11 @@ class Drainer:
             reason = f"live migration refused: {exception.message_of(e)}"
             self._log(d, guest, "%s", reason)
             self._fallback(d, guest, reason)
+            return self._save(d)
+        except Exception as e:  # noqa: BLE001 - a guest must not stay 'moving' for ever
+            LOG.exception("Drain %s: asking for a live migration of %s failed", d["uuid"],
+                          guest["instance_uuid"])
+            self._fallback(d, guest, f"live migration could not be asked for: {e}")
             return self._save(d)
         self._started(d, guest, m)
         self._log(d, guest, "live migration %s to %s asked for", m["id"], m["dest_compute"])

@@ -103,7 +103,7 @@ class LiveMigrationTask:
                     "new_instance_type_id": instance["instance_type_id"],
                     "user_id": self.ctxt.user_id, "project_id": self.ctxt.project_id,
                     **move_owner(self.conductor), "step_data": json.dumps(
-                        {"context": self.ctxt.to_dict()})},
+                        {"context": self.ctxt.to_saved_dict()})},
                 room=(need, self.conf) if self.requested_host else None)
         except exception.HostCapacityExceeded as e:
             raise checks.no_room(e) from None
@@ -123,7 +123,7 @@ class LiveMigrationTask:
                 self.db.action_finish(action["id"], message="Error")
                 raise
             # 4. Queue it with what the checks found, and hand it to the engine.
-            data = {"context": self.ctxt.to_dict(), "migrate_data": migrate_data}
+            data = {"context": self.ctxt.to_saved_dict(), "migrate_data": migrate_data}
             self.migration = self.db.migration_advance(
                 self.migration, "checked", data=data, timeline=self.timeline,
                 values={"dest_compute": dest, "dest_node": dest,

@@ -116,7 +116,7 @@ class MigrationTask:
                         "alternates": json.dumps(candidates[i + 1:]),
                         "user_id": self.ctxt.user_id, "project_id": self.ctxt.project_id,
                         **live_migrate.move_owner(self.conductor),
-                        "step_data": json.dumps({"context": self.ctxt.to_dict()})},
+                        "step_data": json.dumps({"context": self.ctxt.to_saved_dict()})},
                     room=(need, self.conf))
                 break
             except exception.HostCapacityExceeded as e:

@@ -19,6 +19,14 @@ class RequestContext(oslo_context.RequestContext):
         d["is_admin"] = self.is_admin
         return d
 
+    def to_saved_dict(self):
+        """The context to keep in the database with a move or a drain (whoever
+        acts on it later acts in the requester's name): without the token,
+        which must not be stored and would have expired anyway."""
+        d = self.to_dict()
+        d.pop("auth_token", None)
+        return d
+
     @classmethod
     def from_dict(cls, values, **kwargs):
         kwargs.setdefault("is_admin", values.get("is_admin", False))

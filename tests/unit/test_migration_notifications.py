@@ -59,3 +59,15 @@ def test_a_final_phase_is_announced_as_phase_and_end():
     sent = [(m["event_type"], prio) for _c, m, prio, _r in _impl_test.NOTIFICATIONS]
     assert sent == [("migration.phase", "INFO"), ("migration.error", "ERROR")]
     assert _impl_test.NOTIFICATIONS[-1][1]["payload"]["godwit_object.data"]["reason"] == "why"
+
+
+def test_a_saved_context_has_no_token():
+    """Moves and drains keep the requester's context in the database: never its
+    token (godwit.context.RequestContext.to_saved_dict)."""
+    from godwit import context as godwit_context
+    ctxt = godwit_context.RequestContext(user_id="u", project_id="p", roles=["admin"],
+                                         auth_token="secret-token")
+    assert ctxt.to_dict()["auth_token"] == "secret-token"
+    saved = ctxt.to_saved_dict()
+    assert "auth_token" not in saved and saved["user"] == "u"
+    assert godwit_context.RequestContext.from_dict(saved).roles == ["admin"]
