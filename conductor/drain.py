@@ -74,6 +74,9 @@ _COLD_ENDED_BADLY = (states.FAILED, states.ERROR_MIGRATION, states.REVERTED)
 # A guest marked moving whose migration cannot be found this long after it was
 # asked for was never started (its conductor died before asking): pending again.
 _LOST_REQUEST_AFTER = 60
+# The same for a request made by a conductor that lost the drain since: its
+# move, if it made one, is recorded within its checks (a few seconds).
+_LOST_AFTER_TAKEOVER = 10
 # How often a guest is asked for again when a conductor's death cut its live
 # migration's checks short (before the fallback applies after all).
 _RETRIES_AFTER_INTERRUPTION = 3
@@ -264,16 +267,18 @@ class Drainer:
         before it wrote the id, the move found by instance and time."""
         if guest["migration_id"] is not None:
             return self.db.migration_get(guest["migration_id"])
-        asked = datetime.datetime.fromisoformat(guest["asked_at"])
         kind = states.LIVE_MIGRATION if guest["state"] == MOVING else states.COLD_MIGRATION
-        found = [m for m in self.db.migration_list({"instance_uuid": guest["instance_uuid"],
-                                                    "migration_type": kind})
-                 if m["created_at"] >= asked]
+        found = self._moves_since(guest, kind)
         if found:   # newest first: the oldest since it was asked is the drain's
             self._started(d, guest, found[-1])
             self._save(d)
             return found[-1]
-        if _age(guest, now) > _LOST_REQUEST_AFTER:
+        # Asked by a conductor that has since lost the drain (killed, or
+        # stalled past its lease): its request died with it unless its move
+        # appeared within a short grace; asked by this holder, it may still run.
+        wait = _LOST_REQUEST_AFTER if guest.get("asked_epoch") == d["epoch"] \
+            else _LOST_AFTER_TAKEOVER
+        if _age(guest, now) > wait:
             lost = guest.get("lost_requests", 0) + 1
             guest["lost_requests"] = lost
             if lost > _LOST_REQUEST_TRIES:
@@ -291,6 +296,17 @@ class Drainer:
                 guest.update(state=PENDING, asked_at=None, kind=None)
             self._save(d)
         return None
+
+    def _moves_since(self, guest, kind):
+        """The guest's moves of ``kind`` recorded since the drain first asked for
+        one in this turn (newest first)."""
+        asked = guest.get("first_asked_at") or guest.get("asked_at")
+        if not asked:
+            return []
+        since = datetime.datetime.fromisoformat(asked)
+        return [m for m in self.db.migration_list({"instance_uuid": guest["instance_uuid"],
+                                                   "migration_type": kind})
+                if m["created_at"] >= since]
 
     def _follow_live(self, d, guest, m, now):
         status = m["status"]
@@ -319,7 +335,7 @@ class Drainer:
             if self._interrupted(m) and d["status"] == drains.RUNNING and \
                     guest.get("retries", 0) < _RETRIES_AFTER_INTERRUPTION:
                 guest.update(state=PENDING, migration_id=None, kind=None, asked_at=None,
-                             retries=guest.get("retries", 0) + 1)
+                             first_asked_at=None, retries=guest.get("retries", 0) + 1)
                 self._log(d, guest, "live migration %s was cut short in its checks by a "
                           "conductor that stopped: asked for again", m["id"])
                 return
@@ -415,7 +431,8 @@ class Drainer:
     # --- the fallback -------------------------------------------------------------------------
     def _fallback(self, d, guest, reason):
         guest.update(migration_id=None, kind=None, asked_at=None, aborted_for=None,
-                     abort_reason=None, abort_asked=None, destination=None)
+                     abort_reason=None, abort_asked=None, destination=None,
+                     first_asked_at=None)
         fallback = d["fallback"]
         if d["status"] != drains.RUNNING:
             guest.update(state=LEFT, reason=f"{reason}; no fallback: the drain was "
@@ -432,6 +449,7 @@ class Drainer:
 
     def _cold(self, d, guest, reason):
         guest.update(state=COLD_MOVING, kind="cold", asked_at=_iso(utcnow()),
+                     asked_epoch=d["epoch"],
                      reason=reason)
         self._save(d)
         try:
@@ -492,7 +510,9 @@ class Drainer:
     def _live(self, d, guest):
         # Written before asking: a conductor that dies during the request
         # leaves a trace its successor can follow (module docstring).
-        guest.update(state=MOVING, kind="live", asked_at=_iso(utcnow()))
+        guest.update(state=MOVING, kind="live", asked_at=_iso(utcnow()),
+                     asked_epoch=d["epoch"])
+        guest.setdefault("first_asked_at", guest["asked_at"])
         d = self._save(d)
         try:
             m = self.api.live_migrate(self._context(d), guest["instance_uuid"], None, "auto")
@@ -504,6 +524,16 @@ class Drainer:
                       "during its checks")
             return d
         except (exception.GodwitException, messaging.MessagingException) as e:
+            earlier = [m for m in self._moves_since(guest, states.LIVE_MIGRATION)
+                       if m["id"] not in guest["migrations"]
+                       and not phases.is_final(m["status"])]
+            if earlier:
+                # Refused because an earlier request of the drain's (from a
+                # conductor that lost it) made its move after all: follow that.
+                self._started(d, guest, earlier[-1])
+                self._log(d, guest, "follows live migration %s, asked for earlier",
+                          earlier[-1]["id"])
+                return self._save(d)
             reason = f"live migration refused: {exception.message_of(e)}"
             self._log(d, guest, "%s", reason)
             self._fallback(d, guest, reason)
