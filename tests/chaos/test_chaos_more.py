@@ -370,18 +370,20 @@ def test_conductor_killed_during_a_controllers_call(chaos_cloud):
 
     a, b = "host-a", "host-b"
     cloud = chaos_cloud(hosts=(a, b), host_options={a: {"fake": {
-        "migration_bandwidth_mb": 16}}})
+        "migration_bandwidth_mb": 8}}})
     c = cloud.client
     ctl = controller.ControllerClient(cloud.rabbit_url, control_exchange=cloud.exchange,
                                       timeout=15)
     try:
         to_abort = c.create_server("ctl-abort", host=a)["id"]
         to_confirm = c.create_server("ctl-confirm", host=a)["id"]
-        m = ctl.live_migrate(to_abort, host=b)      # about 32 s at 16 MiB/s
-        wait_for("running", lambda: (lambda r: r and r["status"] == "running")(
-            latest(cloud, to_abort)), timeout=60, interval=0.1)
+        # The cold migration first: the live one must still run when its abort
+        # is asked, however slow the machine is meanwhile.
         ctl.migrate(to_confirm, host=b)
         settled(cloud, to_confirm, ("finished",))
+        m = ctl.live_migrate(to_abort, host=b)      # about 64 s at 8 MiB/s
+        wait_for("running", lambda: (lambda r: r and r["status"] == "running")(
+            latest(cloud, to_abort)), timeout=60, interval=0.1)
         os.makedirs(f"{cloud.state_path}/api-faults", exist_ok=True)
 
         def killed_during(point, sid, call):
