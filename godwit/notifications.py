@@ -7,6 +7,7 @@ in ``[oslo_messaging_notifications] driver`` (``messagingv2`` for a broker,
 """
 
 import contextlib
+import json
 
 import oslo_messaging as messaging
 from oslo_log import log as logging
@@ -84,8 +85,7 @@ class Notifier:
             instance = self._db.instance_get(after["instance_uuid"], read_deleted=True)
         except exception.InstanceNotFound:
             instance = None
-        saved = (after.get("step_data") and controller_context(after)) or None
-        ctxt = saved or godwit_context.get_admin_context()
+        ctxt = controller_context(after) or godwit_context.get_admin_context()
         payload = migration_payload(before, after, event, instance)
         if before is None:
             self.info(ctxt, "migration.start", payload)
@@ -124,8 +124,9 @@ class Notifier:
 
 def controller_context(migration):
     """The requester's context saved with the move, so that its notifications
-    carry the request id the caller got (None if there is none)."""
-    import json
+    carry the request id the caller got (None if there is none). Parsed here,
+    not with godwit.db.moves.step_data: compute agents send notifications too
+    and must not import the database layer."""
     try:
         saved = json.loads(migration["step_data"]).get("context")
     except (TypeError, ValueError, AttributeError):
