@@ -58,6 +58,10 @@ class Engine:
         self.parked = {}        # migration id -> the phase it was left waiting in
         self.waiting_for = {}   # migration id -> a host it could not ask last time
         self.steps = {}         # migration id -> host steps for its timeline, not yet written
+        # (migration id, epoch) -> the instance, VIFs and BDMs a live migration's host
+        # steps are sent; read once per hold instead of once per step (the instance
+        # is claimed for the move, so only the move itself changes it).
+        self.infos = {}
         self._lock = threading.Lock()
         self._scheduled = set()
         self._again = set()
@@ -112,14 +116,20 @@ class Engine:
     def forget(self, migration):
         with self._lock:
             self.steps.pop(migration["id"], None)
+            self._drop_infos(migration["id"])
             self.held.pop(migration["id"], None)
             self.outcomes.pop(migration["id"], None)
             self.job_marks.pop(migration["id"], None)
             self.parked.pop(migration["id"], None)
             self.waiting_for.pop(migration["id"], None)
 
+    def _drop_infos(self, migration_id):
+        for key in [k for k in self.infos if k[0] == migration_id]:
+            self.infos.pop(key, None)
+
     def let_go(self, migration):
         with self._lock:
+            self._drop_infos(migration["id"])
             self.held.pop(migration["id"], None)
             self.outcomes.pop(migration["id"], None)
         self.db.migration_release(migration, self.host)
@@ -127,19 +137,30 @@ class Engine:
     @contextlib.contextmanager
     def hold(self, migration_id):
         """The request path works on ``migration_id`` (its checks): kicks meanwhile
-        only note that it wants a look, and it is driven once the request is done."""
+        only note that it wants a look, and it is driven once the request is done.
+
+        Yields a dict; the request puts the row it last wrote under "row" to be
+        driven from without a read, unless something asked for a look meanwhile
+        (a user's intent: then the row is read afresh)."""
+        handed = {}
         with self._lock:
             self._scheduled.add(migration_id)
             self._busy += 1
         try:
-            yield
+            yield handed
         finally:
+            with self._lock:
+                woken = migration_id in self._again
             self._done(migration_id)
-            self.kick(migration_id)
+            self.kick(migration_id, None if woken else handed.get("row"))
 
     # --- driving ------------------------------------------------------------------
-    def kick(self, migration_id):
-        """Look at the move again, soon, in a worker (at most one per move)."""
+    def kick(self, migration_id, row=None):
+        """Look at the move again, soon, in a worker (at most one per move).
+
+        ``row``: the move's row as the caller just read or wrote it, driven from
+        without reading it again when it starts a worker (not when a worker
+        already runs: that one reads the row afresh for its next look)."""
         with self._lock:
             if self.stopping.is_set():
                 return
@@ -149,7 +170,7 @@ class Engine:
             self._scheduled.add(migration_id)
             self._busy += 1
         try:
-            self.pool.submit(self._run, migration_id)
+            self.pool.submit(self._run, migration_id, row)
         except RuntimeError:   # the pool is shutting down
             self._done(migration_id)
 
@@ -160,11 +181,11 @@ class Engine:
             self._busy -= 1
             self._idle.notify_all()
 
-    def _run(self, migration_id):
+    def _run(self, migration_id, row=None):
         try:
             while True:
                 try:
-                    self._drive(migration_id)
+                    self._drive(migration_id, row)
                 except exception.MigrationFenced as e:
                     LOG.warning("%s", e)
                     with self._lock:
@@ -174,6 +195,7 @@ class Engine:
                 except Exception:
                     LOG.exception("Driving migration %s failed; the sweep will look again",
                                   migration_id)
+                row = None
                 with self._lock:
                     if migration_id in self._again and not self.stopping.is_set():
                         self._again.discard(migration_id)
@@ -182,8 +204,11 @@ class Engine:
         finally:
             self._done(migration_id)
 
-    def _drive(self, migration_id):
-        m = self.db.migration_get(migration_id)
+    def _drive(self, migration_id, row=None):
+        # A handed row is as fresh as a read when this conductor holds the move:
+        # every write to a held move is its own, or a user's intent, which wakes
+        # it again (and a stale row only loses its compare-and-swap).
+        m = row if row is not None and self.holds(row) else self.db.migration_get(migration_id)
         if phases.is_final(m["status"]):
             if m["status"] == states.ERROR_MIGRATION and moves.awaiting(m):
                 m = self._resume(m)

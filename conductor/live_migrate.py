@@ -112,7 +112,9 @@ class LiveMigrationTask:
         self.instance_info = dict(info, instance=claimed)
         # The engine leaves the move alone while this request runs its checks
         # (its deadline may pass meanwhile), and drives it once they are done.
-        with engine.hold(self.migration["id"]):
+        # The hosts' steps are sent what the checks read (the claimed instance).
+        engine.infos[(self.migration["id"], self.migration["epoch"])] = self.instance_info
+        with engine.hold(self.migration["id"]) as handed:
             try:
                 with self.conductor.event(self.ctxt, self.instance_uuid,
                                           "conductor_live_migrate_instance"):
@@ -129,6 +131,7 @@ class LiveMigrationTask:
                 values={"dest_compute": dest, "dest_node": dest,
                         "dest_host": migrate_data.get("dest_host_ip"),
                         "block_migration": bool(migrate_data.get("block_migration"))})
+            handed["row"] = self.migration
             engine.faults.check("advance.checked", self.instance_uuid)
         return self.migration
 

@@ -259,7 +259,7 @@ class ConductorManager:
             return False
         if self.engine.holds(m):
             self.engine.outcomes[m["id"]] = outcome
-            self.engine.kick(m["id"])
+            self.engine.kick(m["id"], m)
         elif m["owner"] and m["owner"] != self.host:
             self.self_rpc.wake(ctxt, m["id"], owner=m["owner"])
         else:

@@ -35,12 +35,24 @@ LOG = logging.getLogger(__name__)
 class LiveFlow(base.Flow):
 
     def info(self, m):
-        c = self.db.migration_context(m["id"], with_nodes_and_flavors=False)
-        return {"instance": c["instance"], "network_info": c["network_info"],
-                "block_device_info": c["block_device_info"]}
+        """The instance, VIFs and BDMs the host steps are sent: read once while
+        this conductor holds the move (the request path leaves what its checks
+        read), then kept up to date with what the move writes to the instance."""
+        key = (m["id"], m["epoch"])
+        info = self.engine.infos.get(key)
+        if info is None:
+            c = self.db.migration_context(m["id"], with_nodes_and_flavors=False)
+            info = {"instance": c["instance"], "network_info": c["network_info"],
+                    "block_device_info": c["block_device_info"]}
+            self.engine.infos[key] = info
+        return info
 
     def advance(self, m, event, **kwargs):
         new = super().advance(m, event, **kwargs)
+        info = self.engine.infos.get((m["id"], m["epoch"]))
+        if info is not None and kwargs.get("instance_values"):
+            self.engine.infos[(new["id"], new["epoch"])] = dict(
+                info, instance=dict(info["instance"], **kwargs["instance_values"]))
         if m["status"] in moves.SLOT_HOLDERS and new["status"] not in moves.SLOT_HOLDERS:
             # A slot on the source is free: the next queued migration may start.
             for q in self.db.migrations_queued_on(m["source_compute"]):
@@ -72,8 +84,7 @@ class LiveFlow(base.Flow):
             self.conductor.notify(self.ctxt(m), "instance.live_migration_abort.end",
                                   {"migration_id": m["id"], "phase": "queued"})
             return new
-        node = self.db.compute_node_get_by_host(m["source_compute"]) or {}
-        return self.db.migration_take_slot(m, node.get("max_live_migrations"))
+        return self.db.migration_take_slot(m)
 
     # --- preparing ---------------------------------------------------------------------------
     def preparing(self, m):

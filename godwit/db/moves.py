@@ -42,6 +42,9 @@ _MIGRATION_BY_ID = select(_MIG).where(_MIG.c.id == sa.bindparam("id"))
 # (which the API's changes-since filters and resize_confirm_window read).
 _UNCHANGED = {"updated_at": _MIG.c.updated_at}
 
+# migration_take_slot's default: the source node's own limit.
+SOURCE_LIMIT = object()
+
 # Live migrations holding one of their source's slots.
 SLOT_HOLDERS = (states.PREPARING, states.RUNNING_MIGRATION, states.POST_MIGRATING,
                 states.ROLLING_BACK)
@@ -309,12 +312,13 @@ class MoveStore:
             return row
 
     # --------------------------------------------------------------- slots
-    def migration_take_slot(self, migration, limit):
+    def migration_take_slot(self, migration, limit=SOURCE_LIMIT):
         """``queued -> preparing`` if the source has fewer than ``limit`` live
-        migrations past 'queued' (None: no limit). The count and the move are
-        one transaction; the source's compute node row is locked first, so two
-        conductors cannot both take the last slot. Returns the row, or None
-        when no slot is free."""
+        migrations past 'queued' (None: no limit; by default the source node's
+        ``max_live_migrations``, read in the same transaction). The count and
+        the move are one transaction; the source's compute node row is locked
+        first, so two conductors cannot both take the last slot. Returns the
+        row, or None when no slot is free."""
         with self.connection() as conn:
             source = migration["source_compute"]
             if limit is not None:
@@ -323,6 +327,10 @@ class MoveStore:
                 # a SELECT would not): a second taker waits until we commit.
                 conn.execute(update(_NODE).where(_NODE.c.host == source)
                              .values(host=_NODE.c.host, updated_at=_NODE.c.updated_at))
+            if limit is SOURCE_LIMIT:
+                limit = conn.execute(select(_NODE.c.max_live_migrations)
+                                     .where(_NODE.c.host == source)).scalar()
+            if limit is not None:
                 used = conn.execute(select(func.count()).select_from(_MIG).where(
                     _MIG.c.source_compute == source,
                     _MIG.c.migration_type == states.LIVE_MIGRATION,

@@ -98,6 +98,22 @@ def test_a_limit_of_zero_starts_nothing(db):
     assert _status(db, mig) == states.QUEUED
 
 
+def test_by_default_the_limit_is_the_source_nodes_own(db):
+    """The conductor passes no limit: the source node's max_live_migrations,
+    read in the slot's own transaction, decides (unset: no limit)."""
+    inst = _source(db)
+    db.compute_node_upsert("h1", {"max_live_migrations": 1})
+    first, second = _live(db, inst), _live(db, inst)
+    assert db.migration_take_slot(first)["status"] == states.PREPARING
+    assert db.migration_take_slot(second) is None
+    assert _status(db, second) == states.QUEUED
+    db.compute_node_upsert("h1", {"max_live_migrations": 2})
+    assert db.migration_take_slot(second)["status"] == states.PREPARING
+    db.compute_node_upsert("h1", {"max_live_migrations": None})
+    third = _live(db, inst)
+    assert db.migration_take_slot(third)["status"] == states.PREPARING
+
+
 @pytest.mark.parametrize("holder", HOLDERS)
 def test_each_phase_past_queued_holds_a_slot(db, holder):
     inst = _source(db)
