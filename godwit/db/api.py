@@ -28,7 +28,7 @@ from sqlalchemy import event, func, or_, select, update
 from sqlalchemy.orm import sessionmaker
 
 from godwit import exception, states
-from godwit.db import ledger, models
+from godwit.db import ledger, models, moves
 from godwit.db import timeline as timeline_mod
 from godwit.db.claims import ClaimStore
 from godwit.db.drains import DrainStore
@@ -138,6 +138,7 @@ _SERVICE_BY_HOST = select(_SVC).where(_SVC.c.host == sa.bindparam("host"),
                                       _SVC.c.binary == sa.bindparam("binary"))
 _NODE_BY_HOST = select(_NODE).where(_NODE.c.host == sa.bindparam("host"))
 _FLAVOR_BY_ID = select(_FLAVOR).where(_FLAVOR.c.id == sa.bindparam("id"))
+_ACTION_BY_ID = select(_ACTION).where(_ACTION.c.id == sa.bindparam("id"))
 _ACTION_BY_REQUEST = select(_ACTION).where(_ACTION.c.instance_uuid == sa.bindparam("uuid"),
                                            _ACTION.c.request_id == sa.bindparam("request_id"))
 _ACTION_ID_BY_REQUEST = select(_ACTION.c.id).where(
@@ -505,9 +506,10 @@ class Database(MoveStore, ClaimStore, LedgerStore, TimelineStore, DrainStore):
         for col, val in (expected or {}).items():
             q = q.where(_matches(_INST.c[col], val))
         values = dict(values, updated_at=utcnow())
-        res = conn.execute(q.values(**values))
-        current = _first(conn, _INSTANCE_BY_UUID, {"uuid": instance_uuid})
-        if res.rowcount != 1:
+        current = moves.updated_row(conn, q.values(**values), _INST, _INSTANCE_BY_UUID,
+                                    {"uuid": instance_uuid})
+        if current is None:
+            current = _first(conn, _INSTANCE_BY_UUID, {"uuid": instance_uuid})
             if current is None:
                 raise exception.InstanceNotFound(instance_id=instance_uuid)
             found = {c: current[c] for c in (expected or {})}
@@ -571,17 +573,17 @@ class Database(MoveStore, ClaimStore, LedgerStore, TimelineStore, DrainStore):
         action_values = {"action": action, "instance_uuid": instance_uuid,
                          "request_id": ctxt.request_id, "user_id": ctxt.user_id,
                          "project_id": ctxt.project_id, "start_time": utcnow()}
-        action_id = conn.execute(sa.insert(_ACTION).values(**action_values)
-                                 ).inserted_primary_key[0]
+        action_row = moves.inserted_row(conn, sa.insert(_ACTION).values(**action_values),
+                                        _ACTION, _ACTION_BY_ID)
         mig = dict(migration_values)
         mig.setdefault("uuid", _new_uuid())
         mig.setdefault("status", states.ACCEPTED)
         mig.setdefault("created_at", utcnow())
-        mig_id = conn.execute(sa.insert(_MIG).values(**mig)).inserted_primary_key[0]
-        timeline_mod.record(conn, mig_id, [timeline_mod.phase_entry(None, mig["status"],
-                                                                    "create")])
-        return (instance, _first(conn, select(_ACTION).where(_ACTION.c.id == action_id), {}),
-                _first(conn, _MIGRATION_BY_ID, {"id": mig_id}))
+        mig_row = moves.inserted_row(conn, sa.insert(_MIG).values(**mig), _MIG,
+                                     _MIGRATION_BY_ID)
+        timeline_mod.record(conn, mig_row["id"], [timeline_mod.phase_entry(
+            None, mig["status"], "create")])
+        return instance, action_row, mig_row
 
     def migration_get(self, migration_id):
         with self.connection() as conn:

@@ -55,6 +55,29 @@ def _first(conn, stmt, params):
     return None if row is None else dict(row._mapping)
 
 
+def updated_row(conn, stmt, table, reread, params):
+    """Run the UPDATE ``stmt`` meant for one row of ``table``; the row as it is
+    now, or None if no row matched. One round trip where the backend has
+    UPDATE ... RETURNING (PostgreSQL, SQLite); MariaDB reads it back with
+    ``reread`` (a SELECT taking ``params``)."""
+    if conn.dialect.update_returning:
+        row = conn.execute(stmt.returning(*table.c)).first()
+        return None if row is None else dict(row._mapping)
+    if conn.execute(stmt).rowcount != 1:
+        return None
+    return _first(conn, reread, params)
+
+
+def inserted_row(conn, stmt, table, reread):
+    """Run the single-row INSERT ``stmt`` into ``table``; the row as written
+    (defaults included). One round trip with INSERT ... RETURNING where the
+    backend has it; otherwise ``reread`` (a SELECT taking ``id``) reads it back."""
+    if conn.dialect.insert_returning:
+        return dict(conn.execute(stmt.returning(*table.c)).first()._mapping)
+    new_id = conn.execute(stmt).inserted_primary_key[0]
+    return _first(conn, reread, {"id": new_id})
+
+
 def step_data(migration):
     """The migration's step data as a dict (empty if none)."""
     raw = migration.get("step_data")
@@ -155,9 +178,10 @@ class MoveStore:
             q = q.where(_MIG.c.awaiting_hosts.is_not(None))
         if unless_aborted:
             q = q.where(_MIG.c.abort_requested_at.is_(None))
-        if conn.execute(q.values(**values)).rowcount != 1:
+        row = updated_row(conn, q.values(**values), _MIG, _MIGRATION_BY_ID,
+                          {"id": migration["id"]})
+        if row is None:
             self._explain_miss(conn, migration, fenced, unless_aborted)
-        row = _first(conn, _MIGRATION_BY_ID, {"id": migration["id"]})
         if instance_values:
             self._instance_cas(conn, row["instance_uuid"], instance_values,
                                instance_expected)
