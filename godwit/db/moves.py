@@ -28,15 +28,11 @@ from sqlalchemy import func, or_, select, update
 
 from godwit import exception, phases, states
 from godwit.db import ledger as ledger_mod
-from godwit.db import models
 from godwit.db import timeline as timeline_mod
+from godwit.db.common import _MIG, _MIGRATION_BY_ID, _NODE, _first
 from godwit.timeutils import utcnow
 
 LOG = logging.getLogger(__name__)
-
-_MIG = models.Migration.__table__
-_NODE = models.ComputeNode.__table__
-_MIGRATION_BY_ID = select(_MIG).where(_MIG.c.id == sa.bindparam("id"))
 
 # Who holds a move is not a change of the move: lease writes keep updated_at
 # (which the API's changes-since filters and resize_confirm_window read).
@@ -45,11 +41,6 @@ _UNCHANGED = {"updated_at": _MIG.c.updated_at}
 # Live migrations holding one of their source's slots.
 SLOT_HOLDERS = (states.PREPARING, states.RUNNING_MIGRATION, states.POST_MIGRATING,
                 states.ROLLING_BACK)
-
-
-def _first(conn, stmt, params):
-    row = conn.execute(stmt, params).first()
-    return None if row is None else dict(row._mapping)
 
 
 def step_data(migration):

@@ -18,7 +18,9 @@ from sqlalchemy import event
 
 from godwit import exception, states
 from godwit.db import api as db_api
+from godwit.db import flavors as db_flavors
 from godwit.db import migration as db_migration
+from godwit.timeutils import utcnow
 from tests.conftest import require_service
 
 MARIADB_ADMIN_URL = os.environ.get("GODWIT_TEST_MARIADB", "mysql+pymysql://root@127.0.0.1:3306/")
@@ -432,7 +434,7 @@ def test_migration_list_changes_since_and_before(db):
     assert _ids(db.migration_list({"changes_since": t0 + hour})) == \
         [new["id"], mid["id"], old["id"]]
     assert _ids(db.migration_list({"changes_before": t0 + hour})) == [mid["id"]]
-    recent = db_api.utcnow() - datetime.timedelta(minutes=5)
+    recent = utcnow() - datetime.timedelta(minutes=5)
     assert _ids(db.migration_list({"changes_since": recent})) == [old["id"]]
 
 
@@ -534,7 +536,7 @@ def test_broker_checked_keeps_the_start_of_a_working_stretch(db):
 
     # is_host_up asks with that view: an agent silent for longer than
     # down_time is not down while the broker has only just come back.
-    silent = {"last_seen_up": db_api.utcnow() - datetime.timedelta(seconds=120)}
+    silent = {"last_seen_up": utcnow() - datetime.timedelta(seconds=120)}
     assert fresh("is_host_up", silent, 60)
     assert not db_api.is_service_up(silent, 60)
 
@@ -561,7 +563,7 @@ def test_ensure_default_flavors_is_idempotent(db):
     first = db.flavor_list()
     db.ensure_default_flavors()
     assert db.flavor_list() == first
-    assert sorted(f["name"] for f in first) == sorted(f[1] for f in db_api.DEFAULT_FLAVORS)
+    assert sorted(f["name"] for f in first) == sorted(f[1] for f in db_flavors.DEFAULT_FLAVORS)
 
 
 def test_ensure_default_flavors_leaves_existing_flavors_alone(db):
