@@ -108,7 +108,7 @@ class APIServer:
         if api is None:
             db = db_api.get_database(conf.database.connection, conf.database.echo)
             db.deadlines = conf
-            conductor = conductor_rpcapi.ConductorAPI(
+            conductor = conductor_rpcapi.ConductorClient(
                 transport, long_timeout=conf.long_rpc_timeout,
                 version_cap=conf.upgrade_levels.conductor or conductor_rpcapi.VERSION_CAP)
             # No compute RPC client: the API never talks to a host. Every

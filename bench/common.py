@@ -414,12 +414,12 @@ class Deployment:
         from godwit import context
         ctxt = context.get_admin_context()
         if target == "conductor":
-            api = conductor_rpcapi.ConductorAPI(self.transport(), timeout=1)
-            probe = lambda: api.service_heartbeat(  # noqa: E731
+            client = conductor_rpcapi.ConductorClient(self.transport(), timeout=1)
+            probe = lambda: client.service_heartbeat(  # noqa: E731
                 ctxt, f"conductor-{self.tag}", states.SERVICE_CONDUCTOR)
         else:
-            api = compute_rpcapi.ComputeAPI(self.transport())
-            probe = lambda: api.ping(ctxt, target, timeout=1)  # noqa: E731
+            client = compute_rpcapi.ComputeAgentClient(self.transport())
+            probe = lambda: client.ping(ctxt, target, timeout=1)  # noqa: E731
         while True:
             self.check_alive()
             try:

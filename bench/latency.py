@@ -9,7 +9,7 @@ Multi-process (:func:`multiprocess`): conductor, two agents and the API as
 processes over RabbitMQ and PostgreSQL (:class:`bench.common.Deployment`);
 sequential migrations back and forth and, interleaved with them on the same
 services (:class:`FloorProbe`), the floor's unit costs: a no-op RPC call
-(``ComputeAPI.ping`` to an agent), a cast (client side: until the broker has
+(``ComputeAgentClient.ping`` to an agent), a cast (client side: until the broker has
 the message), and a single-row UPDATE transaction on the same PostgreSQL.
 """
 
@@ -114,7 +114,7 @@ class FloorProbe:
 
     Interleaved with the timed migrations so that both see the same machine
     (other processes, PostgreSQL's WAL flushes ...): a no-op RPC call
-    (``ComputeAPI.ping`` to an agent), a cast (client side: until the broker
+    (``ComputeAgentClient.ping`` to an agent), a cast (client side: until the broker
     has taken the message), and a single-row UPDATE on the same PostgreSQL in
     its own transaction, raw (plain engine) and through Godwit's
     ``Database.migration_update`` (pool pre-ping, UPDATE, re-read), and one
@@ -127,8 +127,8 @@ class FloorProbe:
         from godwit import context
         from godwit.db import api as db_api
         self.host = host
-        self.api = compute_rpcapi.ComputeAPI(dep.transport(), timeout=30)
-        self.prepared = self.api.client.prepare(server=host)
+        self.agent = compute_rpcapi.ComputeAgentClient(dep.transport(), timeout=30)
+        self.prepared = self.agent.client.prepare(server=host)
         self.ctxt = context.get_admin_context()
         self.raw_engine = sa.create_engine(dep.db.url, pool_size=2)
         self.update = sa.text("UPDATE migrations SET memory_processed = :v WHERE id = :id")
@@ -136,7 +136,7 @@ class FloorProbe:
         from compute import journal
         self.journal = journal.Journal(os.path.join(dep.dir, "probe-journal.sqlite"), host)
         self.calls, self.casts, self.raw, self.godwit, self.jwrites = [], [], [], [], []
-        self.i = 0
+        self.value = 0  # what the next probe write writes (a new value each time)
 
     def sample(self, migration_id, k, record=True):
         def timed(fn, into):
@@ -145,24 +145,24 @@ class FloorProbe:
             if record:
                 into.append((time.perf_counter() - t0) * 1000.0)
         for _ in range(k):
-            timed(lambda: self.api.ping(self.ctxt, self.host), self.calls)
+            timed(lambda: self.agent.ping(self.ctxt, self.host), self.calls)
         for _ in range(k):
             timed(lambda: self.prepared.cast(self.ctxt, "ping"), self.casts)
-        self.api.ping(self.ctxt, self.host)   # the agent has taken the casts by now
+        self.agent.ping(self.ctxt, self.host)   # the agent has taken the casts by now
         for _ in range(k):
-            self.i += 1
+            self.value += 1
 
             def raw():
                 with self.raw_engine.begin() as c:
-                    c.execute(self.update, {"v": self.i, "id": migration_id})
+                    c.execute(self.update, {"v": self.value, "id": migration_id})
             timed(raw, self.raw)
         for _ in range(k):
-            self.i += 1
-            timed(lambda: self.db.migration_update(migration_id, {"memory_processed": self.i}),
+            self.value += 1
+            timed(lambda: self.db.migration_update(migration_id, {"memory_processed": self.value}),
                   self.godwit)
         for _ in range(k):
-            self.i += 1
-            timed(lambda: self.journal.record(migration_id, "probe", None, self.i),
+            self.value += 1
+            timed(lambda: self.journal.record(migration_id, "probe", None, self.value),
                   self.jwrites)
 
     def close(self):

@@ -3,7 +3,7 @@
 The manager owns the host's drivers and its journal of move steps
 (:mod:`compute.journal`), and answers the RPC methods of
 :mod:`compute.rpcapi`. It never opens the database: state comes and goes
-through :class:`conductor.rpcapi.ConductorAPI`. The conductor drives every
+through :class:`conductor.rpcapi.ConductorClient`. The conductor drives every
 move; the steps of live migration are in :mod:`compute.live_migration`, those
 of cold migration and resize in :mod:`compute.resize`, and this class only
 dispatches to them.
@@ -34,10 +34,10 @@ class ComputeManager:
         self.conf = conf
         self.host = host
         levels = conf.upgrade_levels
-        self.conductor = conductor_rpcapi.ConductorAPI(
+        self.conductor = conductor_rpcapi.ConductorClient(
             transport, timeout=conf.host_step_timeout,
             version_cap=levels.conductor or conductor_rpcapi.VERSION_CAP)
-        self.compute_rpc = compute_rpcapi.ComputeAPI(
+        self.compute_rpc = compute_rpcapi.ComputeAgentClient(
             transport, long_timeout=conf.long_rpc_timeout, step_timeout=conf.host_step_timeout,
             version_cap=levels.compute or compute_rpcapi.VERSION_CAP)
         path = (instances_path or conf.instances_path).replace("{host}", host)

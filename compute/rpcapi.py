@@ -35,7 +35,7 @@ BASE_VERSION = "2.0"
 VERSION_CAP = VERSION
 
 
-class ComputeAPI:
+class ComputeAgentClient:
     def __init__(self, transport, timeout=None, long_timeout=1800, step_timeout=20,
                  version_cap=VERSION_CAP):
         # Calls go out as the version that introduced them (2.0 unless a method

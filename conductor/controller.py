@@ -20,7 +20,7 @@ from conductor import rpcapi as conductor_rpcapi
 from godwit import controller, exception, rpc
 
 
-class _HereFirst(conductor_rpcapi.ConductorAPI):
+class _HereFirst(conductor_rpcapi.ConductorClient):
     """The conductor client the REST code expects, with the calls that check and
     start a move answered by this conductor instead of another's RPC server."""
 

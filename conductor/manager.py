@@ -52,10 +52,10 @@ class ConductorManager:
         self.db.deadlines = conf
         # [upgrade_levels]: send only what the oldest service still running knows.
         levels = conf.upgrade_levels
-        self.compute_rpc = compute_rpcapi.ComputeAPI(
+        self.compute_rpc = compute_rpcapi.ComputeAgentClient(
             transport, long_timeout=conf.long_rpc_timeout, step_timeout=conf.host_step_timeout,
             version_cap=levels.compute or compute_rpcapi.VERSION_CAP)
-        self.self_rpc = conductor_rpcapi.ConductorAPI(
+        self.self_rpc = conductor_rpcapi.ConductorClient(
             transport, version_cap=levels.conductor or conductor_rpcapi.VERSION_CAP)
         # The broker check's ping runs in a thread of its own (see broker_check).
         self._ping_pool = concurrent.futures.ThreadPoolExecutor(

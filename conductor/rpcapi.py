@@ -28,7 +28,7 @@ BASE_VERSION = "2.0"
 VERSION_CAP = VERSION
 
 
-class ConductorAPI:
+class ConductorClient:
     def __init__(self, transport, timeout=None, long_timeout=1800, version_cap=VERSION_CAP):
         # Calls go out as the version that introduced them, so a conductor that
         # serves only 2.0 still takes every 2.0 call during an upgrade.

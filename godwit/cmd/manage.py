@@ -140,7 +140,7 @@ def _reconcile(args, conf, db):
     from conductor import reconciler
     from godwit import rpc, states
     transport = rpc.get_transport(conf)
-    client = compute_rpcapi.ComputeAPI(transport, long_timeout=conf.long_rpc_timeout)
+    client = compute_rpcapi.ComputeAgentClient(transport, long_timeout=conf.long_rpc_timeout)
     if args.host:
         if db.service_get_by_host(args.host) is None:
             print(f"error: no compute host {args.host!r}; 'godwit-manage service list' shows "

@@ -30,12 +30,8 @@ import sqlalchemy as sa
 from sqlalchemy import func, or_, select, update
 
 from godwit import exception, phases
-from godwit.db import ledger, models
-
-_NODE = models.ComputeNode.__table__
-_INST = models.Instance.__table__
-_MIG = models.Migration.__table__
-_FLAVOR = models.Flavor.__table__
+from godwit.db import ledger
+from godwit.db.common import _FLAVOR, _INST, _MIG, _NODE
 
 # resource, its name in messages, its unit, the allocation ratio option
 RESOURCES = (("memory_mb", "RAM", "MiB", "ram_allocation_ratio"),

@@ -19,17 +19,15 @@ transaction as the check that no other drain runs there.
 
 import datetime
 import json
-import uuid as uuidlib
 
 from sqlalchemy import insert, or_, select, update
 
 from godwit import exception, states
 from godwit.db import models
+from godwit.db.common import _INST, _SVC, _new_uuid
 from godwit.timeutils import utcnow
 
 _DRAIN = models.HostDrain.__table__
-_SVC = models.Service.__table__
-_INST = models.Instance.__table__
 
 RUNNING, CANCELLING, FINISHED, CANCELLED = "running", "cancelling", "finished", "cancelled"
 ACTIVE = (RUNNING, CANCELLING)
@@ -88,7 +86,7 @@ class DrainStore:
         the same host at once the second sees the first and is refused (409).
         The report lists the host's guests in :func:`report_for`'s order.
         """
-        drain_uuid = str(uuidlib.uuid4())
+        drain_uuid = _new_uuid()
         now = utcnow()
         with self.connection() as conn:
             svc = conn.execute(select(_SVC).where(

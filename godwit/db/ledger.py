@@ -42,7 +42,7 @@ def kind_of(inventory_kind, item):
 
 _RES = models.MoveResource.__table__
 
-# Statements built once (as in godwit/db/api.py): a phase change reads the
+# Statements built once (as in godwit/db/common.py): a phase change reads the
 # move's few rows once and writes only what changed, in batches, instead of an
 # UPDATE (and perhaps an INSERT) per entry.
 _MINE = select(_RES.c.id, _RES.c.host, _RES.c.kind, _RES.c.state).where(

@@ -49,7 +49,7 @@ class Service(Base, TimestampMixin):
     # Conductors only: when this one last sent itself a message through the
     # broker, and since when that has kept working (None: the last try
     # failed). An agent's missing heartbeats count against it only while the
-    # broker works (see godwit.db.api.is_service_up).
+    # broker works (see godwit.db.services.is_service_up).
     broker_checked_at: Mapped[datetime.datetime | None] = mapped_column(DateTime)
     broker_ok_since: Mapped[datetime.datetime | None] = mapped_column(DateTime)
 

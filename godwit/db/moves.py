@@ -28,15 +28,11 @@ from sqlalchemy import func, or_, select, update
 
 from godwit import exception, phases, states
 from godwit.db import ledger as ledger_mod
-from godwit.db import models
 from godwit.db import timeline as timeline_mod
+from godwit.db.common import _MIG, _MIGRATION_BY_ID, _NODE, _first, updated_row
 from godwit.timeutils import utcnow
 
 LOG = logging.getLogger(__name__)
-
-_MIG = models.Migration.__table__
-_NODE = models.ComputeNode.__table__
-_MIGRATION_BY_ID = select(_MIG).where(_MIG.c.id == sa.bindparam("id"))
 
 # Who holds a move is not a change of the move: lease writes keep updated_at
 # (which the API's changes-since filters and resize_confirm_window read).
@@ -48,34 +44,6 @@ SOURCE_LIMIT = object()
 # Live migrations holding one of their source's slots.
 SLOT_HOLDERS = (states.PREPARING, states.RUNNING_MIGRATION, states.POST_MIGRATING,
                 states.ROLLING_BACK)
-
-
-def _first(conn, stmt, params):
-    row = conn.execute(stmt, params).first()
-    return None if row is None else dict(row._mapping)
-
-
-def updated_row(conn, stmt, table, reread, params):
-    """Run the UPDATE ``stmt`` meant for one row of ``table``; the row as it is
-    now, or None if no row matched. One round trip where the backend has
-    UPDATE ... RETURNING (PostgreSQL, SQLite); MariaDB reads it back with
-    ``reread`` (a SELECT taking ``params``)."""
-    if conn.dialect.update_returning:
-        row = conn.execute(stmt.returning(*table.c)).first()
-        return None if row is None else dict(row._mapping)
-    if conn.execute(stmt).rowcount != 1:
-        return None
-    return _first(conn, reread, params)
-
-
-def inserted_row(conn, stmt, table, reread):
-    """Run the single-row INSERT ``stmt`` into ``table``; the row as written
-    (defaults included). One round trip with INSERT ... RETURNING where the
-    backend has it; otherwise ``reread`` (a SELECT taking ``id``) reads it back."""
-    if conn.dialect.insert_returning:
-        return dict(conn.execute(stmt.returning(*table.c)).first()._mapping)
-    new_id = conn.execute(stmt).inserted_primary_key[0]
-    return _first(conn, reread, {"id": new_id})
 
 
 def step_data(migration):

@@ -84,7 +84,7 @@ class FakeCloud:
             raise
         self.client = Client(self.local_cloud.api_url)
         transport = rpc.get_transport(self.conf, self.transport_url)
-        self.conductor_rpc = conductor_rpcapi.ConductorAPI(
+        self.conductor_rpc = conductor_rpcapi.ConductorClient(
             transport, timeout=self.conf.rpc_response_timeout)
 
     @property

@@ -90,7 +90,7 @@ class ProcessCloud(ProcessDeployment):
 
     @property
     def conductor_rpc(self):
-        """The conductor's RPC client (conductor.rpcapi.ConductorAPI) over this
+        """The conductor's RPC client (conductor.rpcapi.ConductorClient) over this
         cloud's broker; made at first use."""
         with self._rpc_lock:
             if self._conductor_rpc is None:
@@ -110,7 +110,7 @@ class ProcessCloud(ProcessDeployment):
         # stop() closes it, and no other cloud's shares its vhost.
         self._rpc_transport = messaging.get_rpc_transport(
             conf, url=self.transport_url, allowed_remote_exmods=rpc.ALLOWED_EXMODS)
-        return conductor_rpcapi.ConductorAPI(self._rpc_transport,
+        return conductor_rpcapi.ConductorClient(self._rpc_transport,
                                              timeout=conf.rpc_response_timeout)
 
     def host(self, name):

@@ -31,46 +31,46 @@ TCP_PORT = 2222
 class Topology:
     def __init__(self, net, layout):
         self.net = net
-        self.a, self.b, self.g = net.netns("A"), net.netns("B"), net.netns("G")
+        self.pinger_ns, self.host_ns, self.guest_ns = net.netns("A"), net.netns("B"), net.netns("G")
         vif_uuid = str(uuid.uuid4())
         self.vif = {"uuid": vif_uuid, "address": "fa:16:3e:5e:c0:01", "network_id": "n1"}
         self.instance = {"uuid": str(uuid.uuid4())}
         self.tap = common.tap_name(self.vif)
-        a_end, b_end = net.veth(net.name("a"), net.name("b"), self.a, self.b)
-        net.veth(self.tap, "eth0", self.b, self.g)
-        run("ip", "link", "set", "eth0", "address", self.vif["address"], netns=self.g)
+        a_end, b_end = net.veth(net.name("a"), net.name("b"), self.pinger_ns, self.host_ns)
+        net.veth(self.tap, "eth0", self.host_ns, self.guest_ns)
+        run("ip", "link", "set", "eth0", "address", self.vif["address"], netns=self.guest_ns)
         if layout == "bridged":
-            bridge = net.bridge("brB", self.b)
+            bridge = net.bridge("brB", self.host_ns)
             for dev in (b_end, self.tap):
-                run("ip", "link", "set", dev, "master", bridge, netns=self.b)
-            net.address(a_end, f"{PINGER}/24", self.a)
+                run("ip", "link", "set", dev, "master", bridge, netns=self.host_ns)
+            net.address(a_end, f"{PINGER}/24", self.pinger_ns)
             self.guest_ip = "198.51.100.20"
-            net.address("eth0", f"{self.guest_ip}/24", self.g)
+            net.address("eth0", f"{self.guest_ip}/24", self.guest_ns)
         else:
-            net.address(b_end, "198.51.100.1/25", self.b)
-            net.address(self.tap, "198.51.100.129/25", self.b)
-            run("sysctl", "-q", "-w", "net.ipv4.ip_forward=1", netns=self.b)
-            net.address(a_end, f"{PINGER}/25", self.a)
-            run("ip", "route", "add", "default", "via", "198.51.100.1", netns=self.a)
+            net.address(b_end, "198.51.100.1/25", self.host_ns)
+            net.address(self.tap, "198.51.100.129/25", self.host_ns)
+            run("sysctl", "-q", "-w", "net.ipv4.ip_forward=1", netns=self.host_ns)
+            net.address(a_end, f"{PINGER}/25", self.pinger_ns)
+            run("ip", "route", "add", "default", "via", "198.51.100.1", netns=self.pinger_ns)
             self.guest_ip = "198.51.100.130"
-            net.address("eth0", f"{self.guest_ip}/25", self.g)
-            run("ip", "route", "add", "default", "via", "198.51.100.129", netns=self.g)
+            net.address("eth0", f"{self.guest_ip}/25", self.guest_ns)
+            run("ip", "route", "add", "default", "via", "198.51.100.129", netns=self.guest_ns)
 
     def driver(self, tmp_path, ingress, netns=None, table="godwit"):
-        conf = host_conf(tmp_path, **{"firewall.netns": netns or self.b,
+        conf = host_conf(tmp_path, **{"firewall.netns": netns or self.host_ns,
                                       "firewall.default_ingress": ingress,
                                       "firewall.table": table})
         return nftables.NftablesFirewallDriver(conf, "hostB")
 
     def ping_guest(self, attempts=1):
-        return ping(self.a, self.guest_ip, count=2, attempts=attempts)
+        return ping(self.pinger_ns, self.guest_ip, count=2, attempts=attempts)
 
     def listen(self):
         """A TCP server in the guest, accepting until killed."""
         code = ("import socket,sys\ns=socket.socket()\ns.setsockopt(socket.SOL_SOCKET,"
                 "socket.SO_REUSEADDR,1)\ns.bind(('0.0.0.0',%d))\ns.listen()\n"
                 "print('ready',flush=True)\nwhile True: s.accept()[0].close()" % TCP_PORT)
-        proc = subprocess.Popen(["ip", "netns", "exec", self.g, sys.executable, "-c", code],
+        proc = subprocess.Popen(["ip", "netns", "exec", self.guest_ns, sys.executable, "-c", code],
                                 stdout=subprocess.PIPE, text=True)
         self.net.undo.push(_kill, proc)
         assert proc.stdout.readline().strip() == "ready"
@@ -79,7 +79,7 @@ class Topology:
         code = ("import socket\ntry:\n socket.create_connection(('%s',%d),timeout=1).close()"
                 "\n print('open')\nexcept OSError as e:\n print('closed',e)"
                 % (self.guest_ip, TCP_PORT))
-        return run(sys.executable, "-c", code, netns=self.a).stdout.startswith("open")
+        return run(sys.executable, "-c", code, netns=self.pinger_ns).stdout.startswith("open")
 
 
 def _kill(proc):
@@ -112,7 +112,7 @@ def test_ingress_rules_filter_the_guest_and_unfilter_restores(nft_ready, net, tm
     assert fw.dropped(topo.instance) >= 2
     assert topo.tcp_ok()
     # Stateful: the guest's own pings out get their replies back.
-    assert ping(topo.g, PINGER, count=2)
+    assert ping(topo.guest_ns, PINGER, count=2)
 
     # Changing the rules (and applying again) lets ICMP in, atomically replaced.
     fw = topo.driver(tmp_path, ["icmp"])
@@ -120,7 +120,7 @@ def test_ingress_rules_filter_the_guest_and_unfilter_restores(nft_ready, net, tm
     fw.apply_instance_filter(topo.instance, [topo.vif])  # idempotent
     assert topo.ping_guest()
     assert not topo.tcp_ok()
-    text = ruleset(topo.b)
+    text = ruleset(topo.host_ns)
     chain = "inst-" + topo.instance["uuid"]
     assert text.count(f"chain {chain} {{") == 1
     assert text.count(f'"{topo.tap}" : jump {chain}') == 1
@@ -128,11 +128,11 @@ def test_ingress_rules_filter_the_guest_and_unfilter_restores(nft_ready, net, tm
     assert "meta l4proto icmp accept" in text and f"dport {TCP_PORT}" not in text
 
     fw.unfilter_instance(topo.instance, [topo.vif])
-    assert chain not in ruleset(topo.b)
+    assert chain not in ruleset(topo.host_ns)
     assert topo.ping_guest() and topo.tcp_ok()
     fw.unfilter_instance(topo.instance, [topo.vif])  # quiet when already gone
     assert fw.dropped(topo.instance) is None
-    run("nft", "delete", "table", "inet", "godwit", netns=topo.b)
+    run("nft", "delete", "table", "inet", "godwit", netns=topo.host_ns)
     fw.unfilter_instance(topo.instance, [topo.vif])  # quiet without the table too
 
 

@@ -18,7 +18,9 @@ from sqlalchemy import event
 
 from godwit import exception, states
 from godwit.db import api as db_api
+from godwit.db import flavors as db_flavors
 from godwit.db import migration as db_migration
+from godwit.timeutils import utcnow
 from tests.conftest import require_service
 
 MARIADB_ADMIN_URL = os.environ.get("GODWIT_TEST_MARIADB", "mysql+pymysql://root@127.0.0.1:3306/")
@@ -432,7 +434,7 @@ def test_migration_list_changes_since_and_before(db):
     assert _ids(db.migration_list({"changes_since": t0 + hour})) == \
         [new["id"], mid["id"], old["id"]]
     assert _ids(db.migration_list({"changes_before": t0 + hour})) == [mid["id"]]
-    recent = db_api.utcnow() - datetime.timedelta(minutes=5)
+    recent = utcnow() - datetime.timedelta(minutes=5)
     assert _ids(db.migration_list({"changes_since": recent})) == [old["id"]]
 
 
@@ -534,7 +536,7 @@ def test_broker_checked_keeps_the_start_of_a_working_stretch(db):
 
     # is_host_up asks with that view: an agent silent for longer than
     # down_time is not down while the broker has only just come back.
-    silent = {"last_seen_up": db_api.utcnow() - datetime.timedelta(seconds=120)}
+    silent = {"last_seen_up": utcnow() - datetime.timedelta(seconds=120)}
     assert fresh("is_host_up", silent, 60)
     assert not db_api.is_service_up(silent, 60)
 
@@ -561,7 +563,7 @@ def test_ensure_default_flavors_is_idempotent(db):
     first = db.flavor_list()
     db.ensure_default_flavors()
     assert db.flavor_list() == first
-    assert sorted(f["name"] for f in first) == sorted(f[1] for f in db_api.DEFAULT_FLAVORS)
+    assert sorted(f["name"] for f in first) == sorted(f[1] for f in db_flavors.DEFAULT_FLAVORS)
 
 
 def test_ensure_default_flavors_leaves_existing_flavors_alone(db):
@@ -576,10 +578,10 @@ class _Commits:
 
     def __init__(self, database):
         self.engine = database.engine
-        self.n = 0
+        self.count = 0
 
     def _commit(self, _conn):
-        self.n += 1
+        self.count += 1
 
     def __enter__(self):
         event.listen(self.engine, "commit", self._commit)
@@ -603,7 +605,7 @@ def test_instance_get_with_devices_is_one_transaction_with_the_same_rows(db):
     inst = _with_devices(db)
     with _Commits(db) as commits:
         info = db.instance_get_with_devices(inst["uuid"])
-    assert commits.n == 1
+    assert commits.count == 1
     assert info == {"instance": db.instance_get(inst["uuid"]),
                     "network_info": db.vif_list(inst["uuid"]),
                     "block_device_info": db.bdm_list(inst["uuid"])}
@@ -615,7 +617,7 @@ def test_migration_context_live_and_cold(db):
     live = _migration(db, inst)
     with _Commits(db) as commits:
         ctx = db.migration_context(live["id"])
-    assert commits.n == 1
+    assert commits.count == 1
     assert set(ctx) == {"migration", "instance", "network_info", "block_device_info"}
     assert ctx["migration"] == db.migration_get(live["id"])
     db.compute_node_upsert("h1", {"hypervisor_hostname": "h1", "hypervisor_type": "fake",
@@ -639,12 +641,12 @@ def test_action_id_is_looked_up_once_per_request(db):
         with _Commits(other) as commits:
             assert other.action_id_for_request(inst["uuid"], "req-1") == action["id"]
             assert other.action_id_for_request(inst["uuid"], "req-1") == action["id"]
-        assert commits.n == 1
+        assert commits.count == 1
     finally:
         other.engine.dispose()
     with _Commits(db) as commits:   # action_start remembered it
         assert db.action_id_for_request(inst["uuid"], "req-1") == action["id"]
-    assert commits.n == 0
+    assert commits.count == 0
 
 
 def test_event_record_writes_the_event_and_marks_errors(db):
@@ -669,7 +671,7 @@ def test_advance_writes_migration_data_and_instance_in_one_transaction(any_db):
             mig, "switched", values={"memory_processed": 7}, data={"job": "done"},
             instance_values={"host": "h2", "node": "h2"},
             instance_expected={"task_state": states.MIGRATING})
-    assert commits.n == 1
+    assert commits.count == 1
     assert (row["status"], row["memory_processed"]) == (states.POST_MIGRATING, 7)
     assert json.loads(row["step_data"]) == {"job": "done"}
     assert any_db.instance_get(inst["uuid"])["host"] == "h2"
@@ -704,7 +706,7 @@ def test_claim_move_writes_claim_action_and_migration_together(any_db):
         claimed, action, mig = any_db.instance_claim_move(
             ctxt, inst["uuid"], {"task_state": states.MIGRATING}, expected,
             states.ACTION_LIVE_MIGRATION, mig_values)
-    assert commits.n == 1
+    assert commits.count == 1
     assert claimed == any_db.instance_get(inst["uuid"])
     assert claimed["task_state"] == states.MIGRATING
     assert action == any_db.action_get_by_request_id(inst["uuid"], "req-9")
@@ -727,7 +729,7 @@ def test_migration_update_sets_instance_progress_only_while_migrating(db):
     with _Commits(db) as commits:
         row = db.migration_update(mig["id"], {"memory_processed": 5}, states.ACCEPTED,
                                   instance_progress=40)
-    assert commits.n == 1
+    assert commits.count == 1
     assert row["memory_processed"] == 5
     assert db.instance_get(inst["uuid"])["progress"] == 40
     db.instance_update(inst["uuid"], {"task_state": None})
@@ -750,11 +752,11 @@ def test_reads_groups_reads_in_one_transaction(db):
             assert db.host_usage("h1")["running_vms"] == 1
             with db.reads():   # nested: the same transaction
                 assert db.service_get_by_host("h1") is None
-    assert commits.n == 1
+    assert commits.count == 1
     with _Commits(db) as commits:   # and afterwards each read on its own again
         db.instance_get(inst["uuid"])
         db.compute_node_get_by_host("h1")
-    assert commits.n == 2
+    assert commits.count == 2
 
 
 # ------------------------------------------------------------------ claims under load

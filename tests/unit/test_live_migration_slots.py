@@ -175,7 +175,7 @@ def test_the_count_and_the_move_are_one_transaction(db):
     mig = _live(db, inst)
     with _Commits(db) as commits:
         assert db.migration_take_slot(mig, 2)["status"] == states.PREPARING
-    assert commits.n == 1
+    assert commits.count == 1
 
 
 def test_migrations_queued_on_lists_the_source_in_arrival_order(db):

@@ -5,6 +5,7 @@ from alembic.script import ScriptDirectory
 
 from godwit.cmd import manage
 from godwit.db import api as db_api
+from godwit.db import flavors as db_flavors
 from godwit.db import migration as db_migration
 
 
@@ -57,7 +58,7 @@ def test_db_sync_creates_schema_and_default_flavors(run, tmp_path):
 
     code, out, _err = run("flavor", "list")
     assert code == 0
-    for _flavorid, name, *_ in db_api.DEFAULT_FLAVORS:
+    for _flavorid, name, *_ in db_flavors.DEFAULT_FLAVORS:
         assert name in out
 
 
