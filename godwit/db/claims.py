@@ -49,26 +49,31 @@ class _Lost(Exception):
     """Another claim bumped the generation first: read again."""
 
 
+# usage_on's two statements, built once (they take ``host``).
+_USED_BY_INSTANCES = (
+    select(func.coalesce(func.sum(_INST.c.memory_mb), 0),
+           func.coalesce(func.sum(_INST.c.vcpus), 0),
+           func.coalesce(func.sum(_INST.c.root_gb + _INST.c.ephemeral_gb), 0),
+           func.count(_INST.c.id))
+    .where(_INST.c.host == sa.bindparam("host"), _INST.c.deleted_at.is_(None)))
+_USED_BY_INCOMING = (
+    select(func.coalesce(func.sum(func.coalesce(_FLAVOR.c.memory_mb, _INST.c.memory_mb)), 0),
+           func.coalesce(func.sum(func.coalesce(_FLAVOR.c.vcpus, _INST.c.vcpus)), 0),
+           func.coalesce(func.sum(func.coalesce(_FLAVOR.c.root_gb, _INST.c.root_gb)
+                                  + func.coalesce(_FLAVOR.c.ephemeral_gb,
+                                                  _INST.c.ephemeral_gb)), 0))
+    .select_from(_MIG)
+    .join(_INST, _INST.c.uuid == _MIG.c.instance_uuid)
+    .outerjoin(_FLAVOR, _FLAVOR.c.id == _MIG.c.new_instance_type_id)
+    .where(_MIG.c.dest_compute == sa.bindparam("host"),
+           _MIG.c.status.in_(sorted(phases.IN_PROGRESS)),
+           or_(_INST.c.host.is_(None), _INST.c.host != sa.bindparam("host"))))
+
+
 def usage_on(conn, host):
     """Resources held on ``host``: its instances plus moves heading there."""
-    on_host = conn.execute(
-        select(func.coalesce(func.sum(_INST.c.memory_mb), 0),
-               func.coalesce(func.sum(_INST.c.vcpus), 0),
-               func.coalesce(func.sum(_INST.c.root_gb + _INST.c.ephemeral_gb), 0),
-               func.count(_INST.c.id))
-        .where(_INST.c.host == host, _INST.c.deleted_at.is_(None))).one()
-    incoming = conn.execute(
-        select(func.coalesce(func.sum(func.coalesce(_FLAVOR.c.memory_mb, _INST.c.memory_mb)), 0),
-               func.coalesce(func.sum(func.coalesce(_FLAVOR.c.vcpus, _INST.c.vcpus)), 0),
-               func.coalesce(func.sum(func.coalesce(_FLAVOR.c.root_gb, _INST.c.root_gb)
-                                      + func.coalesce(_FLAVOR.c.ephemeral_gb,
-                                                      _INST.c.ephemeral_gb)), 0))
-        .select_from(_MIG)
-        .join(_INST, _INST.c.uuid == _MIG.c.instance_uuid)
-        .outerjoin(_FLAVOR, _FLAVOR.c.id == _MIG.c.new_instance_type_id)
-        .where(_MIG.c.dest_compute == host,
-               _MIG.c.status.in_(sorted(phases.IN_PROGRESS)),
-               or_(_INST.c.host.is_(None), _INST.c.host != host))).one()
+    on_host = conn.execute(_USED_BY_INSTANCES, {"host": host}).one()
+    incoming = conn.execute(_USED_BY_INCOMING, {"host": host}).one()
     return {"memory_mb": int(on_host[0]) + int(incoming[0]),
             "vcpus": int(on_host[1]) + int(incoming[1]),
             "disk_gb": int(on_host[2]) + int(incoming[2]),

@@ -60,15 +60,19 @@ def _all(conn, stmt, params=None):
     return [dict(r._mapping) for r in conn.execute(stmt, params)]
 
 
-def updated_row(conn, stmt, table, reread, params):
+def updated_row(conn, stmt, table, reread, params, set_values=None):
     """Run the UPDATE ``stmt`` meant for one row of ``table``; the row as it is
     now, or None if no row matched. One round trip where the backend has
     UPDATE ... RETURNING (PostgreSQL, SQLite); MariaDB reads it back with
-    ``reread`` (a SELECT taking ``params``)."""
+    ``reread`` (a SELECT taking ``params``).
+
+    ``set_values``: a statement built once (its WHERE in bind parameters) is
+    run with these as its parameters; the columns among them are what it sets.
+    """
     if conn.dialect.update_returning:
-        row = conn.execute(stmt.returning(*table.c)).first()
+        row = conn.execute(stmt.returning(*table.c), set_values).first()
         return None if row is None else dict(row._mapping)
-    if conn.execute(stmt).rowcount != 1:
+    if conn.execute(stmt, set_values).rowcount != 1:
         return None
     return _first(conn, reread, params)
 

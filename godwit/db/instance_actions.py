@@ -15,6 +15,7 @@ from godwit.db import models
 from godwit.db.common import _ACTION, _EVENT, _first
 from godwit.timeutils import utcnow
 
+_INSERT_EVENT = sa.insert(_EVENT)
 _ACTION_BY_REQUEST = select(_ACTION).where(_ACTION.c.instance_uuid == sa.bindparam("uuid"),
                                            _ACTION.c.request_id == sa.bindparam("request_id"))
 _ACTION_ID_BY_REQUEST = select(_ACTION.c.id).where(
@@ -82,8 +83,7 @@ class InstanceActionStore:
         with self.connection() as conn:
             # Unset (None) columns are left out, as the ORM would, so that
             # their defaults apply.
-            res = conn.execute(sa.insert(_EVENT).values(
-                **{k: v for k, v in row.items() if v is not None}))
+            res = conn.execute(_INSERT_EVENT, {k: v for k, v in row.items() if v is not None})
             if result == states.EVENT_ERROR:
                 conn.execute(update(_ACTION).where(_ACTION.c.id == action_id)
                              .values(message="Error"))

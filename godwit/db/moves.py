@@ -20,6 +20,7 @@ docs/decisions.md (decision 14).
 """
 
 import datetime
+import functools
 import json
 
 import sqlalchemy as sa
@@ -44,6 +45,22 @@ SOURCE_LIMIT = object()
 # Live migrations holding one of their source's slots.
 SLOT_HOLDERS = (states.PREPARING, states.RUNNING_MIGRATION, states.POST_MIGRATING,
                 states.ROLLING_BACK)
+
+
+@functools.cache
+def _advance_statement(fenced, resuming, unless_aborted):
+    """The compare-and-swap of an advance, built once per kind: its WHERE takes
+    ``w_id``, ``w_status`` (and ``w_epoch``); the other parameters it is run with
+    are the columns it sets (SQLAlchemy's compiled cache then serves it)."""
+    q = update(_MIG).where(_MIG.c.id == sa.bindparam("w_id"),
+                           _MIG.c.status == sa.bindparam("w_status"))
+    if fenced:
+        q = q.where(_MIG.c.epoch == sa.bindparam("w_epoch"))
+    if resuming:
+        q = q.where(_MIG.c.awaiting_hosts.is_not(None))
+    if unless_aborted:
+        q = q.where(_MIG.c.abort_requested_at.is_(None))
+    return q
 
 
 def step_data(migration):
@@ -139,15 +156,12 @@ class MoveStore:
             values.update(owner=None, lease_until=None)
             if event != phases.UNRESOLVED:
                 values.setdefault("awaiting_hosts", None)
-        q = update(_MIG).where(_MIG.c.id == migration["id"], _MIG.c.status == old)
+        q = _advance_statement(fenced, event.startswith(phases.RESUME), unless_aborted)
+        values.update(w_id=migration["id"], w_status=old)
         if fenced:
-            q = q.where(_MIG.c.epoch == migration["epoch"])
-        if event.startswith(phases.RESUME):
-            q = q.where(_MIG.c.awaiting_hosts.is_not(None))
-        if unless_aborted:
-            q = q.where(_MIG.c.abort_requested_at.is_(None))
-        row = updated_row(conn, q.values(**values), _MIG, _MIGRATION_BY_ID,
-                          {"id": migration["id"]})
+            values["w_epoch"] = migration["epoch"]
+        row = updated_row(conn, q, _MIG, _MIGRATION_BY_ID, {"id": migration["id"]},
+                          set_values=values)
         if row is None:
             self._explain_miss(conn, migration, fenced, unless_aborted)
         if instance_values:
