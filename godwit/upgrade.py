@@ -210,9 +210,11 @@ class VersionCap:
                      self.interface.name, self.interface.name, value, was)
 
     def describe(self):
-        how = "unset: the newest" if self.level is None else \
-            "auto" if self.auto else "pinned"
-        return f"{self.interface.name} RPC up to {self.value} ({how})"
+        """e.g. "compute RPC up to 2.0 ([upgrade_levels] compute = auto)"."""
+        name = self.interface.name
+        how = f"[upgrade_levels] {name} unset: the newest" if self.level is None else \
+            f"[upgrade_levels] {name} = {self.level}"
+        return f"{name} RPC up to {self.value} ({how})"
 
 
 def cap(conf, interface, db=None):

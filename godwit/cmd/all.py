@@ -49,6 +49,9 @@ class LocalCloud:
         self.crashed = []
         self.api = None
         self.db = None
+        #: Called with (host, service) for each agent built, before it starts
+        #: (the test kit's older agents and wire logs, godwit.testkit.agents).
+        self.prepare_compute = None
 
     def start(self):
         if self.with_api:
@@ -74,6 +77,8 @@ class LocalCloud:
         transport = rpc.get_transport(self.conf, self.transport_url)
         svc = compute_cmd.build(self.conf, transport, host=host,
                                 instances_path=self.host_paths.get(host))
+        if self.prepare_compute is not None:
+            self.prepare_compute(host, svc)
         svc.start()
         self.computes[host] = svc
         svc.manager.driver.faults.on_crash = lambda: self.crash_compute(host)
