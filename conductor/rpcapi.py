@@ -29,8 +29,11 @@ are ``VERSION``.
 """
 
 import oslo_messaging as messaging
+from oslo_log import log as logging
 
 from godwit import exception, rpc, states, upgrade
+
+LOG = logging.getLogger(__name__)
 
 TOPIC = "conductor"
 HISTORY = ("2.0", "2.1", "2.2")
@@ -74,10 +77,10 @@ class ConductorAPI:
         (2.2) the caps ``[upgrade_levels] ... = auto`` gives now.
 
         ``rpc_version`` (2.2): the compute RPC version the agent serves. Sent
-        when the cap allows 2.2; under ``auto`` before any conductor said (an
-        agent learns its caps from this very answer) it is tried, and a
-        conductor that refuses 2.2 is asked again as 2.0 without it (its
-        services table then records no version: counted as the oldest)."""
+        when the cap allows 2.2, and tried under ``auto`` (an agent learns its
+        caps from this very answer). A conductor that refuses 2.2 (an older
+        one) is asked again as 2.0 without it: the services table then records
+        no version for this agent, which ``auto`` counts as the oldest."""
         kwargs = dict(host=host, binary=binary, topic=topic, version=version,
                       node_info=node_info, inventory=inventory)
         if rpc_version is not None and (self.cap.auto or self.can_send_version("2.2")):
@@ -87,6 +90,9 @@ class ConductorAPI:
             except (messaging.RemoteError, messaging.MessagingException) as e:
                 if not _unsupported(e):
                     raise
+                LOG.warning("A conductor refused conductor RPC 2.2 (an older one: upgrade "
+                            "the conductors before the agents); %s registers as 2.0, "
+                            "without its RPC version", host)
         return self.client.call(ctxt, "service_report", **kwargs)
 
     def service_heartbeat(self, ctxt, host, binary, timeout=None):
