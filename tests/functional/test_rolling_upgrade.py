@@ -20,9 +20,10 @@ import oslo_messaging as messaging
 import pytest
 
 from compute import rpcapi as compute_rpcapi
+from conductor import rpcapi as conductor_rpcapi
 from godwit import context as godwit_context
 from godwit import rpc, states, upgrade
-from godwit.testing import SETTLED_COLD
+from godwit.testing import SETTLED_COLD, APIError
 
 HOSTS = ("compute1", "compute2", "compute3")
 OLDER = compute_rpcapi.INTERFACE.older()
@@ -179,3 +180,28 @@ def test_every_move_with_agents_of_an_older_release(cloud_factory, tmp_path, old
     else:
         assert ESTIMATE not in {m for m, _ in sent}
         assert dry["hosts"][0]["prediction"] is None
+
+
+def test_an_api_on_auto_follows_the_conductors_in_the_services_table(cloud_factory):
+    """[upgrade_levels] conductor = auto in the API: while a conductor of an
+    older release is up (its record has no RPC version), the API does without
+    the 2.1 dry run (503, upgrade the conductors first); once it is gone or
+    upgraded, the API sends it again, without a restart."""
+    cloud = cloud_factory(**{"upgrade_levels.conductor": "auto"})
+    c = cloud.client
+    sid = c.create_server("vm", host="compute1")["id"]
+    cap = cloud.api.api.conductor.cap
+    assert cap.current() == conductor_rpcapi.VERSION
+    cap.refresh_after = 0          # read at every newer call, not every 30 s
+    cloud.db.service_register("conductor-old", states.SERVICE_CONDUCTOR, "conductor", "0.9")
+    with pytest.raises(APIError) as refused:
+        c.post(f"/servers/{sid}/live-migration-dry-run", {"host": "compute2"}, expect=200)
+    assert refused.value.status == 503 and "upgrade the conductors" in refused.value.message
+    assert cap.current() == conductor_rpcapi.BASE_VERSION
+    # That conductor is upgraded: it registers with its version.
+    cloud.db.service_register("conductor-old", states.SERVICE_CONDUCTOR, "conductor", "1.0",
+                              rpc_version=conductor_rpcapi.VERSION)
+    dry = c.post(f"/servers/{sid}/live-migration-dry-run", {"host": "compute2"},
+                 expect=200)["dry_run"]
+    assert dry["hosts"][0]["accepted"]
+    assert cap.current() == conductor_rpcapi.VERSION
