@@ -20,8 +20,8 @@ Version history:
   drain_wake (a host drain was created or cancelled, from the API).
 * 2.2 - service_report takes the agent's compute RPC version (rpc_version,
   recorded in the services table for ``[upgrade_levels] ... = auto``) and
-  answers with the caps ``auto`` gives (rpc_versions). Sent as 2.0 without
-  it to a conductor capped below 2.2.
+  answers with the caps ``auto`` gives (rpc_versions). An agent pinned
+  below 2.2, or refused by an older conductor, registers as 2.0 without it.
 
 ``HISTORY``, ``ADDED_IN``, ``VERSION`` and ``BASE_VERSION`` as in
 compute/rpcapi.py: the conductor's RPC target and every sender's default cap
@@ -161,8 +161,8 @@ class ConductorAPI:
         host) and a prediction for each that accepts; writes nothing (2.1)."""
         if not self.can_send_version(ADDED_IN["live_migration_dry_run"]):
             raise exception.ServiceUnavailable(
-                reason="the dry run needs conductor RPC 2.1; this API is pinned below it "
-                       "(upgrade the conductors first)")
+                reason=f"the dry run needs conductor RPC 2.1; this API sends "
+                       f"{self.cap.describe()} (upgrade the conductors first)")
         return self.client.prepare(version="2.1", timeout=self.long_timeout).call(
             ctxt, "live_migration_dry_run", instance_uuid=instance_uuid,
             requested_host=requested_host, block_migration=block_migration)
