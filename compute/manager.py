@@ -30,7 +30,9 @@ LOG = logging.getLogger(__name__)
 class ComputeManager:
     target = messaging.Target(version=compute_rpcapi.VERSION)
     #: What this agent records in the services table as the compute RPC version
-    #: it serves (for [upgrade_levels] compute = auto): its target's.
+    #: it serves (for [upgrade_levels] compute = auto): its target's. (None: it
+    #: registers as agents did before versions were recorded; the test kit's
+    #: older agents.)
     rpc_version = target.version
 
     def __init__(self, conf, host, transport, instances_path=None):

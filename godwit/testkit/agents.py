@@ -5,8 +5,11 @@
   ``compute.rpcapi.HISTORY``. Its target says that version, so
   oslo.messaging's dispatcher answers any newer call ``UnsupportedVersion``
   exactly as it does for a real older agent, and the methods added after it
-  (``compute.rpcapi.ADDED_IN``) are not there. The agent registers that
-  version in the services table, as an agent of that release does.
+  (``compute.rpcapi.ADDED_IN``) are not there. It registers as an agent of
+  the newest release that served that version did: with that version when
+  that release recorded it (compute RPC ``RECORDED_SINCE`` and later), else
+  as conductor RPC 2.0 without it, so the services table has none (which
+  ``auto`` counts as the oldest version served).
 - :class:`WireLog`: the method and RPC version of every message an agent's
   RPC server received, in order: what was on the wire, as the agent saw it.
 
@@ -20,6 +23,12 @@ import oslo_messaging as messaging
 
 from compute import rpcapi as compute_rpcapi
 from godwit import rpc, upgrade
+
+#: The oldest compute RPC version whose agents (of the newest release serving
+#: it) tell the conductor their RPC version when they register: the release that
+#: brought conductor RPC 2.2 serves compute 2.1. Agents serving only 2.0 are of
+#: earlier releases, which did not.
+RECORDED_SINCE = "2.1"
 
 
 def check_older_version(version):
@@ -86,7 +95,8 @@ def prepare(svc, version=None):
     ``version`` (None: this release's newest) and record its messages; returns
     its WireLog."""
     if version is not None and check_older_version(version) != compute_rpcapi.VERSION:
-        svc.manager.rpc_version = version
+        recorded = upgrade.parse(version) >= upgrade.parse(RECORDED_SINCE)
+        svc.manager.rpc_version = version if recorded else None
         server = rpc.get_server(svc.transport, svc.topic, svc.server_name,
                                 [OlderAgentEndpoint(svc.manager, version)])
         svc.rpcserver = server
