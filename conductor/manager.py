@@ -44,6 +44,11 @@ def _datetimes(values):
 
 class ConductorManager:
     target = messaging.Target(version=conductor_rpcapi.VERSION)
+    #: What this conductor records in the services table as the conductor RPC
+    #: version it serves (for [upgrade_levels] conductor = auto): its target's.
+    #: (None: as conductors did before versions were recorded; the test kit's
+    #: older conductors.)
+    rpc_version = target.version
 
     def __init__(self, conf, transport, db=None, host=None):
         self.conf = conf
@@ -74,7 +79,7 @@ class ConductorManager:
     # --- service lifecycle ------------------------------------------------
     def init_host(self):
         self.db.service_register(self.host, states.SERVICE_CONDUCTOR, "conductor",
-                                 godwit.__version__, rpc_version=self.target.version)
+                                 godwit.__version__, rpc_version=self.rpc_version)
         for cap in (self.compute_cap, self.conductor_cap):
             cap.refresh()
             LOG.info("[upgrade_levels]: sending %s", cap.describe())

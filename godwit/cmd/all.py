@@ -49,9 +49,11 @@ class LocalCloud:
         self.crashed = []
         self.api = None
         self.db = None
-        #: Called with (host, service) for each agent built, before it starts
-        #: (the test kit's older agents and wire logs, godwit.testkit.agents).
+        #: Called with (host, service) for each agent built, and with the
+        #: conductor's service, before it starts (the test kit's older services
+        #: and wire logs, godwit.testkit.agents).
         self.prepare_compute = None
+        self.prepare_conductor = None
 
     def start(self):
         if self.with_api:
@@ -65,6 +67,8 @@ class LocalCloud:
         self.db.ensure_default_flavors()
         transport = rpc.get_transport(self.conf, self.transport_url)
         self.conductor = conductor_cmd.build(self.conf, transport)
+        if self.prepare_conductor is not None:
+            self.prepare_conductor(self.conductor)
         self.conductor.start()
         for host in self.host_names:
             self.start_compute(host)

@@ -71,11 +71,13 @@ class FakeCloud:
     ``compute_rpc_version``: the agents serve compute RPC only up to this
     version of ``compute.rpcapi.HISTORY``, as agents of an earlier release do
     (a version for every host, or {host: version}; None: this release's);
+    ``conductor_rpc_version``: the same for the conductor (conductor RPC);
     see godwit.testkit.agents.
     """
 
     def __init__(self, state_path, hosts=2, database_url=None, transport_url=None,
-                 options=None, host_paths=None, compute_rpc_version=None):
+                 options=None, host_paths=None, compute_rpc_version=None,
+                 conductor_rpc_version=None):
         os.makedirs(state_path, exist_ok=True)
         names = host_names(hosts)
         if isinstance(compute_rpc_version, dict):
@@ -85,6 +87,9 @@ class FakeCloud:
         for version in self._rpc_versions.values():
             if version is not None:
                 agents.check_older_version(version)
+        if conductor_rpc_version is not None:
+            agents.check_older_version(conductor_rpc_version, "conductor")
+        self._conductor_rpc_version = conductor_rpc_version
         self._wire = {}
         self.transport_url = transport_url or IN_PROCESS_TRANSPORT
         self._stopped = False
@@ -98,6 +103,7 @@ class FakeCloud:
                                       host_paths=self._host_paths,
                                       transport_url=self.transport_url)
         self.local_cloud.prepare_compute = self._prepare_agent
+        self.local_cloud.prepare_conductor = self._prepare_conductor
         try:
             self.local_cloud.start()
         except BaseException:
@@ -159,8 +165,16 @@ class FakeCloud:
         received, in order, as it saw them on the wire."""
         return self._wire[name].calls()
 
+    def conductor_rpc_calls(self):
+        """(method, RPC version) of every message the conductor received on its
+        topic, in order, as it saw them on the wire."""
+        return self._conductor_wire.calls()
+
     def _prepare_agent(self, host, svc):
         self._wire[host] = agents.prepare(svc, self._rpc_versions.get(host))
+
+    def _prepare_conductor(self, svc):
+        self._conductor_wire = agents.prepare(svc, self._conductor_rpc_version, "conductor")
 
     def stop(self):
         """Stop every service; a second call does nothing."""

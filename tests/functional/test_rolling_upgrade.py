@@ -56,7 +56,7 @@ def sent_since(cloud, mark):
     return {call for h in HOSTS for call in cloud.rpc_calls(h)[mark[h]:]}
 
 
-def flows(cloud):
+def flows(cloud, dry_run=True):
     """A live migration, a cold migration and a resize (each confirmed), then a
     dry run; returns what went on the wire for each and the dry run's answer."""
     c = cloud.client
@@ -87,6 +87,8 @@ def flows(cloud):
         paths[flow] = sent_since(cloud, mark)
 
     source = c.server(sid)["OS-EXT-SRV-ATTR:host"]
+    if not dry_run:
+        return paths, None, sid, source
     target = next(h for h in HOSTS if h != source)
     mark = marks(cloud)
     dry = c.post(f"/servers/{sid}/live-migration-dry-run", {"host": target},
@@ -126,7 +128,7 @@ def test_every_move_with_agents_of_an_older_release(cloud_factory, tmp_path, old
     # The agents are old ones. They registered as agents of their release did:
     # with their version if that release recorded it, else without (auto counts
     # that as the oldest served). And they refuse a newer call as such an agent does.
-    recorded = upgrade.parse(old) >= upgrade.parse(agents.RECORDED_SINCE)
+    recorded = agents.recorded(old)
     assert compute_versions(cloud) == dict.fromkeys(HOSTS, old if recorded else None)
     assert conductor_cap(cloud) == old
     if level == "auto":
@@ -209,3 +211,40 @@ def test_an_api_on_auto_follows_the_conductors_in_the_services_table(cloud_facto
                  expect=200)["dry_run"]
     assert dry["hosts"][0]["accepted"]
     assert cap.current() == conductor_rpcapi.VERSION
+
+
+@pytest.mark.parametrize("old", conductor_rpcapi.INTERFACE.older())
+def test_every_move_with_new_agents_and_a_conductor_of_an_older_release(
+        cloud_factory, tmp_path, old):
+    """The other direction: agents of this release appear under a conductor
+    that serves only an older conductor RPC version (conductors go first, but an
+    old conductor must not break when new agents appear). The agents' 2.2
+    registration is refused and they register as 2.0; every flow completes with
+    every message to the conductor at a version it serves; the API on auto does
+    without the dry run the conductor's record cannot promise."""
+    paths_of = {h: str(tmp_path / f"inst-{h}") for h in HOSTS}
+    cloud = cloud_factory(hosts=HOSTS, host_paths=paths_of, conductor_rpc_version=old,
+                          **dict(SLOW, **{"upgrade_levels.conductor": "auto"}))
+    versions = {s["host"]: s["rpc_version"] for s in cloud.db.service_list()}
+    conductor_host = cloud.conductor.server_name
+    assert versions[conductor_host] == (old if agents.recorded(old, "conductor") else None)
+    # Each agent tried 2.2, was refused, and registered as 2.0 without its version.
+    assert [v for m, v in cloud.conductor_rpc_calls() if m == "service_report"] == \
+        ["2.2", conductor_rpcapi.BASE_VERSION] * len(HOSTS)
+    assert {versions[h] for h in HOSTS} == {None}
+
+    mark = len(cloud.conductor_rpc_calls())
+    paths, _dry, sid, _source = flows(cloud, dry_run=False)
+    received = set(cloud.conductor_rpc_calls()[mark:])
+    print(f"\nconductor serving {old}: it received "
+          f"{', '.join(sorted(f'{m} {v}' for m, v in received))}")
+    assert {"migration_job_ended", "instance_update", "action_event"} <= \
+        {m for m, _ in received}
+    assert all(conductor_rpcapi.ADDED_IN.get(m, conductor_rpcapi.BASE_VERSION) == v
+               for m, v in received), received
+    assert LIVE_STEPS <= {m for m, _ in paths["live migration"]}
+    assert COLD_STEPS <= {m for m, _ in paths["resize"]}
+    with pytest.raises(APIError) as refused:
+        cloud.client.post(f"/servers/{sid}/live-migration-dry-run", {}, expect=200)
+    assert refused.value.status == 503 and "upgrade the conductors" in refused.value.message
+    assert "live_migration_dry_run" not in {m for m, _ in cloud.conductor_rpc_calls()}
