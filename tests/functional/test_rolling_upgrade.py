@@ -17,6 +17,10 @@ agent is gone, without restarting the conductor, and the newer call goes out;
 a pinned conductor stays where it was pinned.
 """
 
+import os
+import subprocess
+import sys
+
 import oslo_messaging as messaging
 import pytest
 
@@ -248,3 +252,21 @@ def test_every_move_with_new_agents_and_a_conductor_of_an_older_release(
         cloud.client.post(f"/servers/{sid}/live-migration-dry-run", {}, expect=200)
     assert refused.value.status == 503 and "upgrade the conductors" in refused.value.message
     assert "live_migration_dry_run" not in {m for m, _ in cloud.conductor_rpc_calls()}
+
+
+@pytest.mark.parametrize("binary, option, value", [("godwit-conductor", "compute", "3.7"),
+                                                    ("godwit-compute", "conductor", "banana")])
+def test_a_service_with_a_bad_upgrade_level_does_not_start(tmp_path, binary, option, value):
+    """The real console script: one line on stderr saying what is allowed, exit
+    status 2, before it opens anything."""
+    conf = tmp_path / "godwit.conf"
+    conf.write_text(f"[DEFAULT]\nstate_path = {tmp_path}\ntransport_url = "
+                    f"rabbit://nobody:nothing@127.0.0.1:1/\n[upgrade_levels]\n{option} = {value}\n")
+    script = os.path.join(os.path.dirname(sys.executable), binary)
+    r = subprocess.run([script, "--config-file", str(conf)], capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    history = (compute_rpcapi if option == "compute" else conductor_rpcapi).HISTORY
+    assert (f"{binary}: error: [upgrade_levels] {option} = '{value}' is not allowed: give "
+            f"'auto'") in r.stderr
+    assert f"({', '.join(history)})" in r.stderr
