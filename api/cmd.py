@@ -18,7 +18,7 @@ from waitress import wasyncore
 
 from api import compute_api, router
 from conductor import rpcapi as conductor_rpcapi
-from godwit import exception, notifications, rpc, service
+from godwit import exception, notifications, rpc, service, upgrade
 from godwit.cmd import common
 from godwit.db import api as db_api
 
@@ -108,9 +108,10 @@ class APIServer:
         if api is None:
             db = db_api.get_database(conf.database.connection, conf.database.echo)
             db.deadlines = conf
+            # [upgrade_levels] conductor, auto included (read from the services table).
             conductor = conductor_rpcapi.ConductorClient(
                 transport, long_timeout=conf.long_rpc_timeout,
-                version_cap=conf.upgrade_levels.conductor or conductor_rpcapi.VERSION_CAP)
+                version_cap=upgrade.cap(conf, conductor_rpcapi.INTERFACE, db))
             # No compute RPC client: the API never talks to a host. Every
             # request is recorded in the database and carried out by a conductor.
             api = compute_api.ComputeAPI(conf, db, conductor)

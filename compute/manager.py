@@ -21,7 +21,7 @@ from compute import drivers, journal, live_migration, resize, steps
 from compute import rpcapi as compute_rpcapi
 from conductor import rpcapi as conductor_rpcapi
 from godwit import context as godwit_context
-from godwit import events, exception, notifications, rpc, states
+from godwit import events, exception, notifications, rpc, states, upgrade
 from godwit.timeutils import utcnow
 
 LOG = logging.getLogger(__name__)
@@ -29,17 +29,24 @@ LOG = logging.getLogger(__name__)
 
 class ComputeManager:
     target = messaging.Target(version=compute_rpcapi.VERSION)
+    #: What this agent records in the services table as the compute RPC version
+    #: it serves (for [upgrade_levels] compute = auto): its target's. (None: it
+    #: registers as agents did before versions were recorded; the test kit's
+    #: older agents.)
+    rpc_version = target.version
 
     def __init__(self, conf, host, transport, instances_path=None):
         self.conf = conf
         self.host = host
-        levels = conf.upgrade_levels
+        # [upgrade_levels]: with auto, an agent (no database) learns its caps
+        # from the conductor's answer when it registers (init_host).
+        self.conductor_cap = upgrade.cap(conf, conductor_rpcapi.INTERFACE)
+        self.compute_cap = upgrade.cap(conf, compute_rpcapi.INTERFACE)
         self.conductor = conductor_rpcapi.ConductorClient(
-            transport, timeout=conf.host_step_timeout,
-            version_cap=levels.conductor or conductor_rpcapi.VERSION_CAP)
+            transport, timeout=conf.host_step_timeout, version_cap=self.conductor_cap)
         self.compute_rpc = compute_rpcapi.ComputeAgentClient(
             transport, long_timeout=conf.long_rpc_timeout, step_timeout=conf.host_step_timeout,
-            version_cap=levels.compute or compute_rpcapi.VERSION_CAP)
+            version_cap=self.compute_cap)
         path = (instances_path or conf.instances_path).replace("{host}", host)
         c = conf.compute
         self.driver = drivers.load("virt", c.virt_driver, conf, host, path)
@@ -72,7 +79,10 @@ class ComputeManager:
                 # removed before this agent takes any work.
                 answer = self.conductor.service_report(
                     ctxt, self.host, states.SERVICE_COMPUTE, compute_rpcapi.TOPIC,
-                    godwit.__version__, node_info, inventory)
+                    godwit.__version__, node_info, inventory, rpc_version=self.rpc_version)
+                caps = answer.get("rpc_versions") or {}
+                self.conductor_cap.set(caps.get(conductor_rpcapi.TOPIC))
+                self.compute_cap.set(caps.get(compute_rpcapi.TOPIC))
                 if answer.get("orphans"):
                     for result in self.remove_orphans(ctxt, answer["orphans"]):
                         LOG.info("Orphan %s %s of %s: %s", result["kind"], result["name"],

@@ -25,25 +25,44 @@ Version history:
   build_and_run_instance and terminate_instance; ping.
 * 2.1 - estimate_live_migration (the source's bandwidth and dirty rate for
   the dry run's prediction). A conductor capped at 2.0 shows no prediction.
+
+``HISTORY`` lists every version an agent of this release serves, oldest
+first; the agents' RPC target (compute.manager) and every sender's default
+cap are its last entry, ``VERSION``, and calls go out as its first,
+``BASE_VERSION``, unless ``ADDED_IN`` names a later one. A new version is one
+more entry in each (and a line above); docs/upgrades.md says when the oldest
+may go.
 """
 
-from godwit import rpc
+from godwit import rpc, states, upgrade
 
 TOPIC = "compute"
-VERSION = "2.1"
-BASE_VERSION = "2.0"
-VERSION_CAP = VERSION
+HISTORY = ("2.0", "2.1")
+#: The methods added after BASE_VERSION, and the version that added each.
+ADDED_IN = {"estimate_live_migration": "2.1"}
+VERSION = HISTORY[-1]
+BASE_VERSION = HISTORY[0]
+INTERFACE = upgrade.Interface(TOPIC, states.SERVICE_COMPUTE, HISTORY)
 
 
 class ComputeAgentClient:
     def __init__(self, transport, timeout=None, long_timeout=1800, step_timeout=20,
-                 version_cap=VERSION_CAP):
+                 version_cap=None):
+        """``version_cap``: a version, an :class:`godwit.upgrade.VersionCap`
+        (``[upgrade_levels] compute``, ``auto`` included) or None for VERSION."""
+        self.cap = upgrade.VersionCap.of(version_cap, INTERFACE)
         # Calls go out as the version that introduced them (2.0 unless a method
         # says otherwise), so an agent that serves only 2.0 still takes them.
-        self.client = rpc.get_client(transport, TOPIC, version_cap=version_cap,
+        self.client = rpc.get_client(transport, TOPIC, version_cap=self.cap.current(),
                                      timeout=timeout, version=BASE_VERSION)
+        self.cap.follow(self.client)
         self.long_timeout = long_timeout
         self.step_timeout = step_timeout
+
+    def can_send_version(self, version):
+        """Whether the cap (re-read first when it is ``auto`` and stale) allows ``version``."""
+        self.cap.current()
+        return self.client.can_send_version(version)
 
     def _at(self, host, timeout=None):
         return self.client.prepare(server=host, timeout=timeout)
@@ -52,7 +71,7 @@ class ComputeAgentClient:
         return self._at(host, timeout or self.step_timeout).call(ctxt, method, **kwargs)
 
     def can_estimate(self):
-        return self.client.can_send_version("2.1")
+        return self.can_send_version(ADDED_IN["estimate_live_migration"])
 
     def estimate_live_migration(self, ctxt, source, instance_uuid, instance_info,
                                 timeout=None):

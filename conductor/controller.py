@@ -25,7 +25,8 @@ class _HereFirst(conductor_rpcapi.ConductorClient):
     start a move answered by this conductor instead of another's RPC server."""
 
     def __init__(self, manager, transport):
-        super().__init__(transport)
+        # Its other calls go to any conductor: under the manager's cap.
+        super().__init__(transport, version_cap=manager.conductor_cap)
         self.manager = manager
 
     def live_migrate_instance(self, ctxt, instance_uuid, requested_host, block_migration):

@@ -18,6 +18,7 @@ the bandwidth and the guest's dirty rate (compute RPC 2.1).
 import oslo_messaging as messaging
 from oslo_log import log as logging
 
+from compute import rpcapi as compute_rpcapi
 from conductor import checks, live_migrate, prediction
 from godwit import exception
 
@@ -28,7 +29,8 @@ def _estimate(conductor, ctxt, source, instance_uuid, info):
     """The source driver's bandwidth and dirty rate, or None, and why not."""
     rpc = conductor.compute_rpc
     if not rpc.can_estimate():
-        return None, "the conductor is pinned to compute RPC 2.0 (no estimates)"
+        return None, (f"the conductor sends {rpc.cap.describe()}; estimates need compute "
+                      f"RPC {compute_rpcapi.ADDED_IN['estimate_live_migration']}")
     try:
         estimate = rpc.estimate_live_migration(ctxt, source, instance_uuid, info)
     except messaging.MessagingTimeout:

@@ -23,7 +23,7 @@ from conductor import checks, drain, dry_run, engine, live_migrate, migrate, pow
 from conductor import rpcapi as conductor_rpcapi
 from conductor import scheduler as scheduler_mod
 from godwit import context as godwit_context
-from godwit import events, exception, notifications, phases, rpc, states
+from godwit import events, exception, notifications, phases, rpc, states, upgrade
 from godwit.db import api as db_api
 from godwit.db import timeline
 from godwit.timeutils import utcnow
@@ -44,19 +44,25 @@ def _datetimes(values):
 
 class ConductorManager:
     target = messaging.Target(version=conductor_rpcapi.VERSION)
+    #: What this conductor records in the services table as the conductor RPC
+    #: version it serves (for [upgrade_levels] conductor = auto): its target's.
+    #: (None: as conductors did before versions were recorded; the test kit's
+    #: older conductors.)
+    rpc_version = target.version
 
     def __init__(self, conf, transport, db=None, host=None):
         self.conf = conf
         self.host = host or conf.host
         self.db = db or db_api.get_database(conf.database.connection, conf.database.echo)
         self.db.deadlines = conf
-        # [upgrade_levels]: send only what the oldest service still running knows.
-        levels = conf.upgrade_levels
+        # [upgrade_levels]: send only what the oldest service still running knows
+        # (with auto, as the services table says; godwit.upgrade).
+        self.compute_cap = upgrade.cap(conf, compute_rpcapi.INTERFACE, self.db)
+        self.conductor_cap = upgrade.cap(conf, conductor_rpcapi.INTERFACE, self.db)
         self.compute_rpc = compute_rpcapi.ComputeAgentClient(
             transport, long_timeout=conf.long_rpc_timeout, step_timeout=conf.host_step_timeout,
-            version_cap=levels.compute or compute_rpcapi.VERSION_CAP)
-        self.self_rpc = conductor_rpcapi.ConductorClient(
-            transport, version_cap=levels.conductor or conductor_rpcapi.VERSION_CAP)
+            version_cap=self.compute_cap)
+        self.self_rpc = conductor_rpcapi.ConductorClient(transport, version_cap=self.conductor_cap)
         # The broker check's ping runs in a thread of its own (see broker_check).
         self._ping_pool = concurrent.futures.ThreadPoolExecutor(
             max_workers=1, thread_name_prefix="broker-check")
@@ -73,7 +79,10 @@ class ConductorManager:
     # --- service lifecycle ------------------------------------------------
     def init_host(self):
         self.db.service_register(self.host, states.SERVICE_CONDUCTOR, "conductor",
-                                 godwit.__version__)
+                                 godwit.__version__, rpc_version=self.rpc_version)
+        for cap in (self.compute_cap, self.conductor_cap):
+            cap.refresh()
+            LOG.info("[upgrade_levels]: sending %s", cap.describe())
         # While no conductor ran, no heartbeat could be recorded: the agents'
         # silence proves nothing until this one has seen the broker work for
         # service_down_time (decision 18).
@@ -166,11 +175,17 @@ class ConductorManager:
         self.notifier.info(ctxt, event_type, payload)
 
     # --- for compute agents ---------------------------------------------------
-    def service_report(self, ctxt, host, binary, topic, version, node_info, inventory=None):
-        """A compute agent starts. It is registered; what it holds (``inventory``)
-        is reconciled, and the orphans it should remove before it takes work are
-        returned; the moves it is part of are looked at again."""
-        svc = self.db.service_register(host, binary, topic, version)
+    def service_report(self, ctxt, host, binary, topic, version, node_info, inventory=None,
+                       rpc_version=None):
+        """A compute agent starts. It is registered, with the compute RPC version it
+        serves (2.2; None from an agent of an older release: counted as the
+        oldest); what it holds (``inventory``) is reconciled, and the orphans it
+        should remove before it takes work are returned; the moves it is part of
+        are looked at again. The answer also carries the caps ``auto`` gives
+        now, for the agent's own ``[upgrade_levels]``."""
+        svc = self.db.service_register(host, binary, topic, version, rpc_version=rpc_version)
+        # An agent of another version may have come (or gone): auto follows at once.
+        self.compute_cap.refresh()
         node = self.db.compute_node_upsert(host, dict(node_info, hypervisor_hostname=host))
         LOG.info("Compute host %s registered (%s %s)", host, node["hypervisor_type"],
                  node["hypervisor_version"])
@@ -185,7 +200,17 @@ class ConductorManager:
         # It may have restarted in the middle of moves: look at each of them.
         self.engine.host_returned(host)
         return {"service": svc, "node": node,
-                "orphans": [o for o in orphans if o["removable"]]}
+                "orphans": [o for o in orphans if o["removable"]],
+                "rpc_versions": self.auto_versions()}
+
+    def auto_versions(self):
+        """What ``[upgrade_levels] ... = auto`` gives now, for each interface, from
+        the services table (whatever this conductor's own options say)."""
+        services = self.db.service_list()
+        down_time = self.conf.service_down_time
+        return {itf.name: upgrade.from_services(itf, services,
+                                                lambda s: self.db.is_host_up(s, down_time))
+                for itf in (compute_rpcapi.INTERFACE, conductor_rpcapi.INTERFACE)}
 
     def reconcile(self):
         """The periodic reconciliation, in one conductor: the first by name of those up."""

@@ -18,31 +18,82 @@ Version history:
   delete_instance, live_migrate_instance, migrate_server.
 * 2.1 - live_migration_dry_run (the API's dry run of a live migration);
   drain_wake (a host drain was created or cancelled, from the API).
+* 2.2 - service_report takes the agent's compute RPC version (rpc_version,
+  recorded in the services table for ``[upgrade_levels] ... = auto``) and
+  answers with the caps ``auto`` gives (rpc_versions). An agent pinned
+  below 2.2, or refused by an older conductor, registers as 2.0 without it.
+
+``HISTORY``, ``ADDED_IN``, ``VERSION`` and ``BASE_VERSION`` as in
+compute/rpcapi.py: the conductor's RPC target and every sender's default cap
+are ``VERSION``.
 """
 
-from godwit import exception, rpc
+import oslo_messaging as messaging
+from oslo_log import log as logging
+
+from godwit import exception, rpc, states, upgrade
+
+LOG = logging.getLogger(__name__)
 
 TOPIC = "conductor"
-VERSION = "2.1"
-BASE_VERSION = "2.0"
-VERSION_CAP = VERSION
+HISTORY = ("2.0", "2.1", "2.2")
+#: The methods (and arguments) added after BASE_VERSION, and the version that added each.
+ADDED_IN = {"live_migration_dry_run": "2.1", "drain_wake": "2.1",
+            "service_report(rpc_version)": "2.2"}
+VERSION = HISTORY[-1]
+BASE_VERSION = HISTORY[0]
+INTERFACE = upgrade.Interface(TOPIC, states.SERVICE_CONDUCTOR, HISTORY)
+
+
+def _unsupported(error):
+    """Whether an RPC error is a conductor's refusal of the call's version."""
+    return "UnsupportedVersion" in (getattr(error, "exc_type", None) or
+                                    type(error).__name__)
 
 
 class ConductorClient:
-    def __init__(self, transport, timeout=None, long_timeout=1800, version_cap=VERSION_CAP):
+    def __init__(self, transport, timeout=None, long_timeout=1800, version_cap=None):
+        """``version_cap``: a version, an :class:`godwit.upgrade.VersionCap`
+        (``[upgrade_levels] conductor``, ``auto`` included) or None for VERSION."""
+        self.cap = upgrade.VersionCap.of(version_cap, INTERFACE)
         # Calls go out as the version that introduced them, so a conductor that
         # serves only 2.0 still takes every 2.0 call during an upgrade.
-        self.client = rpc.get_client(transport, TOPIC, version_cap=version_cap,
+        self.client = rpc.get_client(transport, TOPIC, version_cap=self.cap.current(),
                                      timeout=timeout, version=BASE_VERSION)
+        self.cap.follow(self.client)
         self.long_timeout = long_timeout
 
+    def can_send_version(self, version):
+        """Whether the cap (re-read first when it is ``auto`` and stale) allows ``version``."""
+        self.cap.current()
+        return self.client.can_send_version(version)
+
     # --- for compute agents: their window onto the database ---------------
-    def service_report(self, ctxt, host, binary, topic, version, node_info, inventory=None):
+    def service_report(self, ctxt, host, binary, topic, version, node_info, inventory=None,
+                       rpc_version=None):
         """Register (or re-register) a service and its compute node; the
         conductor then resumes the unfinished moves this host is part of, and
-        answers with the orphans in ``inventory`` the host should remove."""
-        return self.client.call(ctxt, "service_report", host=host, binary=binary, topic=topic,
-                                version=version, node_info=node_info, inventory=inventory)
+        answers with the orphans in ``inventory`` the host should remove and
+        (2.2) the caps ``[upgrade_levels] ... = auto`` gives now.
+
+        ``rpc_version`` (2.2): the compute RPC version the agent serves. Sent
+        when the cap allows 2.2, and tried under ``auto`` (an agent learns its
+        caps from this very answer). A conductor that refuses 2.2 (an older
+        one) is asked again as 2.0 without it: the services table then records
+        no version for this agent, which ``auto`` counts as the oldest."""
+        kwargs = dict(host=host, binary=binary, topic=topic, version=version,
+                      node_info=node_info, inventory=inventory)
+        if rpc_version is not None and (self.cap.auto or self.can_send_version("2.2")):
+            try:
+                return self.client.prepare(version="2.2", version_cap="2.2").call(
+                    ctxt, "service_report", rpc_version=rpc_version, **kwargs)
+            except (messaging.RemoteError, messaging.MessagingException) as e:
+                if not _unsupported(e):
+                    raise
+                LOG.warning("A conductor refused conductor RPC 2.2 (an older one: upgrade "
+                            "the conductors before the agents); %s registers as 2.0, "
+                            "without its RPC version", host)
+        return self.client.call(ctxt, "service_report", **kwargs)
 
     def service_heartbeat(self, ctxt, host, binary, timeout=None):
         # retry=0: while the broker is away the send fails at once instead of
@@ -108,10 +159,10 @@ class ConductorClient:
     def live_migration_dry_run(self, ctxt, instance_uuid, requested_host, block_migration):
         """Every check of a live migration against every candidate (or the named
         host) and a prediction for each that accepts; writes nothing (2.1)."""
-        if not self.client.can_send_version("2.1"):
+        if not self.can_send_version(ADDED_IN["live_migration_dry_run"]):
             raise exception.ServiceUnavailable(
-                reason="the dry run needs conductor RPC 2.1; this API is pinned below it "
-                       "(upgrade the conductors first)")
+                reason=f"the dry run needs conductor RPC 2.1; this API sends "
+                       f"{self.cap.describe()} (upgrade the conductors first)")
         return self.client.prepare(version="2.1", timeout=self.long_timeout).call(
             ctxt, "live_migration_dry_run", instance_uuid=instance_uuid,
             requested_host=requested_host, block_migration=block_migration)
@@ -144,7 +195,7 @@ class ConductorClient:
         Only a wake-up: the drain is in the database, and every conductor's
         drain sweep finds it even if this message is lost.
         """
-        if not self.client.can_send_version("2.1"):
+        if not self.can_send_version(ADDED_IN["drain_wake"]):
             return   # pinned below 2.1 during an upgrade: the drain sweep finds it
         self.client.prepare(version="2.1", retry=1).cast(ctxt, "drain_wake",
                                                          drain_uuid=drain_uuid)

@@ -115,9 +115,12 @@ class SuiteCloud:
 @pytest.fixture
 def cloud_factory(godwit_cloud_factory):
     """The kit's factory with our defaults: three hosts, options as keywords."""
-    def make(hosts=("compute1", "compute2", "compute3"), host_paths=None, **conf_overrides):
+    def make(hosts=("compute1", "compute2", "compute3"), host_paths=None,
+             compute_rpc_version=None, conductor_rpc_version=None, **conf_overrides):
         return SuiteCloud(godwit_cloud_factory(hosts=hosts, host_paths=host_paths,
-                                               options=conf_overrides))
+                                               options=conf_overrides,
+                                               compute_rpc_version=compute_rpc_version,
+                                               conductor_rpc_version=conductor_rpc_version))
 
     return make
 

@@ -49,6 +49,11 @@ class LocalCloud:
         self.crashed = []
         self.api = None
         self.db = None
+        #: Called with (host, service) for each agent built, and with the
+        #: conductor's service, before it starts (the test kit's older services
+        #: and wire logs, godwit.testkit.agents).
+        self.prepare_compute = None
+        self.prepare_conductor = None
 
     def start(self):
         if self.with_api:
@@ -62,6 +67,8 @@ class LocalCloud:
         self.db.ensure_default_flavors()
         transport = rpc.get_transport(self.conf, self.transport_url)
         self.conductor = conductor_cmd.build(self.conf, transport)
+        if self.prepare_conductor is not None:
+            self.prepare_conductor(self.conductor)
         self.conductor.start()
         for host in self.host_names:
             self.start_compute(host)
@@ -74,6 +81,8 @@ class LocalCloud:
         transport = rpc.get_transport(self.conf, self.transport_url)
         svc = compute_cmd.build(self.conf, transport, host=host,
                                 instances_path=self.host_paths.get(host))
+        if self.prepare_compute is not None:
+            self.prepare_compute(host, svc)
         svc.start()
         self.computes[host] = svc
         svc.manager.driver.faults.on_crash = lambda: self.crash_compute(host)

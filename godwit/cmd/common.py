@@ -6,6 +6,7 @@ import sys
 from oslo_log import log as logging
 
 from godwit import conf as godwit_conf
+from godwit import upgrade
 
 LOG = logging.getLogger(__name__)
 
@@ -18,6 +19,16 @@ def init(argv=None, prog=None, defaults=None):
         conf.set_default(key.rpartition(".")[2], value, group=group)
     godwit_conf.parse_args(sys.argv[1:] if argv is None else argv, conf=conf, prog=prog)
     logging.setup(conf, "godwit")
+    try:
+        upgrade.check_levels(conf)
+        refused = None
+    except upgrade.InvalidUpgradeLevel as e:
+        refused = str(e)
+    if refused:
+        # As argparse refuses a bad argument: one line on stderr, exit status 2.
+        LOG.error("%s", refused)
+        print(f"{prog or 'godwit'}: error: {refused}", file=sys.stderr)
+        sys.exit(2)
     # Every option's value, as Nova does at start-up, for debugging a deployment;
     # options registered with secret=True ([database] connection, transport_url,
     # [keystone_authtoken] password) are shown as ****.

@@ -103,13 +103,24 @@ def _run(args, conf, url):
     if args.category == "reconcile":
         return _reconcile(args, conf, db)
     if args.category == "service":
+        services = db.service_list()
         rows = [(s["id"], s["binary"], s["host"],
                  "disabled" if s["disabled"] else "enabled",
                  "up" if db.is_host_up(s, conf.service_down_time) else "down",
-                 s["last_seen_up"], s["disabled_reason"] or "")
-                for s in db.service_list()]
+                 s["last_seen_up"], s["rpc_version"] or "-", s["disabled_reason"] or "")
+                for s in services]
         print(_table(["Id", "Binary", "Host", "Status", "State", "Last heartbeat",
-                      "Disabled reason"], rows))
+                      "RPC version", "Disabled reason"], rows))
+        if services:
+            # What [upgrade_levels] ... = auto gives now (docs/upgrades.md); "-":
+            # a service of a release that did not record it, counted as the oldest.
+            from godwit import upgrade
+
+            def up(s):
+                return db.is_host_up(s, conf.service_down_time)
+            auto = ", ".join(f"{itf.name} {upgrade.from_services(itf, services, up)}"
+                             for itf in upgrade.interfaces())
+            print(f"[upgrade_levels] auto gives: {auto}")
         return 0
     if args.action == "create":
         for name, value in (("--ram", args.ram), ("--vcpus", args.vcpus)):

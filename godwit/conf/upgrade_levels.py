@@ -5,12 +5,18 @@ from oslo_config import cfg
 GROUP = "upgrade_levels"
 
 UPGRADE_LEVELS_OPTS = [
-    cfg.StrOpt("compute", regex=r"^\d+\.\d+$",
-               help="Highest compute RPC version this service sends (e.g. 2.0) while "
-                    "older compute agents run; unset: the newest this release knows."),
-    cfg.StrOpt("conductor", regex=r"^\d+\.\d+$",
-               help="Highest conductor RPC version this service sends (e.g. 2.0) while "
-                    "older conductors run; unset: the newest this release knows."),
+    # Checked against the interfaces' histories when a service starts
+    # (godwit.upgrade.check_levels), with a message that lists what is allowed.
+    cfg.StrOpt("compute",
+               help="Highest compute RPC version this service sends while older compute "
+                    "agents run: 'auto' (the oldest version among the compute services "
+                    "that are up, from the services table), a version this release serves "
+                    "(e.g. 2.0), or unset for the newest this release knows."),
+    cfg.StrOpt("conductor",
+               help="Highest conductor RPC version this service sends while older "
+                    "conductors run: 'auto' (the oldest version among the conductors that "
+                    "are up, from the services table), a version this release serves "
+                    "(e.g. 2.0), or unset for the newest this release knows."),
 ]
 
 

@@ -46,6 +46,10 @@ class Service(Base, TimestampMixin):
     last_seen_up: Mapped[datetime.datetime | None] = mapped_column(DateTime)
     report_count: Mapped[int] = mapped_column(Integer, default=0)
     version: Mapped[str | None] = mapped_column(String(32))
+    # The RPC version of its topic the service serves (compute agents: compute
+    # RPC, conductors: conductor RPC), for [upgrade_levels] ... = auto. None:
+    # registered by a release that did not record it (counted as the oldest).
+    rpc_version: Mapped[str | None] = mapped_column(String(16))
     # Conductors only: when this one last sent itself a message through the
     # broker, and since when that has kept working (None: the last try
     # failed). An agent's missing heartbeats count against it only while the

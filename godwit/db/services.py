@@ -22,20 +22,22 @@ _SERVICE_BY_HOST = select(_SVC).where(_SVC.c.host == sa.bindparam("host"),
 
 
 class ServiceStore:
-    def service_register(self, host, binary, topic, version):
-        """Create the service row, or refresh it if this host ran before."""
+    def service_register(self, host, binary, topic, version, rpc_version=None):
+        """Create the service row, or refresh it if this host ran before.
+        ``rpc_version``: the RPC version it serves (None: not told, an older agent)."""
         now = utcnow()
         with self.transaction() as s:
             svc = s.scalars(select(models.Service).where(
                 models.Service.host == host, models.Service.binary == binary)).first()
             if svc is None:
                 svc = models.Service(uuid=_new_uuid(), host=host, binary=binary, topic=topic,
-                                     version=version,
+                                     version=version, rpc_version=rpc_version,
                                      last_seen_up=now, report_count=0)
                 s.add(svc)
             else:
                 svc.last_seen_up = now
                 svc.version = version
+                svc.rpc_version = rpc_version
             s.flush()
             return svc.to_dict()
 

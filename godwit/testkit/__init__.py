@@ -12,7 +12,7 @@ beyond what docs/test-kit.md lists is Godwit's internals and may change.
 import importlib
 
 #: Major.minor: a minor release only adds; a major one may remove or change.
-KIT_VERSION = "1.1"
+KIT_VERSION = "1.2"
 
 # Public name -> module. Imported on first use: pytest loads the plugin (and
 # so this package) in every run where Godwit is installed, and importing the

@@ -9,6 +9,7 @@ test gets back: an API client, a conductor RPC client, and a handle per host.
 import os
 import threading
 
+from compute import rpcapi as compute_rpcapi
 from conductor import rpcapi as conductor_rpcapi
 from godwit import context as godwit_context
 from godwit import rpc
@@ -16,6 +17,7 @@ from godwit.cmd import common
 from godwit.cmd.all import IN_PROCESS_TRANSPORT, LocalCloud
 from godwit.db import api as db_api
 from godwit.testing import Client
+from godwit.testkit import agents
 from godwit.testkit.hosts import FakeHostHandle
 
 # Options a test cloud runs with unless told otherwise.
@@ -60,12 +62,35 @@ def host_names(hosts):
     return list(hosts)
 
 
+_KEEP = object()
+
+
 class FakeCloud:
-    """A started cloud; :meth:`stop` it (the plugin's fixtures do)."""
+    """A started cloud; :meth:`stop` it (the plugin's fixtures do).
+
+    ``compute_rpc_version``: the agents serve compute RPC only up to this
+    version of ``compute.rpcapi.HISTORY``, as agents of an earlier release do
+    (a version for every host, or {host: version}; None: this release's);
+    ``conductor_rpc_version``: the same for the conductor (conductor RPC);
+    see godwit.testkit.agents.
+    """
 
     def __init__(self, state_path, hosts=2, database_url=None, transport_url=None,
-                 options=None, host_paths=None):
+                 options=None, host_paths=None, compute_rpc_version=None,
+                 conductor_rpc_version=None):
         os.makedirs(state_path, exist_ok=True)
+        names = host_names(hosts)
+        if isinstance(compute_rpc_version, dict):
+            self._rpc_versions = dict(compute_rpc_version)
+        else:
+            self._rpc_versions = dict.fromkeys(names, compute_rpc_version)
+        for version in self._rpc_versions.values():
+            if version is not None:
+                agents.check_older_version(version)
+        if conductor_rpc_version is not None:
+            agents.check_older_version(conductor_rpc_version, "conductor")
+        self._conductor_rpc_version = conductor_rpc_version
+        self._wire = {}
         self.transport_url = transport_url or IN_PROCESS_TRANSPORT
         self._stopped = False
         self._claim_in_process_broker()
@@ -74,9 +99,11 @@ class FakeCloud:
         self._host_paths = dict(host_paths or {})
         #: Godwit's internals (godwit.cmd.all.LocalCloud), outside the kit's
         #: stable interface.
-        self.local_cloud = LocalCloud(self.conf, hosts=host_names(hosts), api_port=0,
+        self.local_cloud = LocalCloud(self.conf, hosts=names, api_port=0,
                                       host_paths=self._host_paths,
                                       transport_url=self.transport_url)
+        self.local_cloud.prepare_compute = self._prepare_agent
+        self.local_cloud.prepare_conductor = self._prepare_conductor
         try:
             self.local_cloud.start()
         except BaseException:
@@ -119,9 +146,35 @@ class FakeCloud:
         """Stop the agent of ``name`` cleanly."""
         self.local_cloud.stop_compute(name)
 
-    def start_host(self, name):
-        """Start the agent of ``name`` again after a crash or a stop."""
+    def start_host(self, name, rpc_version=_KEEP):
+        """Start the agent of ``name`` again after a crash or a stop.
+        ``rpc_version``: the compute RPC version the new agent serves (an
+        upgrade: None, this release's); by default what the last one served."""
+        if rpc_version is not _KEEP:
+            if rpc_version is not None:
+                agents.check_older_version(rpc_version)
+            self._rpc_versions[name] = rpc_version
         self.local_cloud.restart_compute(name)
+
+    def rpc_version(self, name):
+        """The compute RPC version the agent of ``name`` serves."""
+        return self._rpc_versions.get(name) or compute_rpcapi.VERSION
+
+    def rpc_calls(self, name):
+        """(method, RPC version) of every message the current agent of ``name``
+        received, in order, as it saw them on the wire."""
+        return self._wire[name].calls()
+
+    def conductor_rpc_calls(self):
+        """(method, RPC version) of every message the conductor received on its
+        topic, in order, as it saw them on the wire."""
+        return self._conductor_wire.calls()
+
+    def _prepare_agent(self, host, svc):
+        self._wire[host] = agents.prepare(svc, self._rpc_versions.get(host))
+
+    def _prepare_conductor(self, svc):
+        self._conductor_wire = agents.prepare(svc, self._conductor_rpc_version, "conductor")
 
     def stop(self):
         """Stop every service; a second call does nothing."""

@@ -39,7 +39,8 @@ def pytest_configure(config):
     config.addinivalue_line("filterwarnings", "ignore:(?s).*Eventlet is deprecated")
     config.addinivalue_line("markers", "godwit_cloud(**kwargs): arguments of the "
                             "godwit_cloud fixture's cloud (hosts, database_url, "
-                            "transport_url, options, host_paths)")
+                            "transport_url, options, host_paths, compute_rpc_version, "
+                            "conductor_rpc_version)")
     config.addinivalue_line("markers", "godwit_process_cloud(**kwargs): arguments of the "
                             "godwit_process_cloud fixture's cloud (hosts, database_url, "
                             "transport_url, options, host_options, host_paths, conductors)")
@@ -65,14 +66,17 @@ def _cloud_starter(config, tmp_path_factory, clouds):
     transport_url = config.getoption("godwit_transport_url")
 
     def start(hosts=2, database_url=database_url, transport_url=transport_url,
-              options=None, host_paths=None):
+              options=None, host_paths=None, compute_rpc_version=None,
+              conductor_rpc_version=None):
         # Imported here, not when pytest loads the plugin: every pytest run where
         # Godwit is installed loads it, and most never start a cloud.
         from godwit.testkit.cloud import FakeCloud
 
         cloud = FakeCloud(tmp_path_factory.mktemp("godwit-cloud"), hosts=hosts,
                           database_url=database_url, transport_url=transport_url,
-                          options=options, host_paths=host_paths)
+                          options=options, host_paths=host_paths,
+                          compute_rpc_version=compute_rpc_version,
+                          conductor_rpc_version=conductor_rpc_version)
         clouds.append(cloud)
         return cloud
 

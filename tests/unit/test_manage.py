@@ -124,6 +124,19 @@ def test_service_list_shows_registered_service(synced, tmp_path):
     _code, out, _err = synced("service", "list")
     row = next(line for line in out.splitlines() if "compute7" in line)
     assert "godwit-compute" in row and "enabled" in row and "| up " in row
+    # Registered without an RPC version (an agent of an older release): auto
+    # counts it as the oldest compute version.
+    assert "| -  " in row
+    from compute import rpcapi as compute_rpcapi
+    from conductor import rpcapi as conductor_rpcapi
+    no_conductor = f"conductor {conductor_rpcapi.VERSION}"   # none registered: the newest
+    assert out.splitlines()[-1] == (f"[upgrade_levels] auto gives: compute "
+                                    f"{compute_rpcapi.BASE_VERSION}, {no_conductor}")
+    database.service_register("compute7", "godwit-compute", "compute", "1",
+                              rpc_version=compute_rpcapi.VERSION)
+    _code, out, _err = synced("service", "list")
+    assert out.splitlines()[-1] == (f"[upgrade_levels] auto gives: compute "
+                                    f"{compute_rpcapi.VERSION}, {no_conductor}")
 
 
 def test_unknown_command_exits_with_usage_error(run):
