@@ -47,7 +47,9 @@ _RES = models.MoveResource.__table__
 # UPDATE (and perhaps an INSERT) per entry.
 _MINE = select(_RES.c.id, _RES.c.host, _RES.c.kind, _RES.c.state).where(
     _RES.c.migration_id == bindparam("mid"))
-_SET_STATE = update(_RES).where(_RES.c.id == bindparam("rid")).values(
+# One statement per new state, not an executemany: psycopg2 and PyMySQL run an
+# executemany UPDATE as one round trip per row.
+_SET_STATE = update(_RES).where(_RES.c.id.in_(bindparam("rids", expanding=True))).values(
     state=bindparam("new_state"), updated_at=bindparam("now"))
 
 
@@ -65,9 +67,11 @@ def _write(conn, migration, rows, wanted, changes):
             changes[rid] = state
     changes = {rid: state for rid, state in changes.items() if state != current[rid]}
     now = utcnow()
-    if changes:
-        conn.execute(_SET_STATE, [{"rid": rid, "new_state": state, "now": now}
-                                  for rid, state in changes.items()])
+    by_state = {}
+    for rid, state in changes.items():
+        by_state.setdefault(state, []).append(rid)
+    for state, rids in sorted(by_state.items()):
+        conn.execute(_SET_STATE, {"rids": sorted(rids), "new_state": state, "now": now})
     if new:
         conn.execute(_RES.insert(), [
             {"migration_id": migration["id"], "instance_uuid": migration["instance_uuid"],
