@@ -135,7 +135,12 @@ class FloorProbe:
         self.db = db_api.Database(dep.db.url)
         from compute import journal
         self.journal = journal.Journal(os.path.join(dep.dir, "probe-journal.sqlite"), host)
+        # A second single-row UPDATE in the same transaction: what one more
+        # write statement costs inside a transaction that writes anyway (the
+        # ledger's and the timeline's rows, written with each phase change).
+        self.update2 = sa.text("UPDATE migrations SET memory_remaining = :v WHERE id = :id")
         self.calls, self.casts, self.raw, self.godwit, self.jwrites = [], [], [], [], []
+        self.raw2 = []
         self.value = 0  # what the next probe write writes (a new value each time)
 
     def sample(self, migration_id, k, record=True):
@@ -149,13 +154,20 @@ class FloorProbe:
         for _ in range(k):
             timed(lambda: self.prepared.cast(self.ctxt, "ping"), self.casts)
         self.agent.ping(self.ctxt, self.host)   # the agent has taken the casts by now
+        def raw():
+            with self.raw_engine.begin() as c:
+                c.execute(self.update, {"v": self.value, "id": migration_id})
+
+        def raw2():
+            with self.raw_engine.begin() as c:
+                c.execute(self.update, {"v": self.value, "id": migration_id})
+                c.execute(self.update2, {"v": self.value, "id": migration_id})
+        # Alternated, so that both see the same moments of the database.
         for _ in range(k):
             self.value += 1
-
-            def raw():
-                with self.raw_engine.begin() as c:
-                    c.execute(self.update, {"v": self.value, "id": migration_id})
             timed(raw, self.raw)
+            self.value += 1
+            timed(raw2, self.raw2)
         for _ in range(k):
             self.value += 1
             timed(lambda: self.db.migration_update(migration_id, {"memory_processed": self.value}),
@@ -173,6 +185,7 @@ class FloorProbe:
     def result(self):
         return ({"call": common.summarize(self.calls), "cast": common.summarize(self.casts)},
                 {"raw_update": common.summarize(self.raw),
+                 "raw_update_twice": common.summarize(self.raw2),
                  "migration_update": common.summarize(self.godwit),
                  "journal_write": common.summarize(self.jwrites)})
 
