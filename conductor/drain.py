@@ -50,7 +50,7 @@ from oslo_log import log as logging
 from oslo_messaging.rpc import dispatcher as rpc_dispatcher
 
 from api import compute_api
-from conductor import controller
+from conductor import controller, prediction
 from godwit import context as godwit_context
 from godwit import exception, phases, states
 from godwit.db import drains, timeline
@@ -86,6 +86,11 @@ _CONFIRM_TRIES = 5
 # Requests whose move never appeared that are asked again before the guest is
 # given up as failed.
 _LOST_REQUEST_TRIES = 3
+# How long the source may take to answer one guest's estimate (libvirt samples
+# the dirty rate for a second) before the drain orders by memory instead.
+_ESTIMATE_TIMEOUT = 15
+# The order's basis, shown in every guest's ``ordered_by``.
+BY_PREDICTION, BY_MEMORY = "predicted duration", "memory size"
 
 
 class _ConductorHere(controller._HereFirst):
@@ -219,6 +224,7 @@ class Drainer:
         d = self._hold(d)
         if d is None:
             return
+        d = self._order(d)
         d = self._follow_moves(d)
         if d["status"] == drains.RUNNING:
             d = self._start_moves(d)
@@ -243,6 +249,116 @@ class Drainer:
     def _log(self, d, guest, text, *args):
         LOG.info("Drain %s of %s: %s (%s) " + text, d["uuid"], d["host"], guest["name"],
                  guest["instance_uuid"], *args)
+
+    # --- 0. the order, and guests that arrive -------------------------------------------------
+    def _order(self, d):
+        """The first look at a drain puts its guests in order of their live
+        migrations' predicted duration, shortest first, from the source's
+        estimate of each (compute RPC 2.1: bandwidth and the guest's dirty rate,
+        conductor/prediction.py); guests predicted never to converge come last.
+        When the estimate is missing for any guest (an agent or conductor
+        pinned to 2.0, a driver that cannot tell, an unlimited bandwidth, no
+        answer), the order stays the one the drain was created with: memory,
+        then disk, then age. With ``fallback=skip`` a guest predicted not to
+        converge, or to outlast the per-guest timeout, is skipped here without
+        being tried. Done once: every guest then carries ``ordered_by``."""
+        report = d["report"]
+        if not report or d["status"] != drains.RUNNING or \
+                any("ordered_by" in g for g in report):
+            return d
+        if any(g["state"] != PENDING for g in report):
+            # A drain started before drains were ordered by prediction: its
+            # moves are under way in the order it has.
+            for g in report:
+                g["ordered_by"] = BY_MEMORY
+            return self._save(d)
+        ctxt = self._context(d)
+        why_not = None
+        for guest in report:
+            guest.update(predicted_s=None, prediction=None)
+            if why_not is None:
+                why_not = self._estimate(d, ctxt, guest)
+                # A long estimate round keeps the drain this conductor's.
+                if self.db.drain_renew(d, self.conf.migration_lease_time) is None:
+                    raise exception.ConcurrentUpdate(
+                        what=f"Drain {d['uuid']}", expected=f"held by {self.host}",
+                        found="taken over while its guests were estimated")
+            if why_not is not None and guest["prediction"] is None:
+                guest["prediction"] = f"no estimate: {why_not}"
+        if why_not is None:
+            index = {g["instance_uuid"]: i for i, g in enumerate(report)}
+            report.sort(key=lambda g: (g.get("converges") is False, g["predicted_s"] or 0.0,
+                                       index[g["instance_uuid"]]))
+            basis = BY_PREDICTION
+        else:
+            basis = BY_MEMORY
+        for g in report:
+            g["ordered_by"] = basis
+        LOG.info("Drain %s of %s: %d guests in order of %s%s: %s", d["uuid"], d["host"],
+                 len(report), basis, f" ({why_not})" if why_not else "",
+                 ", ".join(f"{g['name']} ({g['prediction']})" for g in report))
+        if basis == BY_PREDICTION and d["fallback"] == "skip":
+            for guest in report:
+                hopeless = self._hopeless(d, guest)
+                if hopeless:
+                    guest.update(state=SKIPPED, reason=f"not tried: {hopeless}")
+                    self._log(d, guest, "skipped: %s", guest["reason"])
+        return self._save(d)
+
+    def _estimate(self, d, ctxt, guest):
+        """Fill ``guest``'s prediction from its source's estimate; None, or
+        why there is none (the drain then orders every guest by memory)."""
+        rpc = self.conductor.compute_rpc
+        if not rpc.can_estimate():
+            return "compute RPC is pinned below 2.1 ([upgrade_levels] compute)"
+        try:
+            info = self.db.instance_get_with_devices(guest["instance_uuid"])
+        except exception.InstanceNotFound:
+            guest["prediction"] = "deleted"
+            return None
+        instance = info["instance"]
+        if instance["host"] != d["host"]:
+            guest["prediction"] = f"already on {instance['host']}"
+            return None
+        try:
+            estimate = rpc.estimate_live_migration(ctxt, d["host"], guest["instance_uuid"],
+                                                   info, timeout=_ESTIMATE_TIMEOUT)
+        except messaging.MessagingTimeout:
+            return f"{d['host']} did not answer within {_ESTIMATE_TIMEOUT} s"
+        except (messaging.RemoteError, exception.GodwitException) as e:
+            return f"{d['host']} could not estimate: {exception.message_of(e)}"
+        if estimate is None:
+            return f"the driver on {d['host']} cannot estimate"
+        memory = estimate.get("memory_mb") or instance["memory_mb"]
+        bandwidth, dirty = estimate.get("bandwidth_mb_s"), estimate.get("dirty_rate_mb_s")
+        # The disks as the driver measures them (what a block migration would
+        # stream); the destination, hence shared or block storage, is not
+        # known before the scheduler chooses it.
+        predicted = prediction.predict(memory, bandwidth, dirty,
+                                       self.conf.libvirt.live_migration_downtime,
+                                       disk_mb=estimate.get("disk_mb") or 0)
+        if predicted is None:
+            return f"no bandwidth limit on {d['host']} to predict with"
+        rates = f"{memory} MiB at {bandwidth} MiB/s, dirtying {dirty or 0} MiB/s"
+        if predicted["converges"]:
+            guest.update(predicted_s=predicted["duration_s"], converges=True,
+                         prediction=f"about {predicted['duration_s']:g} s ({rates})")
+        else:
+            guest.update(predicted_s=None, converges=False,
+                         prediction=f"never converges ({rates})")
+        return None
+
+    @staticmethod
+    def _hopeless(d, guest):
+        """Why the prediction says this guest's live migration cannot succeed
+        within the drain's rules, or None."""
+        if guest.get("converges") is False:
+            return ("its live migration is predicted never to converge "
+                    + guest["prediction"].removeprefix("never converges "))
+        if guest.get("predicted_s") and guest["predicted_s"] > d["guest_timeout"]:
+            return (f"its live migration is predicted to take {guest['predicted_s']:g} s, "
+                    f"longer than the drain's per-guest timeout ({d['guest_timeout']} s)")
+        return None
 
     # --- 1. the moves under way ---------------------------------------------------------------
     def _follow_moves(self, d):
