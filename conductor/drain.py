@@ -227,6 +227,8 @@ class Drainer:
         d = self._order(d)
         d = self._follow_moves(d)
         if d["status"] == drains.RUNNING:
+            d = self._adopt(d)
+        if d["status"] == drains.RUNNING:
             d = self._start_moves(d)
         else:
             d = self._cancel(d)
@@ -359,6 +361,26 @@ class Drainer:
             return (f"its live migration is predicted to take {guest['predicted_s']:g} s, "
                     f"longer than the drain's per-guest timeout ({d['guest_timeout']} s)")
         return None
+
+    def _adopt(self, d):
+        """A running drain empties its host: a guest that arrived after the drain
+        began (put there with a forced host, or moved there; the host is
+        disabled, so not by the scheduler) is added to the report, last, and
+        moved like the others (not estimated: the order was decided). Its entry
+        says so (``arrived``)."""
+        known = {g["instance_uuid"] for g in d["report"]}
+        # One still being built is added once built (its live migration would
+        # be refused until then).
+        arrived = [i for i in self.db.drain_host_guests(d["host"])
+                   if i["uuid"] not in known and i["vm_state"] != states.BUILDING]
+        if not arrived:
+            return d
+        for entry in drains.report_for(arrived):
+            entry.update(arrived=True, ordered_by=BY_MEMORY, predicted_s=None,
+                         prediction="not estimated: arrived after the drain began")
+            d["report"].append(entry)
+            self._log(d, entry, "arrived on the host after the drain began: added to it")
+        return self._save(d)
 
     # --- 1. the moves under way ---------------------------------------------------------------
     def _follow_moves(self, d):

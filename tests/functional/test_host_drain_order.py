@@ -138,3 +138,25 @@ def test_skip_does_not_try_a_guest_predicted_to_outlast_the_guest_timeout(make_c
         "drain's per-guest timeout (10 s)"), by_id[small]
     assert c.migrations(instance_uuid=small) == []
     assert_moved(cloud, by_id[tiny], "live-migration", "completed")
+
+
+def test_a_guest_put_on_the_host_during_the_drain_is_drained_too(make_cloud):  # noqa: F811
+    """The host is disabled, but a forced host still places a guest there: a
+    running drain adds it to its report (``arrived``) and moves it."""
+    cloud = make_cloud(**SLOW)
+    c = cloud.client
+    sids = boot(c, 2)
+    d = start_drain(c, "compute1")
+    wait_guests(c, d["id"], lambda gs: [g["state"] for g in gs] == ["moving", "moving"],
+                "both guests moving")
+
+    late = c.create_server("late", host="compute1")["id"]
+    assert c.server(late)["OS-EXT-SRV-ATTR:host"] == "compute1"
+
+    d = wait_drain(c, d["id"], timeout=90)
+    assert d["status"] == "finished", d
+    assert [g["instance_uuid"] for g in d["guests"]] == sids + [late]
+    assert [g["arrived"] for g in d["guests"]] == [False, False, True]
+    for g in d["guests"]:
+        assert_moved(cloud, g, "live-migration", "completed")
+    assert cloud.host("compute1").domains() == {}
