@@ -395,7 +395,7 @@ class Drainer:
             if guest["state"] == MOVING:
                 self._follow_live(d, guest, m, now)
             else:
-                self._follow_cold(d, guest, m)
+                self._follow_cold(d, guest, m, now)
             if guest != before:
                 d = self._save(d)
         return d
@@ -521,7 +521,7 @@ class Drainer:
         guest.update(aborted_for=why, abort_reason=reason)
         self._log(d, guest, "live migration %s aborted: %s", m["id"], reason)
 
-    def _follow_cold(self, d, guest, m):
+    def _follow_cold(self, d, guest, m, now):
         status = m["status"]
         if status == states.FINISHED:
             if self._gone(guest):
@@ -558,6 +558,17 @@ class Drainer:
                          reason=f"{guest['reason']}; then cold migration {m['id']} ended "
                                 f"{status}: {m.get('error_message') or 'no reason'}")
             self._log(d, guest, "could not be moved: %s", guest["reason"])
+        elif status not in (states.CONFIRMING, states.REVERTING) and \
+                _age(guest, now) > d["guest_timeout"]:
+            # A cold migration cannot be aborted: the drain stops waiting for
+            # it (its slot is free, the drain can end) and says where it is.
+            guest.update(state=FAILED,
+                         reason=f"{guest['reason']}; then cold migration {m['id']} did not "
+                                f"finish within the drain's per-guest timeout "
+                                f"({d['guest_timeout']} s; it was {status}): the drain "
+                                f"stopped waiting for it; follow it with 'godwit migration "
+                                f"show {m['id']}'")
+            self._log(d, guest, "given up: %s", guest["reason"])
 
     def _gone(self, guest):
         try:

@@ -11,6 +11,7 @@ from tests.functional.test_host_drain import (  # noqa: F401 - the fixture
     SLOW,
     assert_moved,
     boot,
+    get_drain,
     make_cloud,
     migration,
     start_drain,
@@ -160,3 +161,35 @@ def test_a_guest_put_on_the_host_during_the_drain_is_drained_too(make_cloud):  #
     for g in d["guests"]:
         assert_moved(cloud, g, "live-migration", "completed")
     assert cloud.host("compute1").domains() == {}
+
+
+def test_a_cold_fallback_that_does_not_finish_is_given_up_at_the_guest_timeout(make_cloud):  # noqa: F811
+    """A cold migration cannot be aborted: past the per-guest timeout the drain
+    stops waiting for it (the guest is failed, with the migration to follow)
+    and ends, instead of hanging on it."""
+    cloud = make_cloud(**FAST)
+    c = cloud.client
+    refused, other = boot(c, 2)
+    for host in ("compute2", "compute3"):
+        cloud.host(host).arm(fault("check_can_live_migrate_destination", "fail",
+                                   instance=refused))
+    # The source's first cold step hangs (until the cloud stops).
+    cloud.host("compute1").arm(fault("migrate_disk_and_power_off", "hang",
+                                     instance=refused))
+
+    d = wait_drain(c, start_drain(c, "compute1", fallback="cold", guest_timeout=3)["id"],
+                   timeout=30)
+
+    assert d["status"] == "finished", d
+    by_id = {g["instance_uuid"]: g for g in d["guests"]}
+    g = by_id[refused]
+    assert g["state"] == "failed", g
+    cold = migration(c, g["migration_id"])
+    assert cold["migration_type"] == "migration" and cold["status"] not in (
+        "finished", "confirmed", "failed", "error", "reverted"), cold
+    assert g["reason"].startswith("live migration refused: "), g
+    assert f"then cold migration {cold['id']} did not finish within the drain's per-guest " \
+           "timeout (3 s;" in g["reason"], g
+    assert f"godwit migration show {cold['id']}" in g["reason"], g
+    assert_moved(cloud, by_id[other], "live-migration", "completed")
+    assert get_drain(c, d["id"])["status"] == "finished"
