@@ -583,7 +583,11 @@ class Drainer:
                      abort_reason=None, abort_asked=None, destination=None,
                      first_asked_at=None)
         fallback = d["fallback"]
-        if d["status"] != drains.RUNNING:
+        # The status as it is now: a cancel recorded while this guest's live
+        # migration was being asked for (its checks take seconds) starts no
+        # fallback either.
+        if d["status"] != drains.RUNNING or \
+                self.db.drain_get(d["uuid"])["status"] != drains.RUNNING:
             guest.update(state=LEFT, reason=f"{reason}; no fallback: the drain was "
                                             "cancelled")
             self._log(d, guest, "stays on the host: %s", guest["reason"])
