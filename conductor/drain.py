@@ -8,7 +8,8 @@ guests in the order they are moved, each with its state:
     cold-moving  the fallback's cold migration was asked for; confirmed when it
                  finishes
     moved        on another host (``destination``)
-    skipped      fallback ``skip``: its live migration could not be done (``reason``)
+    skipped      fallback ``skip``: its live migration could not be done, or is
+                 predicted not to be, and then is not tried (``reason``)
     left         fallback ``leave``, or the drain was cancelled before it moved
     failed       the cold migration of fallback ``cold`` could not be done
     gone         deleted while the drain ran
@@ -18,12 +19,16 @@ seconds and when woken (a drain created or cancelled). It drives only the
 drains it holds, by a lease and a fencing epoch as for moves; a drain whose
 conductor stopped renewing is taken over. A look:
 
+0. the first one orders the guests by their live migrations' predicted
+   duration (the source's estimate, compute RPC 2.1), or keeps them by memory
+   without an estimate for every guest; while ``running``, every look adds
+   guests that arrived on the host since;
 1. acts on the moves the drain started, from their migration rows: a live
    migration that completed moved its guest; one that ended otherwise gives
    the guest the fallback; one still under way past the per-guest timeout, or
    when a cancel with ``on_cancel=abort`` came, is aborted as the abort API
    does (the intent recorded on the migration, its owner woken); a finished
-   cold migration is confirmed;
+   cold migration is confirmed, one past the per-guest timeout given up;
 2. while ``running``, asks for the next pending guests' live migrations, the
    scheduler choosing each destination, through the REST API's own code
    (api.compute_api.ComputeAPI: the same checks, policy and refusals, in the
