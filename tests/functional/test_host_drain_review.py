@@ -4,12 +4,15 @@ agents, through the REST API."""
 
 from oslo_policy import policy
 
+from conductor import cmd as conductor_cmd
 from conductor import drain as drain_mod
+from godwit import rpc
 from godwit.testing import wait_for
 from godwit.testkit.asserts import assert_only_on
 from godwit.testkit.hosts import fault
 from tests.functional.test_host_drain import (  # noqa: F401 - the fixture
     FAST,
+    _crash_conductor,
     assert_moved,
     boot,
     make_cloud,
@@ -135,3 +138,35 @@ def test_a_request_that_never_makes_a_move_is_asked_three_times_more_then_failed
     assert g["migrations"] == [] and c.migrations(instance_uuid=lost) == []
     assert_only_on(cloud, lost, "compute1")
     assert_moved(cloud, by_id[other], "live-migration", "completed")
+
+
+def test_a_request_lost_with_its_conductor_is_asked_again_by_the_next_one_within_seconds(
+        make_cloud, monkeypatch):  # noqa: F811
+    """The conductor dies asking for a guest's move (nothing recorded). The
+    conductor that takes the drain over (a higher epoch) gives a request of
+    the one before it 10 s to show its move, not the 60 s it gives its own,
+    then asks again: the drain does not stand still for a minute."""
+    cloud = make_cloud(**FAST)
+    c = cloud.client
+    sid = boot(c, 1)[0]
+
+    def lost(*args, **kwargs):
+        raise _RequestLost()
+
+    monkeypatch.setattr(_drainer(cloud).api, "live_migrate", lost)
+    d = start_drain(c, "compute1")
+    wait_guests(c, d["id"], lambda gs: gs[0]["state"] == "moving", "the guest asked for")
+    epoch = cloud.db.drain_get(d["id"])["epoch"]
+
+    _crash_conductor(cloud)
+    local = cloud.local_cloud
+    new = conductor_cmd.build(local.conf, rpc.get_transport(local.conf, local.transport_url))
+    new.start()
+    local.conductor = new
+
+    # 10 s of grace and a move of half a second; 60 s would time this out.
+    d = wait_drain(c, d["id"], timeout=40)
+    assert d["status"] == "finished", d
+    assert_moved(cloud, d["guests"][0], "live-migration", "completed")
+    assert cloud.db.drain_get(d["id"])["epoch"] > epoch
+    assert len(c.migrations(instance_uuid=sid)) == 1
