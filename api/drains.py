@@ -44,13 +44,21 @@ def view(d):
         counts[g["state"]] = counts.get(g["state"], 0) + 1
     guests = [{k: g.get(k) for k in ("instance_uuid", "name", "memory_mb", "state", "kind",
                                      "migration_id", "migrations", "destination",
-                                     "reason")} for g in d["report"]]
+                                     "reason", "predicted_s", "prediction")}
+              for g in d["report"]]
+    for view_g, g in zip(guests, d["report"]):
+        view_g["arrived"] = bool(g.get("arrived"))
+    # How the guests were ordered: by the prediction, or by memory (no estimate
+    # for some guest; or not decided yet: a conductor's first look orders them).
+    bases = [g["ordered_by"] for g in d["report"] if not g.get("arrived")
+             and g.get("ordered_by")]
     return {"id": d["uuid"], "host": d["host"], "status": d["status"],
             "fallback": d["fallback"], "on_cancel": d["on_cancel"],
             "guest_timeout": d["guest_timeout"], "conductor": d["owner"],
             "created_at": _iso(d["created_at"]), "updated_at": _iso(d["updated_at"]),
             "cancel_requested_at": _iso(d["cancel_requested_at"]),
-            "finished_at": _iso(d["finished_at"]), "summary": counts, "guests": guests}
+            "finished_at": _iso(d["finished_at"]), "summary": counts,
+            "ordered_by": bases[0] if bases else None, "guests": guests}
 
 
 def _iso(when):

@@ -8,7 +8,8 @@ guests in the order they are moved, each with its state:
     cold-moving  the fallback's cold migration was asked for; confirmed when it
                  finishes
     moved        on another host (``destination``)
-    skipped      fallback ``skip``: its live migration could not be done (``reason``)
+    skipped      fallback ``skip``: its live migration could not be done, or is
+                 predicted not to be, and then is not tried (``reason``)
     left         fallback ``leave``, or the drain was cancelled before it moved
     failed       the cold migration of fallback ``cold`` could not be done
     gone         deleted while the drain ran
@@ -18,12 +19,16 @@ seconds and when woken (a drain created or cancelled). It drives only the
 drains it holds, by a lease and a fencing epoch as for moves; a drain whose
 conductor stopped renewing is taken over. A look:
 
+0. the first one orders the guests by their live migrations' predicted
+   duration (the source's estimate, compute RPC 2.1), or keeps them by memory
+   without an estimate for every guest; while ``running``, every look adds
+   guests that arrived on the host since;
 1. acts on the moves the drain started, from their migration rows: a live
    migration that completed moved its guest; one that ended otherwise gives
    the guest the fallback; one still under way past the per-guest timeout, or
    when a cancel with ``on_cancel=abort`` came, is aborted as the abort API
    does (the intent recorded on the migration, its owner woken); a finished
-   cold migration is confirmed;
+   cold migration is confirmed, one past the per-guest timeout given up;
 2. while ``running``, asks for the next pending guests' live migrations, the
    scheduler choosing each destination, through the REST API's own code
    (api.compute_api.ComputeAPI: the same checks, policy and refusals, in the
@@ -50,7 +55,7 @@ from oslo_log import log as logging
 from oslo_messaging.rpc import dispatcher as rpc_dispatcher
 
 from api import compute_api
-from conductor import controller
+from conductor import controller, prediction
 from godwit import context as godwit_context
 from godwit import exception, phases, states
 from godwit.db import drains, timeline
@@ -86,6 +91,11 @@ _CONFIRM_TRIES = 5
 # Requests whose move never appeared that are asked again before the guest is
 # given up as failed.
 _LOST_REQUEST_TRIES = 3
+# How long the source may take to answer one guest's estimate (libvirt samples
+# the dirty rate for a second) before the drain orders by memory instead.
+_ESTIMATE_TIMEOUT = 15
+# The order's basis, shown in every guest's ``ordered_by``.
+BY_PREDICTION, BY_MEMORY = "predicted duration", "memory size"
 
 
 class _ConductorHere(controller._HereFirst):
@@ -219,7 +229,10 @@ class Drainer:
         d = self._hold(d)
         if d is None:
             return
+        d = self._order(d)
         d = self._follow_moves(d)
+        if d["status"] == drains.RUNNING:
+            d = self._adopt(d)
         if d["status"] == drains.RUNNING:
             d = self._start_moves(d)
         else:
@@ -244,6 +257,136 @@ class Drainer:
         LOG.info("Drain %s of %s: %s (%s) " + text, d["uuid"], d["host"], guest["name"],
                  guest["instance_uuid"], *args)
 
+    # --- 0. the order, and guests that arrive -------------------------------------------------
+    def _order(self, d):
+        """The first look at a drain puts its guests in order of their live
+        migrations' predicted duration, shortest first, from the source's
+        estimate of each (compute RPC 2.1: bandwidth and the guest's dirty rate,
+        conductor/prediction.py); guests predicted never to converge come last.
+        When the estimate is missing for any guest (an agent or conductor
+        pinned to 2.0, a driver that cannot tell, an unlimited bandwidth, no
+        answer), the order stays the one the drain was created with: memory,
+        then disk, then age. With ``fallback=skip`` a guest predicted not to
+        converge, or to outlast the per-guest timeout, is skipped here without
+        being tried. Done once: every guest then carries ``ordered_by``."""
+        report = d["report"]
+        if not report or d["status"] != drains.RUNNING or \
+                any("ordered_by" in g for g in report):
+            return d
+        if any(g["state"] != PENDING for g in report):
+            # A drain started before drains were ordered by prediction: its
+            # moves are under way in the order it has.
+            for g in report:
+                g["ordered_by"] = BY_MEMORY
+            return self._save(d)
+        ctxt = self._context(d)
+        why_not = None
+        for guest in report:
+            guest.update(predicted_s=None, prediction=None)
+            if why_not is None:
+                why_not = self._estimate(d, ctxt, guest)
+                # A long estimate round keeps the drain this conductor's.
+                if self.db.drain_renew(d, self.conf.migration_lease_time) is None:
+                    raise exception.ConcurrentUpdate(
+                        what=f"Drain {d['uuid']}", expected=f"held by {self.host}",
+                        found="taken over while its guests were estimated")
+            if why_not is not None and guest["prediction"] is None:
+                guest["prediction"] = f"no estimate: {why_not}"
+        if why_not is None:
+            index = {g["instance_uuid"]: i for i, g in enumerate(report)}
+            report.sort(key=lambda g: (g.get("converges") is False, g["predicted_s"] or 0.0,
+                                       index[g["instance_uuid"]]))
+            basis = BY_PREDICTION
+        else:
+            basis = BY_MEMORY
+        for g in report:
+            g["ordered_by"] = basis
+        LOG.info("Drain %s of %s: %d guests in order of %s%s: %s", d["uuid"], d["host"],
+                 len(report), basis, f" ({why_not})" if why_not else "",
+                 ", ".join(f"{g['name']} ({g['prediction']})" for g in report))
+        if basis == BY_PREDICTION and d["fallback"] == "skip":
+            for guest in report:
+                hopeless = self._hopeless(d, guest)
+                if hopeless:
+                    guest.update(state=SKIPPED, reason=f"not tried: {hopeless}")
+                    self._log(d, guest, "skipped: %s", guest["reason"])
+        return self._save(d)
+
+    def _estimate(self, d, ctxt, guest):
+        """Fill ``guest``'s prediction from its source's estimate; None, or
+        why there is none (the drain then orders every guest by memory)."""
+        rpc = self.conductor.compute_rpc
+        if not rpc.can_estimate():
+            return "compute RPC is pinned below 2.1 ([upgrade_levels] compute)"
+        try:
+            info = self.db.instance_get_with_devices(guest["instance_uuid"])
+        except exception.InstanceNotFound:
+            guest["prediction"] = "deleted"
+            return None
+        instance = info["instance"]
+        if instance["host"] != d["host"]:
+            guest["prediction"] = f"already on {instance['host']}"
+            return None
+        try:
+            estimate = rpc.estimate_live_migration(ctxt, d["host"], guest["instance_uuid"],
+                                                   info, timeout=_ESTIMATE_TIMEOUT)
+        except messaging.MessagingTimeout:
+            return f"{d['host']} did not answer within {_ESTIMATE_TIMEOUT} s"
+        except (messaging.RemoteError, exception.GodwitException) as e:
+            return f"{d['host']} could not estimate: {exception.message_of(e)}"
+        if estimate is None:
+            return f"the driver on {d['host']} cannot estimate"
+        memory = estimate.get("memory_mb") or instance["memory_mb"]
+        bandwidth, dirty = estimate.get("bandwidth_mb_s"), estimate.get("dirty_rate_mb_s")
+        # The disks as the driver measures them (what a block migration would
+        # stream); the destination, hence shared or block storage, is not
+        # known before the scheduler chooses it.
+        predicted = prediction.predict(memory, bandwidth, dirty,
+                                       self.conf.libvirt.live_migration_downtime,
+                                       disk_mb=estimate.get("disk_mb") or 0)
+        if predicted is None:
+            return f"no bandwidth limit on {d['host']} to predict with"
+        rates = f"{memory} MiB at {bandwidth} MiB/s, dirtying {dirty or 0} MiB/s"
+        if predicted["converges"]:
+            guest.update(predicted_s=predicted["duration_s"], converges=True,
+                         prediction=f"about {predicted['duration_s']:g} s ({rates})")
+        else:
+            guest.update(predicted_s=None, converges=False,
+                         prediction=f"never converges ({rates})")
+        return None
+
+    @staticmethod
+    def _hopeless(d, guest):
+        """Why the prediction says this guest's live migration cannot succeed
+        within the drain's rules, or None."""
+        if guest.get("converges") is False:
+            return ("its live migration is predicted never to converge "
+                    + guest["prediction"].removeprefix("never converges "))
+        if guest.get("predicted_s") and guest["predicted_s"] > d["guest_timeout"]:
+            return (f"its live migration is predicted to take {guest['predicted_s']:g} s, "
+                    f"longer than the drain's per-guest timeout ({d['guest_timeout']} s)")
+        return None
+
+    def _adopt(self, d):
+        """A running drain empties its host: a guest that arrived after the drain
+        began (put there with a forced host, or moved there; the host is
+        disabled, so not by the scheduler) is added to the report, last, and
+        moved like the others (not estimated: the order was decided). Its entry
+        says so (``arrived``)."""
+        known = {g["instance_uuid"] for g in d["report"]}
+        # One still being built is added once built (its live migration would
+        # be refused until then).
+        arrived = [i for i in self.db.drain_host_guests(d["host"])
+                   if i["uuid"] not in known and i["vm_state"] != states.BUILDING]
+        if not arrived:
+            return d
+        for entry in drains.report_for(arrived):
+            entry.update(arrived=True, ordered_by=BY_MEMORY, predicted_s=None,
+                         prediction="not estimated: arrived after the drain began")
+            d["report"].append(entry)
+            self._log(d, entry, "arrived on the host after the drain began: added to it")
+        return self._save(d)
+
     # --- 1. the moves under way ---------------------------------------------------------------
     def _follow_moves(self, d):
         now = utcnow()
@@ -257,7 +400,7 @@ class Drainer:
             if guest["state"] == MOVING:
                 self._follow_live(d, guest, m, now)
             else:
-                self._follow_cold(d, guest, m)
+                self._follow_cold(d, guest, m, now)
             if guest != before:
                 d = self._save(d)
         return d
@@ -383,7 +526,7 @@ class Drainer:
         guest.update(aborted_for=why, abort_reason=reason)
         self._log(d, guest, "live migration %s aborted: %s", m["id"], reason)
 
-    def _follow_cold(self, d, guest, m):
+    def _follow_cold(self, d, guest, m, now):
         status = m["status"]
         if status == states.FINISHED:
             if self._gone(guest):
@@ -420,6 +563,17 @@ class Drainer:
                          reason=f"{guest['reason']}; then cold migration {m['id']} ended "
                                 f"{status}: {m.get('error_message') or 'no reason'}")
             self._log(d, guest, "could not be moved: %s", guest["reason"])
+        elif status not in (states.CONFIRMING, states.REVERTING) and \
+                _age(guest, now) > d["guest_timeout"]:
+            # A cold migration cannot be aborted: the drain stops waiting for
+            # it (its slot is free, the drain can end) and says where it is.
+            guest.update(state=FAILED,
+                         reason=f"{guest['reason']}; then cold migration {m['id']} did not "
+                                f"finish within the drain's per-guest timeout "
+                                f"({d['guest_timeout']} s; it was {status}): the drain "
+                                f"stopped waiting for it; follow it with 'godwit migration "
+                                f"show {m['id']}'")
+            self._log(d, guest, "given up: %s", guest["reason"])
 
     def _gone(self, guest):
         try:
@@ -434,7 +588,11 @@ class Drainer:
                      abort_reason=None, abort_asked=None, destination=None,
                      first_asked_at=None)
         fallback = d["fallback"]
-        if d["status"] != drains.RUNNING:
+        # The status as it is now: a cancel recorded while this guest's live
+        # migration was being asked for (its checks take seconds) starts no
+        # fallback either.
+        if d["status"] != drains.RUNNING or \
+                self.db.drain_get(d["uuid"])["status"] != drains.RUNNING:
             guest.update(state=LEFT, reason=f"{reason}; no fallback: the drain was "
                                             "cancelled")
             self._log(d, guest, "stays on the host: %s", guest["reason"])

@@ -17,7 +17,8 @@ from api.client import common, progress
 from api.client.common import ApiCommand, seg
 from api.client.http import ClientError
 
-REPORT_COLUMNS = ('Guest', 'Name', 'State', 'Destination', 'Migration', 'Reason')
+REPORT_COLUMNS = ('Guest', 'Name', 'State', 'Predicted', 'Destination', 'Migration',
+                  'Reason')
 # What a guest that left the host (or no longer exists) ends as: anything
 # else means the drain did not empty the host.
 EMPTIED = ('moved', 'gone')
@@ -26,10 +27,25 @@ STATE_ORDER = ('moved', 'moving', 'cold-moving', 'pending', 'skipped', 'left', '
                'gone')
 
 
+def predicted(guest):
+    """The guest's predicted live-migration time as the report shows it."""
+    if guest.get('predicted_s') is not None:
+        return f"{guest['predicted_s']:g}s"
+    if (guest.get('prediction') or '').startswith('never converges'):
+        return 'never'
+    return ''
+
+
 def report_rows(drain):
-    return [(g['instance_uuid'], g['name'], g['state'], g['destination'] or '',
+    return [(g['instance_uuid'], g['name'], g['state'], predicted(g), g['destination'] or '',
              ','.join(str(m) for m in g['migrations'] or ()), g['reason'] or '')
             for g in drain['guests']]
+
+
+def order_note(drain):
+    if drain.get('ordered_by'):
+        return f"guests in order of {drain['ordered_by']}"
+    return 'guests not ordered yet'
 
 
 def summary(drain):
@@ -50,11 +66,14 @@ class HostDrain(ApiCommand, Lister):
     """Drain a compute host: disable it and move every guest away, live.
 
     The conductors do the work, so it goes on if this command stops: guests
-    are moved smallest first, as many at once as the host's
+    are moved shortest predicted live migration first (smallest memory first
+    when the host cannot estimate), as many at once as the host's
     max_concurrent_live_migrations allows, each to the host the scheduler
-    chooses. A guest whose live migration is refused, fails or runs past
-    --guest-timeout (then aborted) gets the fallback: skip it, cold-migrate it
-    (and confirm), or leave it. The host stays disabled: enable it again with
+    chooses; guests that arrive meanwhile are added. A guest whose live
+    migration is refused, fails or runs past --guest-timeout (then aborted)
+    gets the fallback: skip it (and do not even try one predicted never to
+    converge or to outlast --guest-timeout), cold-migrate it (and confirm),
+    or leave it (every guest is tried). The host stays disabled: enable it again with
     `godwit service enable <host>`. Prints the drain's report (with --wait,
     once it ended; exit code 3 unless every guest moved).
     """
@@ -150,7 +169,8 @@ class HostDrainStatus(ApiCommand, Lister):
             drain = found[0]
         self.app.stderr.write(f"drain {drain['id']} of {drain['host']}: {drain['status']} "
                               f"({summary(drain)}; fallback {drain['fallback']}, "
-                              f"guest timeout {drain['guest_timeout']}s)\n")
+                              f"guest timeout {drain['guest_timeout']}s); "
+                              f"{order_note(drain)}\n")
         return REPORT_COLUMNS, report_rows(drain)
 
 

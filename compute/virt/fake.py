@@ -142,12 +142,26 @@ class FakeDriver(FakeColdMigration, base.VirtDriver, base.ColdMigrationDriver):
         return {"probe": probe, "dest_instances_path": self.instances_path,
                 "block_migration": block_migration, "dest_hostname": self.host}
 
+    def _dirty_rate(self, instance):
+        """The guest's simulated page dirtying (MiB/s): its domain record's
+        ``dirty_rate_mb`` (a test sets one per guest), else ``[fake]
+        migration_dirty_rate_mb``."""
+        rec = self.fake.get("domains", instance["uuid"]) or {}
+        rate = rec.get("dirty_rate_mb")
+        return self.conf.fake.migration_dirty_rate_mb if rate is None else rate
+
     def migration_estimate(self, instance):
-        # The simulated job's own figures ([fake] migration_bandwidth_mb and
-        # migration_dirty_rate_mb): 0 bandwidth moves memory at once.
+        # The simulated job's own figures ([fake] migration_bandwidth_mb and the
+        # guest's dirty rate): 0 bandwidth moves memory at once. A guest armed
+        # with 'live_migration_converge' re-dirties its memory as fast as the
+        # network carries it (fake_job): measured, that is a dirty rate of at
+        # least the bandwidth, as libvirt would report it.
         f = self.conf.fake
+        dirty = self._dirty_rate(instance)
+        if self.faults.armed("live_migration_converge", instance):
+            dirty = max(dirty, f.migration_bandwidth_mb)
         return {"bandwidth_mb_s": f.migration_bandwidth_mb or None,
-                "dirty_rate_mb_s": f.migration_dirty_rate_mb,
+                "dirty_rate_mb_s": dirty,
                 "basis": "simulated by the fake driver" if f.migration_bandwidth_mb
                 else "simulated by the fake driver (no bandwidth limit: at once)"}
 
@@ -192,7 +206,7 @@ class FakeDriver(FakeColdMigration, base.VirtDriver, base.ColdMigrationDriver):
                 "disk_total": (os.path.getsize(disk) if migrate_data.get("block_migration")
                                and os.path.exists(disk) else 0),
                 "params": dict(params), "network_mb": f.migration_bandwidth_mb,
-                "dirty_rate_mb": f.migration_dirty_rate_mb, "faults": list(f.faults)}
+                "dirty_rate_mb": self._dirty_rate(instance), "faults": list(f.faults)}
         return fake_job.start(spec, f.migration_job_runner)
 
     def find_migration_job(self, instance):

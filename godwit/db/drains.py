@@ -212,6 +212,14 @@ class DrainStore:
             return conn.execute(update(_DRAIN).where(_DRAIN.c.owner == owner)
                                 .values(owner=None, lease_until=None, **_UNCHANGED)).rowcount
 
+    def drain_host_guests(self, host):
+        """The guests on ``host`` now (not deleted), oldest first, as
+        :func:`report_for` takes them."""
+        with self.connection() as conn:
+            return [dict(r._mapping) for r in conn.execute(
+                select(_INST).where(_INST.c.host == host, _INST.c.deleted_at.is_(None))
+                .order_by(_INST.c.id))]
+
     def drains_active(self):
         with self.connection() as conn:
             return [decoded(r) for r in conn.execute(

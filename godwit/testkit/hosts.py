@@ -92,6 +92,17 @@ class FakeHostHandle:
         """Every record created or removed here: [{"kind", "key", "instance", "op", "t"}]."""
         return self._records.effects(since)
 
+    def set_dirty_rate(self, server_id, mb_per_s):
+        """Simulate a guest that dirties ``mb_per_s`` MiB of memory per second
+        (instead of ``[fake] migration_dirty_rate_mb``): its live migration's
+        transfer and the driver's estimate (the dry run's, the drain's order)
+        both use it. The guest must be on this host; it keeps the rate when it
+        moves."""
+        rec = self._records.get("domains", server_id)
+        if rec is None:
+            raise ValueError(f"no domain of {server_id} on {self.name}")
+        self._records.put("domains", server_id, dict(rec, dirty_rate_mb=mb_per_s))
+
     # --- faults --------------------------------------------------------------
     @property
     def _faults_file(self):

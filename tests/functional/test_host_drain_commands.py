@@ -29,6 +29,8 @@ def test_drain_wait_reports_and_exits_3_when_a_guest_stays(unshared, godwit):  #
     assert [r["Guest"] for r in run.json] == [stuck, *others]
     assert rows[stuck]["State"] == "skipped" and "per-guest timeout (3 s)" in \
         rows[stuck]["Reason"], rows[stuck]
+    # 512 MiB at 1024 MiB/s, idle: the fake host's estimate, predicted.
+    assert [r["Predicted"] for r in run.json] == ["0.5s"] * 3, run.json
     for sid in others:
         assert rows[sid]["State"] == "moved" and rows[sid]["Migration"].isdigit()
         assert_only_on(cloud, sid, rows[sid]["Destination"])
@@ -47,8 +49,9 @@ def test_drain_wait_reports_and_exits_3_when_a_guest_stays(unshared, godwit):  #
                  "-c", "Name", "-c", "State")
     assert run.code == 0, run
     assert run.out.splitlines() == ["vm0 skipped", "vm1 moved", "vm2 moved"]
-    assert run.err.startswith(f"drain {drain_id} of compute1: finished (2 moved, "
-                              "1 skipped; fallback skip, guest timeout 3s)"), run.err
+    assert run.err == (f"drain {drain_id} of compute1: finished (2 moved, 1 skipped; "
+                       "fallback skip, guest timeout 3s); guests in order of predicted "
+                       "duration\n"), run.err
 
     # A drain that ended cannot be cancelled; the host stays disabled meanwhile.
     run = godwit(cloud, "host", "drain-cancel", drain_id)

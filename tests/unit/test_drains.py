@@ -116,3 +116,20 @@ def test_leases_and_fencing(db):
     assert (ended["status"], ended["owner"]) == ("cancelled", None)
     assert ended["finished_at"] is not None
     assert db.drains_active() == []
+
+
+def test_the_guests_on_a_host_now(db):
+    """What a running drain compares its report with (guests that arrived)."""
+    small = _flavor(db, "small", memory_mb=512)
+    first = _instance(db, small, display_name="first")
+    _instance(db, small, host="h2")                                   # elsewhere
+    _instance(db, small, deleted_at=datetime.datetime(2020, 1, 1))    # deleted
+    d = db.drain_create("h1", OPTIONS)
+    late = _instance(db, small, display_name="late")
+
+    assert [i["uuid"] for i in db.drain_host_guests("h1")] == [first["uuid"], late["uuid"]]
+    assert [g["instance_uuid"] for g in d["report"]] == [first["uuid"]]
+    # The report's entries for them are made the same way as at the start.
+    entry = drains.report_for(db.drain_host_guests("h1"))[1]
+    assert (entry["instance_uuid"], entry["name"], entry["state"], entry["migrations"]) == \
+        (late["uuid"], "late", "pending", [])
