@@ -19,7 +19,7 @@ import oslo_messaging as messaging
 from oslo_log import log as logging
 
 from compute import rpcapi as compute_rpcapi
-from conductor import checks, live_migrate, prediction
+from conductor import live_migrate, prediction
 from godwit import exception
 
 LOG = logging.getLogger(__name__)
@@ -43,26 +43,13 @@ def _estimate(conductor, ctxt, source, instance_uuid, info):
 
 
 def run(conductor, ctxt, instance_uuid, requested_host=None, block_migration="auto"):
-    db, conf = conductor.db, conductor.conf
-    with db.reads():
-        info = db.instance_get_with_devices(instance_uuid)
-        instance = info["instance"]
-        source = instance["host"]
-        checks.check_instance_can_live_migrate(instance)
-        checks.check_service_up(db, conf, source)
-        source_node = db.compute_node_get_by_host(source)
-        need = {"memory_mb": instance["memory_mb"], "vcpus": instance["vcpus"],
-                "disk_gb": instance["root_gb"] + instance["ephemeral_gb"]}
-        if requested_host:
-            try:
-                checks.check_destination(db, conf, instance, source_node, requested_host)
-                candidates, refusals = [requested_host], {}
-            except exception.GodwitException as e:
-                candidates, refusals = [], {requested_host: exception.message_of(e)}
-        else:
-            candidates, refusals = conductor.scheduler.candidates(
-                need, exclude={source},
-                check=lambda node: checks.check_hypervisor_compatible(source_node, node))
+    conf = conductor.conf
+    found = live_migrate.opening_checks(conductor, instance_uuid, requested_host)
+    info, source, need, candidates = found.info, found.source, found.need, found.candidates
+    instance = info["instance"]
+    refusals = dict(found.refusals)
+    if found.refused_host is not None:
+        refusals[requested_host] = exception.message_of(found.refused_host)
 
     estimate, no_estimate = _estimate(conductor, ctxt, source, instance_uuid, info)
     hosts = [{"host": h, "accepted": False, "reason": r, "storage": None, "prediction": None}

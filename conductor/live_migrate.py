@@ -26,6 +26,7 @@ clears task_state and leaves the instance as it was.
 import datetime
 import json
 import time
+import typing
 
 import oslo_messaging as messaging
 from oslo_log import log as logging
@@ -36,6 +37,46 @@ from godwit import exception, states
 from godwit.db import timeline
 
 LOG = logging.getLogger(__name__)
+
+
+class OpeningChecks(typing.NamedTuple):
+    info: dict            # the instance with its VIFs and BDMs (sent to the hosts' checks)
+    source: str
+    source_node: dict
+    need: dict            # memory_mb, vcpus, disk_gb
+    candidates: list      # destinations that passed the database's checks
+    refusals: dict        # host -> why the scheduler left it out
+    refused_host: Exception = None   # why the requested host was refused, if it was
+
+
+def opening_checks(conductor, instance_uuid, requested_host):
+    """The checks a live migration (and its dry run) makes before asking any
+    host, all read in one transaction; they write nothing. The instance's own
+    state and its source's service raise; a requested destination that fails
+    its checks is returned in ``refused_host``."""
+    db, conf = conductor.db, conductor.conf
+    with db.reads():
+        # The instance with its VIFs and BDMs: the hosts' checks get them with
+        # the request instead of each asking for them again.
+        info = db.instance_get_with_devices(instance_uuid)
+        instance = info["instance"]
+        source = instance["host"]
+        checks.check_instance_can_live_migrate(instance)
+        checks.check_service_up(db, conf, source)
+        source_node = db.compute_node_get_by_host(source)
+        need = {"memory_mb": instance["memory_mb"], "vcpus": instance["vcpus"],
+                "disk_gb": instance["root_gb"] + instance["ephemeral_gb"]}
+        if requested_host:
+            try:
+                dest_node = checks.check_destination(db, conf, instance, source_node,
+                                                     requested_host)
+            except exception.GodwitException as e:
+                return OpeningChecks(info, source, source_node, need, [], {}, e)
+            return OpeningChecks(info, source, source_node, need, [dest_node["host"]], {})
+        candidates, refusals = conductor.scheduler.candidates(
+            need, exclude={source},
+            check=lambda node: checks.check_hypervisor_compatible(source_node, node))
+    return OpeningChecks(info, source, source_node, need, candidates, refusals)
 
 
 def move_owner(conductor):
@@ -60,28 +101,14 @@ class LiveMigrationTask:
 
     def execute(self):
         # 1. Checks that write nothing, all read in one transaction.
-        with self.db.reads():
-            # The instance with its VIFs and BDMs: the hosts' checks get them with
-            # the request instead of each asking for them again.
-            info = self.db.instance_get_with_devices(self.instance_uuid)
-            instance = info["instance"]
-            source = instance["host"]
-            checks.check_instance_can_live_migrate(instance)
-            checks.check_service_up(self.db, self.conf, source)
-            source_node = self.db.compute_node_get_by_host(source)
-            need = {"memory_mb": instance["memory_mb"], "vcpus": instance["vcpus"],
-                    "disk_gb": instance["root_gb"] + instance["ephemeral_gb"]}
-            refusals = {}
-            if self.requested_host:
-                dest_node = checks.check_destination(self.db, self.conf, instance, source_node,
-                                                     self.requested_host)
-                candidates = [dest_node["host"]]
-            else:
-                candidates, refusals = self.conductor.scheduler.candidates(
-                    need, exclude={source},
-                    check=lambda node: checks.check_hypervisor_compatible(source_node, node))
-                if not candidates:
-                    raise exception.NoValidHost(reason=scheduler_mod.explain(refusals))
+        found = opening_checks(self.conductor, self.instance_uuid, self.requested_host)
+        if found.refused_host is not None:
+            raise found.refused_host
+        if not found.candidates:
+            raise exception.NoValidHost(reason=scheduler_mod.explain(found.refusals))
+        info, source, candidates, refusals = (found.info, found.source, found.candidates,
+                                              found.refusals)
+        instance, need = info["instance"], found.need
 
         # 2. Claim the instance and record the move.
         # (One transaction: the claim is a compare-and-swap, and the action and
