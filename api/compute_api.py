@@ -422,6 +422,37 @@ class ComputeAPI:
         return self._request(ctxt, server_id, m, "force_complete",
                              {states.RUNNING_MIGRATION}, "live_migration_force_complete")
 
+    # Godwit extension: a running live migration's bandwidth and max downtime.
+    TUNING = {"set-speed": ("bandwidth_mib", "os_compute_api:servers:migrations:set_speed"),
+              "set-downtime": ("max_downtime_ms",
+                               "os_compute_api:servers:migrations:set_downtime")}
+
+    def tune_live_migration(self, ctxt, server_id, migration_id, intent, value):
+        """Record the user's set-speed (MiB/s) or set-downtime (ms) on a running
+        live migration and wake its owner, who applies it on the source
+        (compute RPC 2.2). Checks as force_complete's, then that the compute
+        RPC cap allows 2.2 (409 otherwise: nothing is recorded)."""
+        key, rule = self.TUNING[intent]
+        m = self._live_migration_in(ctxt, server_id, migration_id, rule, intent,
+                                    {states.RUNNING_MIGRATION})
+        cap = self.conf.upgrade_levels.compute
+        if cap and tuple(int(p) for p in cap.split(".")[:2]) < (2, 2):
+            raise exception.Conflict(
+                f"{intent} needs compute RPC 2.2 and [upgrade_levels] compute is pinned to "
+                f"{cap}: upgrade every compute agent, then remove the pin (or set it to 2.2) "
+                "on the conductors and APIs and restart them (docs/upgrades.md). Nothing "
+                "was changed.")
+        try:
+            m = self.db.migration_request_tuning(m["id"], intent, {key: value},
+                                                 {states.RUNNING_MIGRATION})
+        except exception.ConcurrentUpdate:
+            m = self.db.migration_get(m["id"])
+            raise exception.InvalidMigrationState(
+                migration_id=m["id"], instance_id=server_id, status=m["status"],
+                action=intent, allowed="a running live migration") from None
+        self._wake(ctxt, m)
+        return m
+
     def _request(self, ctxt, server_id, migration, intent, allowed, action):
         """Record ``intent`` on the migration (while still in ``allowed``), then wake
         its owner."""

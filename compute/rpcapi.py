@@ -25,12 +25,16 @@ Version history:
   build_and_run_instance and terminate_instance; ping.
 * 2.1 - estimate_live_migration (the source's bandwidth and dirty rate for
   the dry run's prediction). A conductor capped at 2.0 shows no prediction.
+* 2.2 - live_migration_tune (a running job's bandwidth and max downtime, as
+  the user set them through the API). Capped below 2.2, the API refuses
+  set-speed and set-downtime (409) and a conductor records that it could
+  not apply one.
 """
 
 from godwit import rpc
 
 TOPIC = "compute"
-VERSION = "2.1"
+VERSION = "2.2"
 BASE_VERSION = "2.0"
 VERSION_CAP = VERSION
 
@@ -115,6 +119,17 @@ class ComputeAPI:
         return self._step(ctxt, source, "live_migration_steer", timeout,
                           migration_id=migration_id, epoch=epoch, action=action,
                           instance_info=instance_info)
+
+    def can_tune(self):
+        return self.client.can_send_version("2.2")
+
+    def live_migration_tune(self, ctxt, source, migration_id, epoch, values, instance_info,
+                            timeout=None):
+        """2.2: set the running job's ``bandwidth_mib`` and/or ``max_downtime_ms``."""
+        return self.client.prepare(server=source, version="2.2",
+                                   timeout=timeout or self.step_timeout).call(
+            ctxt, "live_migration_tune", migration_id=migration_id, epoch=epoch,
+            values=values, instance_info=instance_info)
 
     def post_live_migration_at_source(self, ctxt, source, migration_id, epoch, migrate_data,
                                       instance_info, timeout=None):
