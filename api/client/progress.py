@@ -9,10 +9,14 @@ What the line shows comes from the API only:
   the data remaining, the transfer rate and an ETA. Rate and ETA are the
   change of those counters between the API's own sample times (the record's
   updated_at), over the last few samples;
+* for a live migration that is transferring, from its timeline (the Godwit
+  extension GET /servers/{id}/migrations/{mid}/timeline, read at most every
+  TUNING_EVERY seconds): the guest's dirty rate (the newest progress sample)
+  and the max downtime allowed now (the newest sample or tuning entry);
 * the time this command has waited.
 
-The API does not expose the allowed downtime or the dirty rate, and cold
-moves report no byte counters: those are left out rather than guessed.
+Cold moves report no byte counters, and an API without the timeline
+extension no rates: those are left out rather than guessed.
 
 On a terminal the line is rewritten in place (``\\r``); otherwise one line is
 printed per phase change, so logs stay readable. The end is one outcome line,
@@ -32,6 +36,8 @@ from api.client.http import ClientError
 TRANSFERRING = ('running', 'post-migrating')
 #: Samples the rate and ETA are taken over (one per monitor report).
 RATE_WINDOW = 5
+#: Seconds between two reads of the timeline (dirty rate, max downtime).
+TUNING_EVERY = 2.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,6 +104,8 @@ class TransferStats:
     def __init__(self):
         self.percent = None
         self.remaining = None
+        self.dirty_rate = None
+        self.max_downtime_ms = None
         self._samples = collections.deque(maxlen=RATE_WINDOW)
 
     def add(self, detail):
@@ -133,6 +141,17 @@ class TransferStats:
         shrink = (left0 - left1) / (t1 - t0)
         return left1 / shrink if shrink > 0 else None
 
+    def tuning(self, entries):
+        """The dirty rate and max downtime from a timeline, newest first."""
+        for e in reversed(entries):
+            d = e.get('detail') or {}
+            if self.max_downtime_ms is None and e.get('kind') in ('progress', 'tuning') \
+                    and d.get('max_downtime_ms') is not None:
+                self.max_downtime_ms = d['max_downtime_ms']
+            if self.dirty_rate is None and e.get('kind') == 'progress' \
+                    and d.get('dirty_rate') is not None:
+                self.dirty_rate = d['dirty_rate']
+
     def fields(self):
         out = []
         if self.percent is not None:
@@ -143,6 +162,10 @@ class TransferStats:
             out.append(f'{human_bytes(self.rate)}/s')
         if self.eta is not None:
             out.append(f'ETA {human_seconds(self.eta)}')
+        if self.dirty_rate is not None:
+            out.append(f'dirtying {human_bytes(self.dirty_rate)}/s')
+        if self.max_downtime_ms is not None:
+            out.append(f'max downtime {self.max_downtime_ms} ms')
         return out
 
 
@@ -197,6 +220,8 @@ class MoveFollower:
         self.line = ProgressLine(stream)
         self.clock = clock
         self.stats = TransferStats()
+        self._tuning_read = None
+        self._timeline_ok = True
 
     def follow(self, timeout):
         """The migration record once its status is final; True if it succeeded.
@@ -239,6 +264,23 @@ class MoveFollower:
         except ClientError as exc:
             if exc.code != 404:  # 404: it ended between the two requests
                 raise
+        now = self.clock()
+        if self._timeline_ok and (self._tuning_read is None or
+                                  now - self._tuning_read >= TUNING_EVERY):
+            try:
+                entries = self.client.get(path + '/timeline')['timeline']
+            except ClientError as exc:
+                # An API without the extension (404 for good), or a refusal:
+                # the line goes on without these figures.
+                self._timeline_ok = exc.code not in (403, 404)
+                return
+            fresh = TransferStats()
+            fresh.tuning(entries)
+            if fresh.dirty_rate is not None or fresh.max_downtime_ms is not None:
+                # Until the first sample is there, looked at again next time.
+                self._tuning_read = now
+                self.stats.dirty_rate = fresh.dirty_rate
+                self.stats.max_downtime_ms = fresh.max_downtime_ms
 
     def _text(self, migration, waited):
         status = migration.get('status')

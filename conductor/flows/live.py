@@ -209,7 +209,7 @@ class LiveFlow(base.Flow):
                                          {"user_tuning_applied": wanted["seq"]},
                                          timeline=[entry])
         except exception.ConcurrentUpdate:
-            pass      # the job ended meanwhile
+            self.db.timeline_append(m["id"], [entry])    # the job ended meanwhile
         if answer is not None and answer["state"] == "ended":
             return answer
         return None
