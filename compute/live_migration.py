@@ -325,14 +325,16 @@ class LiveMigrations:
     def tune(self, ctxt, migration_id, epoch, values, info):
         """The user's ``bandwidth_mib`` (MiB/s) and ``max_downtime_ms`` for the
         running job (either may be absent); absolute values, so asking again is
-        harmless. Returns ``{"state": "running", "tuning": ...}`` or the job's
-        state as start() does."""
+        harmless. Returns ``{"state": "running", "tuning": ..., "applied": True|False}``
+        (False: the hypervisor had not taken it yet; it goes on trying) or the
+        job's state as start() does."""
         monitor, state = self._monitor_of(ctxt, migration_id, epoch, info)
         if monitor is None:
             return state
-        tuning = monitor.set_user_tuning(bandwidth_mib=values.get("bandwidth_mib"),
-                                         max_downtime_ms=values.get("max_downtime_ms"))
-        return {"state": "running", "tuning": tuning}
+        tuning, applied = monitor.set_user_tuning(
+            bandwidth_mib=values.get("bandwidth_mib"),
+            max_downtime_ms=values.get("max_downtime_ms"))
+        return {"state": "running", "tuning": tuning, "applied": applied}
 
     def steer(self, ctxt, migration_id, epoch, action, info):
         """``abort`` or ``force_complete`` the running job; finds it again first

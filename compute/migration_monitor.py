@@ -81,6 +81,8 @@ def initial_params(conf, instance, migrate_data, tuning=None):
 # How much the data remaining must drop below its lowest to count as progress.
 STALL_MARGIN = 0.01
 STALL_ACTIONS = ("raise_downtime", "post_copy", "pause", "abort", "none")
+# How long a user's tuning waits for the hypervisor before the answer says so.
+USER_APPLY_WAIT = 2.0
 
 
 class MonitorStopped(Exception):
@@ -131,6 +133,10 @@ class Monitor:
         self.stalled_abort = False
         self._lowest = None
         self._lowest_at = None
+        # What the job uses (a job found again after a restart no longer knows).
+        self.used = dict(getattr(job, "used", None) or {
+            k: resume[k] for k in ("parallel_connections", "parallel_not_used")
+            if k in resume})
 
     @property
     def max_downtime_ms(self):
@@ -154,26 +160,37 @@ class Monitor:
         if self.stalls:
             t["stalls"] = self.stalls
             t["stall"] = self.stall_outcome
-        used = getattr(self.job, "used", None)
-        if used:
-            t.update(used)
+        t.update(self.used)
         return t
 
     def set_user_tuning(self, bandwidth_mib=None, max_downtime_ms=None):
-        """The user's bandwidth cap (MiB/s) and max downtime (ms), applied to the
-        job now (from the caller's thread); the downtime steps stop for good once
-        the user set the downtime."""
+        """The user's bandwidth cap (MiB/s) and max downtime (ms): recorded at
+        once (the downtime steps stop for good once the user set the downtime)
+        and applied to the job by a thread of its own, waited for up to
+        USER_APPLY_WAIT seconds: libvirt holds a new speed while a block
+        migration copies its disks, and neither the caller nor the monitor's
+        looks (an abort) should wait for that. Returns (tuning, applied)."""
         with self._user_lock:
             if bandwidth_mib is not None:
-                self.job.set_max_speed(bandwidth_mib)
                 self.user_bandwidth_mib = self.bandwidth_mib = bandwidth_mib
             if max_downtime_ms is not None:
-                self.job.set_max_downtime(max_downtime_ms)
                 self.user_downtime_ms = max_downtime_ms
             self._user_changed = True
-            LOG.info("Migration tuned by the user: bandwidth %s MiB/s, max downtime %s ms",
-                     bandwidth_mib, max_downtime_ms)
-        return self.tuning
+            tuning = self.tuning
+        done = threading.Event()
+
+        def apply():
+            try:
+                if bandwidth_mib is not None:
+                    self.job.set_max_speed(bandwidth_mib)
+                if max_downtime_ms is not None:
+                    self.job.set_max_downtime(max_downtime_ms)
+                LOG.info("Migration tuned by the user: bandwidth %s MiB/s, max downtime %s "
+                         "ms", bandwidth_mib, max_downtime_ms)
+            finally:
+                done.set()
+        threading.Thread(target=apply, name="user-tuning", daemon=True).start()
+        return tuning, done.wait(USER_APPLY_WAIT)
 
     def request_abort(self):
         self.abort_requested.set()

@@ -191,6 +191,10 @@ class LiveFlow(base.Flow):
                 outcome = {"running": "ok", "ended": "not applied: the job had ended",
                            "not running": "not applied: the job was not running"}.get(
                     answer["state"], answer["state"])
+                if answer["state"] == "running" and answer.get("applied") is False:
+                    outcome = ("asked: the hypervisor had not taken it after 2 s (libvirt "
+                               "takes a new speed once a block migration's disk copy "
+                               "ended); the source goes on applying it")
             except exception.HostUnreachable:
                 raise
             except (exception.MigrationFenced, base.Stopping):

@@ -251,3 +251,12 @@ def test_a_conductor_that_cannot_send_2_2_records_that_it_did_not_apply(cloud_fa
     assert not [t for t in monitor_tunings(timeline(c, sid, mid)) if t.get("user_downtime_ms")]
     c.abort_migration(sid, mid)
     assert c.wait_migration(sid)["status"] == "cancelled"
+
+
+def test_parallel_connections_are_in_the_timeline(cloud_factory):
+    cloud = cloud_factory(**dict(STUCK, **{"libvirt.live_migration_parallel_connections": 4}))
+    c, sid, mid = running(cloud)
+    wait_for("the monitor's first tuning", lambda: monitor_tunings(timeline(c, sid, mid)))
+    assert monitor_tunings(timeline(c, sid, mid))[0]["parallel_connections"] == 4
+    c.abort_migration(sid, mid)
+    assert c.wait_migration(sid)["status"] == "cancelled"

@@ -348,3 +348,26 @@ def test_shrinking_remaining_data_is_no_stall():
     monitor = mm.Monitor(conf, job, INSTANCE, {}, report=lambda s, p, t: None, clock=clock)
     monitor.run()
     assert job.calls == [] and monitor.stalls == 0
+
+
+def test_libvirt_parallel_connections_flags_and_params():
+    libvirt = pytest.importorskip("libvirt")
+    from compute.virt.libvirt import migration
+    conf = make_conf(live_migration_parallel_connections=4)
+    params = mm.initial_params(conf, INSTANCE, {})
+    assert params["parallel_connections"] == 4
+    md = {"dest_inbound_addr": "192.0.2.7"}
+    flags = migration.migration_flags(conf, md, params)
+    assert flags & libvirt.VIR_MIGRATE_PARALLEL
+    p = migration.migration_params(conf, md, params, "<domain/>", [])
+    assert p[libvirt.VIR_MIGRATE_PARAM_PARALLEL_CONNECTIONS] == 4
+    # Off by default; and not with a tunnelled migration, which says why.
+    off = mm.initial_params(make_conf(), INSTANCE, {})
+    assert not migration.migration_flags(make_conf(), md, off) & libvirt.VIR_MIGRATE_PARALLEL
+    assert libvirt.VIR_MIGRATE_PARAM_PARALLEL_CONNECTIONS not in migration.migration_params(
+        make_conf(), md, off, "<domain/>", [])
+    tunnelled = make_conf(live_migration_parallel_connections=4,
+                          live_migration_tunnelled=True)
+    assert migration.parallel_connections(tunnelled, params) == (
+        0, "tunnelled migration cannot use parallel connections")
+    assert not migration.migration_flags(tunnelled, md, params) & libvirt.VIR_MIGRATE_PARALLEL
