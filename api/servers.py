@@ -294,13 +294,15 @@ def abort_server_migration(req, server_id, migration_id):
 
 # Godwit extension actions on a running live migration, at any microversion:
 # action -> (the value's key, its unit, the largest value taken).
-TUNING_ACTIONS = {"set-speed": ("mib_per_s", "MiB/s", schemas.MAX_MIGRATION_SPEED_MIB),
-                  "set-downtime": ("ms", "ms", schemas.MAX_MIGRATION_DOWNTIME_MS)}
+TUNING_ACTIONS = {"set-speed": ("mib_per_s", "the bandwidth cap in MiB/s",
+                                schemas.MAX_MIGRATION_SPEED_MIB),
+                  "set-downtime": ("ms", "the max downtime in ms",
+                                   schemas.MAX_MIGRATION_DOWNTIME_MS)}
 
 
 def _tuning_value(action, arg):
-    key, unit, top = TUNING_ACTIONS[action]
-    form = f'{{"{action}": {{"{key}": <an integer from 1 to {top}>}}}} ({unit})'
+    key, what, top = TUNING_ACTIONS[action]
+    form = f'{{"{action}": {{"{key}": <an integer from 1 to {top}>}}}}, {what}'
     if not isinstance(arg, dict) or set(arg) != {key}:
         raise exception.Invalid(f"Malformed request body: {action} takes {form}.")
     value = arg[key]

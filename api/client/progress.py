@@ -163,7 +163,7 @@ class TransferStats:
         if self.eta is not None:
             out.append(f'ETA {human_seconds(self.eta)}')
         if self.dirty_rate is not None:
-            out.append(f'dirtying {human_bytes(self.dirty_rate)}/s')
+            out.append(f'dirty {human_bytes(self.dirty_rate)}/s')
         if self.max_downtime_ms is not None:
             out.append(f'max downtime {self.max_downtime_ms} ms')
         return out

@@ -260,7 +260,7 @@ def test_live_migrate_wait_shows_progress_on_a_terminal(unshared, godwit, monkey
         "%" not in updates[-1], updates[-1]
     # The dirty rate (none here) and the max downtime (the first of the
     # monitor's steps: 500 ms / 10), from the timeline's progress samples.
-    assert any("dirtying 0 B/s" in u and "max downtime 50 ms" in u for u in running), \
+    assert any("dirty 0 B/s" in u and "max downtime 50 ms" in u for u in running), \
         running
 
 

@@ -375,7 +375,7 @@ def test_live_migrate_wait_follows_the_new_migration(nova, godwit, capsys):
                             ('GET', f'/v2.1/servers/{SERVER_ID}/migrations/2/timeline'),
                             listing]
     out_before, err = capsys.readouterr()
-    assert 'live-migration 2: running   25%  768 B left  dirtying 3.0 MiB/s  max downtime ' \
+    assert 'live-migration 2: running   25%  768 B left  dirty 3.0 MiB/s  max downtime ' \
         '75 ms  0s' in err, err
     for req in nova.requests:
         if req.path == '/v2.1/os-migrations':
