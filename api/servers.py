@@ -300,7 +300,7 @@ TUNING_ACTIONS = {"set-speed": ("mib_per_s", "the bandwidth cap in MiB/s",
                                    schemas.MAX_MIGRATION_DOWNTIME_MS)}
 
 
-def _tuning_value(action, arg):
+def tuning_value(action, arg):
     key, what, top = TUNING_ACTIONS[action]
     form = f'{{"{action}": {{"{key}": <an integer from 1 to {top}>}}}}, {what}'
     if not isinstance(arg, dict) or set(arg) != {key}:
@@ -319,7 +319,7 @@ def server_migration_action(req, server_id, migration_id):
     body = req.json
     if isinstance(body, dict) and len(body) == 1 and next(iter(body)) in TUNING_ACTIONS:
         action = next(iter(body))
-        value = _tuning_value(action, body[action])
+        value = tuning_value(action, body[action])
         req.api.tune_live_migration(req.context, server_id, migration_id, action, value)
         return 202, None
     _need(req, "2.22", "force_complete")

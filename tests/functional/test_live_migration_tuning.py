@@ -9,8 +9,10 @@ whether a migration converges, which is what these tests look at, along with
 the timeline and the refusals (which must change nothing).
 """
 
+import oslo_messaging as messaging
 import pytest
 
+from godwit import controller, exception, rpc
 from godwit.testing import APIError, assert_only_on, wait_for
 
 FAST = {"libvirt.live_migration_monitor_interval": 0.05,
@@ -260,3 +262,23 @@ def test_parallel_connections_are_in_the_timeline(cloud_factory):
     assert monitor_tunings(timeline(c, sid, mid))[0]["parallel_connections"] == 4
     c.abort_migration(sid, mid)
     assert c.wait_migration(sid)["status"] == "cancelled"
+
+
+def test_the_controllers_interface_1_2(cloud_factory):
+    cloud = cloud_factory(**STUCK)
+    c, sid, mid = running(cloud)
+    transport = rpc.get_transport(cloud.conf, cloud.transport_url)
+    ctl = controller.ControllerClient(transport=transport)
+    with pytest.raises(exception.Invalid) as err:
+        ctl.live_migration_set_downtime(sid, mid, 0)
+    assert "an integer from 1 to 60000" in str(err.value)
+    assert [e for e in timeline(c, sid, mid) if e["kind"] == "intent"] == []
+    m = ctl.live_migration_set_downtime(sid, mid, 600)
+    assert (m["id"], m["status"]) == (mid, "running")
+    assert c.wait_migration(sid)["status"] == "completed"
+    assert [(e["detail"]["max_downtime_ms"], e["detail"]["outcome"])
+            for e in user_tunings(timeline(c, sid, mid))] == [(600, "ok")]
+    # A client capped at 1.1 does not send the 1.2 calls.
+    old = controller.ControllerClient(transport=transport, version_cap="1.1")
+    with pytest.raises(messaging.RPCVersionCapError):
+        old.live_migration_set_speed(sid, mid, 100)
