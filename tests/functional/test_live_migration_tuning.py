@@ -282,3 +282,23 @@ def test_the_controllers_interface_1_2(cloud_factory):
     old = controller.ControllerClient(transport=transport, version_cap="1.1")
     with pytest.raises(messaging.RPCVersionCapError):
         old.live_migration_set_speed(sid, mid, 100)
+
+
+def test_the_user_s_downtime_survives_an_agent_restart(cloud_factory):
+    # The job runs as a process of its own and outlives the source's agent; the
+    # monitor the restarted agent attaches keeps the user's downtime.
+    cloud = cloud_factory(**dict(STUCK, **{"fake.migration_job_runner": "process"}))
+    c, sid, mid = running(cloud)
+    tune(c, sid, mid, {"set-downtime": {"ms": 50}})
+    wait_for("the user's downtime applied", lambda: user_tunings(timeline(c, sid, mid)))
+    cloud.stop_compute("compute1")
+    agent = cloud.start_compute("compute1")
+    monitor = wait_for("the monitor attached again", lambda: agent.manager.live.monitors.get(
+        mid), timeout=30)
+    assert (monitor.user_downtime_ms, monitor.max_downtime_ms) == (50, 50)
+    assert monitor.tuning["downtime_steps"] == "stopped: the user set the max downtime"
+    assert c.latest_migration(sid)["status"] == "running"
+    # And it is still the user's to change.
+    tune(c, sid, mid, {"set-downtime": {"ms": 600}})
+    assert c.wait_migration(sid)["status"] == "completed"
+    assert_only_on(cloud, sid, "compute2")
