@@ -28,6 +28,7 @@ Guest data in GiB counts RAM plus the disks copied by block migration, each at
 least 2 GiB, as in Nova.
 """
 
+import queue
 import threading
 import time
 
@@ -125,6 +126,8 @@ class Monitor:
         self.bandwidth_mib = self.user_bandwidth_mib or lv.live_migration_bandwidth
         self._user_lock = threading.Lock()
         self._user_changed = False
+        self._to_apply = queue.Queue()
+        self._applier = None
         # Stalls: the lowest data remaining seen, and when (the monitor's clock).
         self.stall_timeout = lv.live_migration_stall_timeout
         self.stall_action = lv.live_migration_stall_action
@@ -180,17 +183,37 @@ class Monitor:
         done = threading.Event()
 
         def apply():
+            if bandwidth_mib is not None:
+                self.job.set_max_speed(bandwidth_mib)
+            if max_downtime_ms is not None:
+                self.job.set_max_downtime(max_downtime_ms)
+            LOG.info("Migration tuned by the user: bandwidth %s MiB/s, max downtime %s ms",
+                     bandwidth_mib, max_downtime_ms)
+        with self._user_lock:
+            if self._applier is None:
+                # One thread applies them all, in the order asked.
+                self._applier = threading.Thread(target=self._apply_user_tuning,
+                                                 name="user-tuning", daemon=True)
+                self._applier.start()
+            self._to_apply.put((apply, done))
+        return tuning, done.wait(USER_APPLY_WAIT)
+
+    def _apply_user_tuning(self):
+        while True:
             try:
-                if bandwidth_mib is not None:
-                    self.job.set_max_speed(bandwidth_mib)
-                if max_downtime_ms is not None:
-                    self.job.set_max_downtime(max_downtime_ms)
-                LOG.info("Migration tuned by the user: bandwidth %s MiB/s, max downtime %s "
-                         "ms", bandwidth_mib, max_downtime_ms)
+                apply, done = self._to_apply.get(timeout=5)
+            except queue.Empty:
+                with self._user_lock:
+                    if self._to_apply.empty():
+                        self._applier = None     # a later change starts another
+                        return
+                continue
+            try:
+                apply()
+            except Exception:  # noqa: BLE001 - the job's steering logs and ignores its own
+                LOG.exception("Applying the user's tuning failed")
             finally:
                 done.set()
-        threading.Thread(target=apply, name="user-tuning", daemon=True).start()
-        return tuning, done.wait(USER_APPLY_WAIT)
 
     def request_abort(self):
         self.abort_requested.set()

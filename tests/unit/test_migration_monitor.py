@@ -371,3 +371,30 @@ def test_libvirt_parallel_connections_flags_and_params():
     assert migration.parallel_connections(tunnelled, params) == (
         0, "tunnelled migration cannot use parallel connections")
     assert not migration.migration_flags(tunnelled, md, params) & libvirt.VIR_MIGRATE_PARALLEL
+
+
+def test_user_tuning_is_applied_in_order_and_a_slow_hypervisor_does_not_hold_the_caller(
+        monkeypatch):
+    monkeypatch.setattr(mm, "USER_APPLY_WAIT", 0.2)
+    conf = make_conf()
+    clock = Clock()
+    job = ScriptedJob(clock)
+    release = threading.Event()
+    real = job.set_max_speed
+
+    def slow_speed(mib):
+        if mib == 1:
+            release.wait(5)      # as libvirt during a block migration's disk copy
+        real(mib)
+    job.set_max_speed = slow_speed
+    monitor = mm.Monitor(conf, job, INSTANCE, {}, report=lambda s, p, t: None, clock=clock)
+    tuning, applied = monitor.set_user_tuning(bandwidth_mib=1)
+    assert applied is False and tuning["user_bandwidth_mib"] == 1
+    tuning, applied = monitor.set_user_tuning(bandwidth_mib=2, max_downtime_ms=300)
+    assert applied is False          # queued behind the first
+    assert (tuning["user_bandwidth_mib"], tuning["max_downtime_ms"]) == (2, 300)
+    release.set()
+    wait_until = time.monotonic() + 5
+    while len(job.calls) < 3 and time.monotonic() < wait_until:
+        time.sleep(0.01)
+    assert job.calls == [("speed", 1), ("speed", 2), ("downtime", 300)]
