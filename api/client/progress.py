@@ -152,7 +152,9 @@ class TransferStats:
                     and d.get('dirty_rate') is not None:
                 self.dirty_rate = d['dirty_rate']
 
-    def fields(self):
+    def fields(self, tuning=True):
+        """The figures; without ``tuning`` the dirty rate and max downtime are
+        left out (a narrow terminal)."""
         out = []
         if self.percent is not None:
             out.append(f'{self.percent:3d}%')
@@ -162,9 +164,9 @@ class TransferStats:
             out.append(f'{human_bytes(self.rate)}/s')
         if self.eta is not None:
             out.append(f'ETA {human_seconds(self.eta)}')
-        if self.dirty_rate is not None:
+        if tuning and self.dirty_rate is not None:
             out.append(f'dirty {human_bytes(self.dirty_rate)}/s')
-        if self.max_downtime_ms is not None:
+        if tuning and self.max_downtime_ms is not None:
             out.append(f'max downtime {self.max_downtime_ms} ms')
         return out
 
@@ -178,9 +180,15 @@ class ProgressLine:
         self._phase = None
         self._open = False
 
-    def show(self, phase, text):
+    def show(self, phase, text, *shorter):
+        """``shorter``: the same line with fewer fields, tried in turn on a
+        terminal too narrow for ``text`` (the waited time stays at the end)."""
         if self.tty:
             width = shutil.get_terminal_size((100, 24)).columns - 1
+            for short in shorter:
+                if len(text) <= width:
+                    break
+                text = short
             # \x1b[K clears what a longer previous line left on the right.
             self.stream.write('\r' + text[:width] + '\x1b[K')
             self._open = True
@@ -245,7 +253,9 @@ class MoveFollower:
                 status = migration.get('status')
                 if self.move.live and status in TRANSFERRING:
                     self._sample(migration)
-                self.line.show(status, self._text(migration, self.clock() - start))
+                waited = self.clock() - start
+                self.line.show(status, self._text(migration, waited),
+                               self._text(migration, waited, tuning=False))
                 if status in self.move.final:
                     break
             if self.clock() - start >= timeout:
@@ -282,13 +292,13 @@ class MoveFollower:
                 self.stats.dirty_rate = fresh.dirty_rate
                 self.stats.max_downtime_ms = fresh.max_downtime_ms
 
-    def _text(self, migration, waited):
+    def _text(self, migration, waited, tuning=True):
         status = migration.get('status')
         fields = [f'{_label(migration)}: {status}']
         # Only while transferring: once it ended, the last sample's figures
         # (say 97 %, 46 MiB left) would be stale; the outcome line follows.
         if self.move.live and status in TRANSFERRING:
-            fields += self.stats.fields()
+            fields += self.stats.fields(tuning)
         fields.append(human_seconds(waited))
         return '  '.join(fields)
 
