@@ -30,6 +30,17 @@ def _mac():
     return "fa:16:3e:%02x:%02x:%02x" % tuple(random.randint(0, 255) for _ in range(3))
 
 
+def _version_below(cap, version):
+    """Whether an [upgrade_levels] pin such as "2.1" is below ``version``; a pin
+    that is not a version (unset, or a level the conductors resolve themselves,
+    such as "auto") is left to the conductor, which records what it could not
+    send."""
+    try:
+        return bool(cap) and tuple(int(p) for p in cap.split(".")[:2]) < version
+    except ValueError:
+        return False
+
+
 class ComputeAPI:
     def __init__(self, conf, db, conductor_api):
         self.conf = conf
@@ -436,7 +447,7 @@ class ComputeAPI:
         m = self._live_migration_in(ctxt, server_id, migration_id, rule, intent,
                                     {states.RUNNING_MIGRATION})
         cap = self.conf.upgrade_levels.compute
-        if cap and tuple(int(p) for p in cap.split(".")[:2]) < (2, 2):
+        if _version_below(cap, (2, 2)):
             raise exception.Conflict(
                 f"{intent} needs compute RPC 2.2 and [upgrade_levels] compute is pinned to "
                 f"{cap}: upgrade every compute agent, then remove the pin (or set it to 2.2) "

@@ -186,3 +186,11 @@ def test_clean_message_drops_remote_tracebacks():
     assert wsgi.clean_message(text) == \
         "No valid host was found. Refused: compute1: M; compute2: M"
     assert wsgi.clean_message("plain message") == "plain message"
+
+
+@pytest.mark.parametrize("cap,below", [(None, False), ("", False), ("2.1", True),
+                                       ("2.0", True), ("2.2", False), ("2.10", False),
+                                       ("3.0", False), ("auto", False)])
+def test_a_compute_pin_below_2_2(cap, below):
+    from api import compute_api
+    assert compute_api._version_below(cap, (2, 2)) is below
