@@ -20,10 +20,14 @@ from api import policy as policy_mod
 from api import regex as regex_mod
 from api import schemas
 from compute import fault_injection
-from godwit import exception, phases, states
+from compute import rpcapi as compute_rpcapi
+from godwit import exception, phases, states, upgrade
 from godwit.db import timeline
 
 LOG = logging.getLogger(__name__)
+
+# The compute RPC version that added live_migration_tune (set-speed, set-downtime).
+TUNE_VERSION = compute_rpcapi.ADDED_IN["live_migration_tune"]
 
 
 def _mac():
@@ -36,9 +40,17 @@ class ComputeAPI:
         self.db = db
         self.conductor = conductor_api
         self.policy = policy_mod.Policy(conf)
+        self._compute_cap = None
         # Faults the crash-safety tests arm in the API ([api] faults).
         self.faults = fault_injection.for_host(
             "api", os.path.join(conf.state_path, "api-faults"), conf.api.faults)
+
+    def compute_cap(self):
+        """What this cloud may send to compute agents ([upgrade_levels] compute,
+        ``auto`` read from the services table as the conductors read it)."""
+        if self._compute_cap is None:
+            self._compute_cap = upgrade.cap(self.conf, compute_rpcapi.INTERFACE, self.db)
+        return self._compute_cap
 
     def authorize(self, ctxt, action, target=None):
         self.policy.authorize(ctxt, action, target)
@@ -421,6 +433,38 @@ class ComputeAPI:
             raise exception.Invalid(str(e)) from None   # Nova answers 400 here
         return self._request(ctxt, server_id, m, "force_complete",
                              {states.RUNNING_MIGRATION}, "live_migration_force_complete")
+
+    # Godwit extension: a running live migration's bandwidth and max downtime.
+    TUNING = {"set-speed": ("bandwidth_mib", "os_compute_api:servers:migrations:set_speed"),
+              "set-downtime": ("max_downtime_ms",
+                               "os_compute_api:servers:migrations:set_downtime")}
+
+    def tune_live_migration(self, ctxt, server_id, migration_id, intent, value):
+        """Record the user's set-speed (MiB/s) or set-downtime (ms) on a running
+        live migration and wake its owner, who applies it on the source
+        (compute RPC 2.2). Checks as force_complete's, then that the compute
+        RPC cap allows 2.2 (409 otherwise: nothing is recorded)."""
+        key, rule = self.TUNING[intent]
+        m = self._live_migration_in(ctxt, server_id, migration_id, rule, intent,
+                                    {states.RUNNING_MIGRATION})
+        cap = self.compute_cap().current()
+        if upgrade.parse(cap) < upgrade.parse(TUNE_VERSION):
+            raise exception.Conflict(
+                f"{intent} needs compute RPC {TUNE_VERSION} and this API sends compute RPC "
+                f"up to {cap} ([upgrade_levels] compute = "
+                f"{self.conf.upgrade_levels.compute or 'unset'}): upgrade every compute "
+                "agent, then remove the pin (or set it to auto) on the conductors and APIs "
+                "(docs/upgrades.md). Nothing was changed.")
+        try:
+            m = self.db.migration_request_tuning(m["id"], intent, {key: value},
+                                                 {states.RUNNING_MIGRATION})
+        except exception.ConcurrentUpdate:
+            m = self.db.migration_get(m["id"])
+            raise exception.InvalidMigrationState(
+                migration_id=m["id"], instance_id=server_id, status=m["status"],
+                action=intent, allowed="a running live migration") from None
+        self._wake(ctxt, m)
+        return m
 
     def _request(self, ctxt, server_id, migration, intent, allowed, action):
         """Record ``intent`` on the migration (while still in ``allowed``), then wake

@@ -265,6 +265,12 @@ REBOOT = [
         "required": ["reboot"], "additionalProperties": False}),
 ]
 
+# Godwit's set-speed and set-downtime (api/servers.py): the largest values
+# taken. 1 TiB/s is beyond any network; a pause of more than a minute is no
+# live migration (force-complete pauses the guest until the copy ends).
+MAX_MIGRATION_SPEED_MIB = 1024 * 1024
+MAX_MIGRATION_DOWNTIME_MS = 60000
+
 FORCE_COMPLETE = [
     ("2.22", None, {"type": "object", "properties": {"force_complete": {"type": "null"}},
                     "required": ["force_complete"], "additionalProperties": False}),

@@ -1,5 +1,7 @@
 """/servers: the servers, their actions, migrations and instance actions."""
 
+import json
+
 from api import schemas, views
 from api.query import limit_param, page, timestamp
 from godwit import exception, states
@@ -290,14 +292,43 @@ def abort_server_migration(req, server_id, migration_id):
     return 202, None
 
 
+# Godwit extension actions on a running live migration, at any microversion:
+# action -> (the value's key, its unit, the largest value taken).
+TUNING_ACTIONS = {"set-speed": ("mib_per_s", "the bandwidth cap in MiB/s",
+                                schemas.MAX_MIGRATION_SPEED_MIB),
+                  "set-downtime": ("ms", "the max downtime in ms",
+                                   schemas.MAX_MIGRATION_DOWNTIME_MS)}
+
+
+def tuning_value(action, arg):
+    key, what, top = TUNING_ACTIONS[action]
+    form = f'{{"{action}": {{"{key}": <an integer from 1 to {top}>}}}}, {what}'
+    if not isinstance(arg, dict) or set(arg) != {key}:
+        raise exception.Invalid(f"Malformed request body: {action} takes {form}.")
+    value = arg[key]
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise exception.Invalid(f"Invalid {action}: {key} must be an integer, not "
+                                f"{json.dumps(value)[:40]}; send {form}.")
+    if not 1 <= value <= top:
+        raise exception.Invalid(f"Invalid {action}: {key} {value} is out of range; send "
+                                f"{form}.")
+    return value
+
+
 def server_migration_action(req, server_id, migration_id):
-    _need(req, "2.22", "force_complete")
     body = req.json
+    if isinstance(body, dict) and len(body) == 1 and next(iter(body)) in TUNING_ACTIONS:
+        action = next(iter(body))
+        value = tuning_value(action, body[action])
+        req.api.tune_live_migration(req.context, server_id, migration_id, action, value)
+        return 202, None
+    _need(req, "2.22", "force_complete")
     if not isinstance(body, dict) or len(body) != 1:
         raise exception.Invalid("Malformed request body: the body must be "
                                 '{"force_complete": null}')
     if "force_complete" not in body:
-        raise exception.Invalid(f"There is no such action: {next(iter(body))}")
+        raise exception.Invalid(f"There is no such action: {next(iter(body))} (actions: "
+                                "force_complete; Godwit's set-speed, set-downtime)")
     schemas.validate(req, schemas.FORCE_COMPLETE, body)
     req.api.force_complete(req.context, server_id, migration_id)
     return 202, None

@@ -11,6 +11,7 @@ persistent), ``rollback_live_migration_at_destination`` (all of it removed).
 Source: ``live_migration_start`` (the hypervisor job, steered by the monitor;
 the call returns at once and the source reports the job's end to the
 conductor), ``live_migration_steer`` (abort, force-complete),
+``live_migration_tune`` (the user's bandwidth and max downtime, 2.2),
 ``post_live_migration_at_source`` and ``rollback_live_migration_at_source``.
 Either host: ``inspect`` tells where the guest is defined and running and
 whether a migration job still runs, which is what recovery decides from.
@@ -183,7 +184,7 @@ class LiveMigrations:
         tuning = dict(tuning or {})
         if job is None:
             m.journal.begin(migration_id, "live_migration", epoch)
-            params = migration_monitor.initial_params(m.conf, instance, migrate_data)
+            params = migration_monitor.initial_params(m.conf, instance, migrate_data, tuning)
             try:
                 job = m.driver.live_migration(instance, dest, dict(
                     migrate_data, migration_id=migration_id), params)
@@ -279,6 +280,11 @@ class LiveMigrations:
     def _progress(self, ctxt, migration_id, stats, percent, tuning):
         values = _progress_values(stats)
         values["progress"] = percent
+        # Rates and the downtime now: for the timeline's progress samples only.
+        for key, name in (("dirty_rate", "dirty_rate"), ("bandwidth", "transfer_rate"),
+                          ("max_downtime_ms", "max_downtime_ms")):
+            if stats.get(key) is not None:
+                values[name] = int(stats[key])
         try:
             self.manager.conductor.migration_progress(ctxt, migration_id, values, tuning)
         except Exception:
@@ -296,9 +302,9 @@ class LiveMigrations:
                 "reason": f"the migration job to {dest} ended while the compute agent on "
                           f"{self.manager.host} was down, and the guest no longer runs here"}
 
-    def steer(self, ctxt, migration_id, epoch, action, info):
-        """``abort`` or ``force_complete`` the running job; finds it again first
-        if this agent restarted. Returns the job's state as start() does."""
+    def _monitor_of(self, ctxt, migration_id, epoch, info):
+        """The running job's monitor (attached again if this agent restarted),
+        or the job's state as start() answers it when there is none."""
         m = self.manager
         m.journal.fence(migration_id, "live_migration", epoch)
         with self._lock:
@@ -306,14 +312,36 @@ class LiveMigrations:
         if monitor is None:
             entry = m.journal.get(migration_id, "live_migration")
             if entry is not None and entry["state"] == "done":
-                return {"state": "ended", "outcome": _loads(entry["result"])}
+                return None, {"state": "ended", "outcome": _loads(entry["result"])}
             job = m.driver.find_migration_job(info["instance"])
             if job is None:
-                return {"state": "not running"}
+                return None, {"state": "not running"}
             self._watch(ctxt, migration_id, epoch, info["instance"], None,
                         info.get("migrate_data") or {}, job, info.get("tuning"))
             with self._lock:
                 monitor = self.monitors.get(migration_id)
+        return monitor, None
+
+    def tune(self, ctxt, migration_id, epoch, values, info):
+        """The user's ``bandwidth_mib`` (MiB/s) and ``max_downtime_ms`` for the
+        running job (either may be absent); absolute values, so asking again is
+        harmless. Returns ``{"state": "running", "tuning": ..., "applied": True|False}``
+        (False: the hypervisor had not taken it yet; it goes on trying) or the
+        job's state as start() does."""
+        monitor, state = self._monitor_of(ctxt, migration_id, epoch, info)
+        if monitor is None:
+            return state
+        tuning, applied = monitor.set_user_tuning(
+            bandwidth_mib=values.get("bandwidth_mib"),
+            max_downtime_ms=values.get("max_downtime_ms"))
+        return {"state": "running", "tuning": tuning, "applied": applied}
+
+    def steer(self, ctxt, migration_id, epoch, action, info):
+        """``abort`` or ``force_complete`` the running job; finds it again first
+        if this agent restarted. Returns the job's state as start() does."""
+        monitor, state = self._monitor_of(ctxt, migration_id, epoch, info)
+        if monitor is None:
+            return state
         if action == "abort":
             monitor.request_abort()
         else:

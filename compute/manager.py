@@ -290,6 +290,11 @@ class ComputeManager:
         return self.live.steer(ctxt, migration_id, epoch, action, instance_info)
 
     @rpc.refusals
+    def live_migration_tune(self, ctxt, migration_id, epoch, values, instance_info):
+        """2.2: the user's bandwidth and max downtime for a running job."""
+        return self.live.tune(ctxt, migration_id, epoch, values, instance_info)
+
+    @rpc.refusals
     def post_live_migration_at_source(self, ctxt, migration_id, epoch, migrate_data,
                                       instance_info):
         return self.live.post_at_source(ctxt, migration_id, epoch, migrate_data,

@@ -25,6 +25,10 @@ Version history:
   build_and_run_instance and terminate_instance; ping.
 * 2.1 - estimate_live_migration (the source's bandwidth and dirty rate for
   the dry run's prediction). A conductor capped at 2.0 shows no prediction.
+* 2.2 - live_migration_tune (a running job's bandwidth and max downtime, as
+  the user set them through the API). Capped below 2.2, the API refuses
+  set-speed and set-downtime (409) and a conductor records that it could
+  not apply one.
 
 ``HISTORY`` lists every version an agent of this release serves, oldest
 first; the agents' RPC target (compute.manager) and every sender's default
@@ -37,9 +41,9 @@ may go.
 from godwit import rpc, states, upgrade
 
 TOPIC = "compute"
-HISTORY = ("2.0", "2.1")
+HISTORY = ("2.0", "2.1", "2.2")
 #: The methods added after BASE_VERSION, and the version that added each.
-ADDED_IN = {"estimate_live_migration": "2.1"}
+ADDED_IN = {"estimate_live_migration": "2.1", "live_migration_tune": "2.2"}
 VERSION = HISTORY[-1]
 BASE_VERSION = HISTORY[0]
 INTERFACE = upgrade.Interface(TOPIC, states.SERVICE_COMPUTE, HISTORY)
@@ -134,6 +138,17 @@ class ComputeAgentClient:
         return self._step(ctxt, source, "live_migration_steer", timeout,
                           migration_id=migration_id, epoch=epoch, action=action,
                           instance_info=instance_info)
+
+    def can_tune(self):
+        return self.can_send_version(ADDED_IN["live_migration_tune"])
+
+    def live_migration_tune(self, ctxt, source, migration_id, epoch, values, instance_info,
+                            timeout=None):
+        """2.2: set the running job's ``bandwidth_mib`` and/or ``max_downtime_ms``."""
+        return self.client.prepare(server=source, version=ADDED_IN["live_migration_tune"],
+                                   timeout=timeout or self.step_timeout).call(
+            ctxt, "live_migration_tune", migration_id=migration_id, epoch=epoch,
+            values=values, instance_info=instance_info)
 
     def post_live_migration_at_source(self, ctxt, source, migration_id, epoch, migrate_data,
                                       instance_info, timeout=None):

@@ -15,7 +15,7 @@ trust but derived from the roles again, as the REST API derives it.
 
 import oslo_messaging as messaging
 
-from api import compute_api, schemas
+from api import compute_api, schemas, servers
 from conductor import rpcapi as conductor_rpcapi
 from godwit import controller, exception, rpc
 
@@ -124,6 +124,23 @@ class ControllerEndpoint:
     def force_complete(self, ctxt, server_id, migration_id):
         return _view(self.api.force_complete(_caller(ctxt), _server_id(server_id),
                                              _migration_id(migration_id)))
+
+    def _tune(self, ctxt, server_id, migration_id, action, value):
+        # The REST handlers' validation, with its messages.
+        key = servers.TUNING_ACTIONS[action][0]
+        value = servers.tuning_value(action, {key: value})
+        return _view(self.api.tune_live_migration(_caller(ctxt), _server_id(server_id),
+                                                  _migration_id(migration_id), action, value))
+
+    @rpc.refusals
+    def live_migration_set_speed(self, ctxt, server_id, migration_id, mib_per_s):
+        """1.2: as POST .../action {"set-speed": {"mib_per_s": N}}."""
+        return self._tune(ctxt, server_id, migration_id, "set-speed", mib_per_s)
+
+    @rpc.refusals
+    def live_migration_set_downtime(self, ctxt, server_id, migration_id, ms):
+        """1.2: as POST .../action {"set-downtime": {"ms": N}}."""
+        return self._tune(ctxt, server_id, migration_id, "set-downtime", ms)
 
     @rpc.refusals
     def migration(self, ctxt, migration_id):

@@ -333,6 +333,8 @@ class Engine:
             return True
         if m["abort_requested_at"] or m["force_complete_requested_at"]:
             return True
+        if m["status"] == states.RUNNING_MIGRATION and moves.tuning_pending(m):
+            return True     # the user's set-speed / set-downtime
         if m["status"] == states.FINISHED and self.conf.resize_confirm_window > 0:
             return True
         if m["status"] == states.QUEUED:

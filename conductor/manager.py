@@ -246,6 +246,9 @@ class ConductorManager:
         task_state guard makes that hold across writers) and its tuning."""
         values = dict(values)
         progress = values.pop("progress", None)
+        # Not columns: the rates and downtime now go to the timeline's samples.
+        rates = {k: values.pop(k) for k in ("dirty_rate", "transfer_rate", "max_downtime_ms")
+                 if k in values}
         values["deadline_at"] = utcnow() + datetime.timedelta(
             seconds=self.conf.live_migration_progress_timeout)
         try:
@@ -255,7 +258,7 @@ class ConductorManager:
                 self.db.migration_merge_data(
                     migration_id, states.RUNNING_MIGRATION, {"tuning": tuning},
                     timeline=[timeline.entry("tuning", "monitor", detail=tuning)])
-            self._sample_progress(migration_id, values, progress)
+            self._sample_progress(migration_id, dict(values, **rates), progress)
         except exception.ConcurrentUpdate:
             pass   # the job ended meanwhile
         return True
@@ -271,7 +274,8 @@ class ConductorManager:
             self._sampled[migration_id] = now
             if len(self._sampled) > 10000:   # moves that ended long ago
                 self._sampled.pop(next(iter(self._sampled)))
-        detail = {k: v for k, v in values.items() if k.startswith(("memory_", "disk_"))}
+        detail = {k: v for k, v in values.items() if k.startswith(("memory_", "disk_")) or
+                  k in ("dirty_rate", "transfer_rate", "max_downtime_ms")}
         self.db.timeline_append(migration_id, [timeline.entry(
             "progress", "sample", progress=progress, **detail)])
 

@@ -26,6 +26,9 @@ Version history (the conductor serves every version of the same major):
 * 1.0 - live_migrate, migrate, resize, confirm_resize, revert_resize, abort,
   force_complete, migration, migrations.
 * 1.1 - live_migration_dry_run.
+* 1.2 - live_migration_set_speed, live_migration_set_downtime (a running live
+  migration's bandwidth cap and max downtime, as the REST API's Godwit
+  extension actions set-speed and set-downtime).
 
 Rules for changing it: a new call or a new optional argument is a minor
 version (1.1); the client sends the new form only when its cap allows
@@ -47,7 +50,7 @@ __all__ = ["ControllerClient", "TOPIC", "VERSION", "MIGRATION_FIELDS", "migratio
 NOTIFICATION_TOPIC = "versioned_notifications"
 
 TOPIC = "godwit_controller"
-VERSION = "1.1"
+VERSION = "1.2"
 BASE_VERSION = "1.0"
 
 #: The keys of every migration a call returns (and of notifications' payloads).
@@ -145,6 +148,21 @@ class ControllerClient:
         return self.client.prepare(version="1.1").call(
             ctxt or self.context(), "live_migration_dry_run", server_id=server_id,
             host=host, block_migration=block_migration)
+
+    def live_migration_set_speed(self, server_id, migration_id, mib_per_s, ctxt=None):
+        """(1.2) Record a new bandwidth cap (MiB/s, 1..1048576) for a running live
+        migration; the conductor that drives it applies it on the source and its
+        timeline says so (docs/live-migration.md, "Tuning a running migration")."""
+        return self.client.prepare(version="1.2").call(
+            ctxt or self.context(), "live_migration_set_speed", server_id=server_id,
+            migration_id=migration_id, mib_per_s=mib_per_s)
+
+    def live_migration_set_downtime(self, server_id, migration_id, ms, ctxt=None):
+        """(1.2) Record a new max downtime (ms, 1..60000) for a running live
+        migration; from then on the source's monitor no longer raises it."""
+        return self.client.prepare(version="1.2").call(
+            ctxt or self.context(), "live_migration_set_downtime", server_id=server_id,
+            migration_id=migration_id, ms=ms)
 
     def migrate(self, server_id, host=None, ctxt=None):
         """Check and start a cold migration."""

@@ -247,6 +247,68 @@ class LiveMigrationForceComplete(_LiveMigrationControl):
         self.client.post(self.path(args) + '/action', {'force_complete': None})
 
 
+class _LiveMigrationTune(_LiveMigrationControl):
+    """set-speed and set-downtime: ask (the API records it and answers at once),
+    and with --wait follow the timeline until the source applied it."""
+
+    action = None       # the body's key
+    key = None          # its value's key
+    metavar = None
+    what = None
+
+    def get_parser(self, prog_name):
+        parser = super().get_parser(prog_name)
+        parser.add_argument('value', type=int, metavar=self.metavar, help=self.what)
+        add_wait(parser, 'the source host applied it')
+        return parser
+
+    def take_action(self, args):
+        path = self.path(args)
+        before = len(self._applied(path)) if args.wait else 0
+        self.client.post(path + '/action', {self.action: {self.key: args.value}})
+        if not args.wait:
+            return
+        entries = common.poll(lambda: self._applied(path)[before:], bool, args.timeout,
+                              f'{self.action} of migration {args.migration} to be applied',
+                              hint='; the conductor may still apply it: `godwit migration '
+                                   f'timeline {args.server} {args.migration}` shows it')
+        detail = entries[0].get('detail') or {}
+        outcome = detail.get('outcome', '')
+        if outcome == 'ok':
+            self.app.stdout.write(f"{self.action}: applied on {entries[0].get('host')}\n")
+        else:
+            self.app.stderr.write(f'{self.action}: {outcome}\n')
+            self.exit_code = common.EXIT_ENDED_BADLY
+
+    def _applied(self, path):
+        """The timeline's entries of user tuning the source applied (or could not)."""
+        entries = self.client.get(path + '/timeline')['timeline']
+        return [e for e in entries if e['kind'] == 'tuning' and e['name'] == 'user']
+
+
+class LiveMigrationSetSpeed(_LiveMigrationTune):
+    """Change a running live migration's bandwidth cap, in MiB/s (1 to 1048576).
+
+    The API records it (a Godwit extension) and the conductor that drives the
+    migration applies it on the source host; `godwit migration timeline` shows
+    when, and --wait waits for it.
+    """
+
+    action, key, metavar = 'set-speed', 'mib_per_s', 'MiB/s'
+    what = 'Bandwidth cap in MiB/s'
+
+
+class LiveMigrationSetDowntime(_LiveMigrationTune):
+    """Change a running live migration's maximum downtime, in ms (1 to 60000).
+
+    From then on the source's monitor no longer raises the downtime step by step
+    ([libvirt] live_migration_downtime_steps) nor on a stall; the timeline says so.
+    """
+
+    action, key, metavar = 'set-downtime', 'ms', 'ms'
+    what = 'The longest pause allowed at the switch-over, in ms'
+
+
 class MigrationList(ApiCommand, Lister):
     """List migrations of all servers, newest first."""
 

@@ -9,10 +9,14 @@ What the line shows comes from the API only:
   the data remaining, the transfer rate and an ETA. Rate and ETA are the
   change of those counters between the API's own sample times (the record's
   updated_at), over the last few samples;
+* for a live migration that is transferring, from its timeline (the Godwit
+  extension GET /servers/{id}/migrations/{mid}/timeline, read at most every
+  TUNING_EVERY seconds): the guest's dirty rate (the newest progress sample)
+  and the max downtime allowed now (the newest sample or tuning entry);
 * the time this command has waited.
 
-The API does not expose the allowed downtime or the dirty rate, and cold
-moves report no byte counters: those are left out rather than guessed.
+Cold moves report no byte counters, and an API without the timeline
+extension no rates: those are left out rather than guessed.
 
 On a terminal the line is rewritten in place (``\\r``); otherwise one line is
 printed per phase change, so logs stay readable. The end is one outcome line,
@@ -32,6 +36,8 @@ from api.client.http import ClientError
 TRANSFERRING = ('running', 'post-migrating')
 #: Samples the rate and ETA are taken over (one per monitor report).
 RATE_WINDOW = 5
+#: Seconds between two reads of the timeline (dirty rate, max downtime).
+TUNING_EVERY = 2.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,6 +104,8 @@ class TransferStats:
     def __init__(self):
         self.percent = None
         self.remaining = None
+        self.dirty_rate = None
+        self.max_downtime_ms = None
         self._samples = collections.deque(maxlen=RATE_WINDOW)
 
     def add(self, detail):
@@ -133,7 +141,20 @@ class TransferStats:
         shrink = (left0 - left1) / (t1 - t0)
         return left1 / shrink if shrink > 0 else None
 
-    def fields(self):
+    def tuning(self, entries):
+        """The dirty rate and max downtime from a timeline, newest first."""
+        for e in reversed(entries):
+            d = e.get('detail') or {}
+            if self.max_downtime_ms is None and e.get('kind') in ('progress', 'tuning') \
+                    and d.get('max_downtime_ms') is not None:
+                self.max_downtime_ms = d['max_downtime_ms']
+            if self.dirty_rate is None and e.get('kind') == 'progress' \
+                    and d.get('dirty_rate') is not None:
+                self.dirty_rate = d['dirty_rate']
+
+    def fields(self, tuning=True):
+        """The figures; without ``tuning`` the dirty rate and max downtime are
+        left out (a narrow terminal)."""
         out = []
         if self.percent is not None:
             out.append(f'{self.percent:3d}%')
@@ -143,6 +164,10 @@ class TransferStats:
             out.append(f'{human_bytes(self.rate)}/s')
         if self.eta is not None:
             out.append(f'ETA {human_seconds(self.eta)}')
+        if tuning and self.dirty_rate is not None:
+            out.append(f'dirty {human_bytes(self.dirty_rate)}/s')
+        if tuning and self.max_downtime_ms is not None:
+            out.append(f'max downtime {self.max_downtime_ms} ms')
         return out
 
 
@@ -155,9 +180,15 @@ class ProgressLine:
         self._phase = None
         self._open = False
 
-    def show(self, phase, text):
+    def show(self, phase, text, *shorter):
+        """``shorter``: the same line with fewer fields, tried in turn on a
+        terminal too narrow for ``text`` (the waited time stays at the end)."""
         if self.tty:
             width = shutil.get_terminal_size((100, 24)).columns - 1
+            for short in shorter:
+                if len(text) <= width:
+                    break
+                text = short
             # \x1b[K clears what a longer previous line left on the right.
             self.stream.write('\r' + text[:width] + '\x1b[K')
             self._open = True
@@ -197,6 +228,8 @@ class MoveFollower:
         self.line = ProgressLine(stream)
         self.clock = clock
         self.stats = TransferStats()
+        self._tuning_read = None
+        self._timeline_ok = True
 
     def follow(self, timeout):
         """The migration record once its status is final; True if it succeeded.
@@ -220,7 +253,9 @@ class MoveFollower:
                 status = migration.get('status')
                 if self.move.live and status in TRANSFERRING:
                     self._sample(migration)
-                self.line.show(status, self._text(migration, self.clock() - start))
+                waited = self.clock() - start
+                self.line.show(status, self._text(migration, waited),
+                               self._text(migration, waited, tuning=False))
                 if status in self.move.final:
                     break
             if self.clock() - start >= timeout:
@@ -239,14 +274,31 @@ class MoveFollower:
         except ClientError as exc:
             if exc.code != 404:  # 404: it ended between the two requests
                 raise
+        now = self.clock()
+        if self._timeline_ok and (self._tuning_read is None or
+                                  now - self._tuning_read >= TUNING_EVERY):
+            try:
+                entries = self.client.get(path + '/timeline')['timeline']
+            except ClientError as exc:
+                # An API without the extension (404 for good), or a refusal:
+                # the line goes on without these figures.
+                self._timeline_ok = exc.code not in (403, 404)
+                return
+            fresh = TransferStats()
+            fresh.tuning(entries)
+            if fresh.dirty_rate is not None or fresh.max_downtime_ms is not None:
+                # Until the first sample is there, looked at again next time.
+                self._tuning_read = now
+                self.stats.dirty_rate = fresh.dirty_rate
+                self.stats.max_downtime_ms = fresh.max_downtime_ms
 
-    def _text(self, migration, waited):
+    def _text(self, migration, waited, tuning=True):
         status = migration.get('status')
         fields = [f'{_label(migration)}: {status}']
         # Only while transferring: once it ended, the last sample's figures
         # (say 97 %, 46 MiB left) would be stale; the outcome line follows.
         if self.move.live and status in TRANSFERRING:
-            fields += self.stats.fields()
+            fields += self.stats.fields(tuning)
         fields.append(human_seconds(waited))
         return '  '.join(fields)
 

@@ -30,6 +30,10 @@ class MigrationJob(abc.ABC):
     them.
     """
 
+    #: What the migration uses that the operator chose (e.g.
+    #: ``parallel_connections``), for the monitor's tuning and so the timeline.
+    used = {}
+
     def __init__(self):
         self._done = threading.Event()
         self._error = None

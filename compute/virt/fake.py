@@ -207,7 +207,12 @@ class FakeDriver(FakeColdMigration, base.VirtDriver, base.ColdMigrationDriver):
                                and os.path.exists(disk) else 0),
                 "params": dict(params), "network_mb": f.migration_bandwidth_mb,
                 "dirty_rate_mb": self._dirty_rate(instance), "faults": list(f.faults)}
-        return fake_job.start(spec, f.migration_job_runner)
+        job = fake_job.start(spec, f.migration_job_runner)
+        if params.get("parallel_connections"):
+            # The simulated network is one pipe: parallel connections change
+            # nothing but what the timeline says was used, as libvirt's would.
+            job.used = {"parallel_connections": params["parallel_connections"]}
+        return job
 
     def find_migration_job(self, instance):
         return fake_job.find(self.host, self.fake.root, instance["uuid"])

@@ -23,11 +23,13 @@ returns. Only when neither host can say where the guest runs does the move
 end in ``error``, resumed when the missing host returns.
 """
 
+import time
+
 from oslo_log import log as logging
 
 from conductor.flows import base
 from godwit import exception, states
-from godwit.db import moves
+from godwit.db import moves, timeline
 
 LOG = logging.getLogger(__name__)
 
@@ -147,10 +149,12 @@ class LiveFlow(base.Flow):
             else:
                 st = self.call(m, source, "live_migration_start", m["id"], m["epoch"],
                                m["dest_compute"], data["migrate_data"], info,
-                               tuning=data.get("tuning"))
+                               tuning=self._tuning(data))
                 if st["state"] == "running" and m["force_complete_requested_at"]:
                     st = self.call(m, source, "live_migration_steer", m["id"], m["epoch"],
                                    "force_complete", info)
+                if st["state"] == "running" and moves.tuning_pending(m):
+                    st = self._tune(m, info, data) or st
         except exception.HostUnreachable:
             return "row", self.resolve(m, f"the source {source} could not be asked about "
                                           "its migration job")
@@ -159,6 +163,71 @@ class LiveFlow(base.Flow):
         if st["state"] == "running" and self.overdue(m):
             self._stalled(m, st.get("stats") or {})
         return "row", None
+
+    @staticmethod
+    def _tuning(data):
+        """The tuning a monitor (re)attached to the job starts from: its own last
+        report, with what the user set and this conductor applied."""
+        tuning = dict(data.get("tuning") or {})
+        wanted = data.get("user_tuning") or {}
+        if data.get("user_tuning_applied"):
+            for key, name in (("bandwidth_mib", "user_bandwidth_mib"),
+                              ("max_downtime_ms", "user_downtime_ms")):
+                if wanted.get(key) is not None:
+                    tuning[name] = wanted[key]
+        return tuning or None
+
+    def _tune(self, m, info, data):
+        """Apply the user's set-speed / set-downtime on the source (compute 2.2)
+        and record it: in the timeline a ``tuning`` entry named ``user`` with the
+        values and the outcome. Returns the source's answer when the job had
+        ended, else None. Whatever the outcome, the request counts as handled
+        (an agent that cannot take it will not take it next time either)."""
+        wanted = moves.tuning_pending(m)
+        source = m["source_compute"]
+        values = {k: wanted[k] for k in ("bandwidth_mib", "max_downtime_ms")
+                  if wanted.get(k) is not None}
+        asked = time.monotonic()
+        answer = None
+        if not self.rpc.can_tune():
+            outcome = ("not applied: [upgrade_levels] compute caps this conductor below "
+                       "compute RPC 2.2; upgrade the compute agents and lift the pin")
+        else:
+            try:
+                # Not self.call: the tuning entry below is this step's entry.
+                answer = self._call(m, source, "live_migration_tune", self.ctxt(m),
+                                    (m["id"], m["epoch"], values,
+                                     dict(info, migrate_data=data["migrate_data"],
+                                          tuning=self._tuning(data))), {})
+                outcome = {"running": "ok", "ended": "not applied: the job had ended",
+                           "not running": "not applied: the job was not running"}.get(
+                    answer["state"], answer["state"])
+                if answer["state"] == "running" and answer.get("applied") is False:
+                    outcome = ("asked: the hypervisor had not taken it after 2 s (libvirt "
+                               "takes a new speed once a block migration's disk copy "
+                               "ended); the source goes on applying it")
+            except exception.HostUnreachable:
+                raise
+            except (exception.MigrationFenced, base.Stopping):
+                raise
+            except Exception as e:  # noqa: BLE001 - an agent's refusal, an old agent
+                outcome = f"not applied: {exception.message_of(e)[:300]}"
+                if "UnsupportedVersion" in type(e).__name__ or "version" in str(e).lower():
+                    outcome = (f"not applied: the compute agent on {source} does not serve "
+                               f"compute RPC 2.2 ({exception.message_of(e)[:200]}); upgrade "
+                               "it")
+        LOG.info("Migration %s: user tuning %s on %s: %s", m["id"], values, source, outcome)
+        entry = timeline.step_entry("tuning", "user", source, asked, outcome=outcome,
+                                    seq=wanted["seq"], **values)
+        try:
+            self.db.migration_merge_data(m["id"], states.RUNNING_MIGRATION,
+                                         {"user_tuning_applied": wanted["seq"]},
+                                         timeline=[entry])
+        except exception.ConcurrentUpdate:
+            self.db.timeline_append(m["id"], [entry])    # the job ended meanwhile
+        if answer is not None and answer["state"] == "ended":
+            return answer
+        return None
 
     def _stalled(self, m, stats):
         """No progress recorded for a whole progress_timeout, yet the job runs.

@@ -39,6 +39,19 @@ LIBVIRT_OPTS = [
                 help="Allow switching a migration that does not converge to post-copy."),
     cfg.BoolOpt("live_migration_permit_auto_converge", default=False,
                 help="Allow throttling the guest's vCPUs so a migration converges."),
+    cfg.IntOpt("live_migration_stall_timeout", default=300, min=0,
+               help="Seconds without progress (the data remaining not dropping 1 % below "
+                    "its lowest) after which live_migration_stall_action is taken; 0 "
+                    "disables."),
+    cfg.StrOpt("live_migration_stall_action", default="raise_downtime",
+               choices=["raise_downtime", "post_copy", "pause", "abort", "none"],
+               help="On a stall: raise the max downtime to live_migration_downtime at "
+                    "once (unless the user set it), switch to post-copy (pause when "
+                    "live_migration_permit_post_copy is off), pause the guest, abort, or "
+                    "only record it in the timeline."),
+    cfg.IntOpt("live_migration_parallel_connections", default=0, min=0, max=255,
+               help="Parallel migration connections (multifd, VIR_MIGRATE_PARALLEL); "
+                    "0 uses one. The timeline says what a migration used."),
     cfg.FloatOpt("live_migration_monitor_interval", default=0.5, min=0.01,
                  help="Seconds between two looks at a running migration job (progress, "
                       "downtime steps, timeouts, abort)."),

@@ -71,6 +71,15 @@ def step_data(migration):
     return json.loads(raw) if isinstance(raw, str) else dict(raw)
 
 
+def tuning_pending(migration):
+    """The user's tuning recorded on ``migration`` and not applied yet, or None."""
+    data = step_data(migration)
+    wanted = data.get("user_tuning")
+    if not wanted or wanted.get("seq", 0) <= data.get("user_tuning_applied", 0):
+        return None
+    return wanted
+
+
 def awaiting(migration):
     raw = migration.get("awaiting_hosts")
     return json.loads(raw) if raw else []
@@ -316,6 +325,43 @@ class MoveStore:
                                                  expected=" or ".join(sorted(statuses)),
                                                  found=row["status"])
             return row
+
+    def migration_request_tuning(self, migration_id, intent, changes, statuses, attempts=5):
+        """Record the user's tuning of a live migration still in one of
+        ``statuses``: ``changes`` (``bandwidth_mib``, ``max_downtime_ms``) are
+        merged into the step data's ``user_tuning``, whose ``seq`` rises by one;
+        the owner applies it on the source and records the seq it applied as
+        ``user_tuning_applied`` (see :func:`tuning_pending`). The intent entry
+        (``intent``, e.g. set-speed) goes to the timeline in the same
+        transaction. A compare-and-swap on the step data, retried if it changed
+        meanwhile. Returns the row; ConcurrentUpdate if the migration left
+        ``statuses``."""
+        for _ in range(attempts):
+            with self.connection() as conn:
+                row = _first(conn, _MIGRATION_BY_ID, {"id": migration_id})
+                if row is None:
+                    raise exception.MigrationNotFound(migration_id=migration_id)
+                if row["status"] not in statuses:
+                    raise exception.ConcurrentUpdate(what=f"Migration {migration_id}",
+                                                     expected=" or ".join(sorted(statuses)),
+                                                     found=row["status"])
+                data = step_data(row)
+                wanted = dict(data.get("user_tuning") or {}, **changes)
+                wanted["seq"] = int(wanted.get("seq") or 0) + 1
+                data["user_tuning"] = wanted
+                old = row["step_data"]
+                q = update(_MIG).where(_MIG.c.id == migration_id,
+                                       _MIG.c.status == row["status"],
+                                       _MIG.c.step_data.is_(None) if old is None
+                                       else _MIG.c.step_data == old)
+                if conn.execute(q.values(step_data=json.dumps(data),
+                                         updated_at=utcnow())).rowcount == 1:
+                    timeline_mod.record(conn, migration_id, [timeline_mod.entry(
+                        "intent", intent, status=row["status"], **changes)])
+                    return dict(row, step_data=json.dumps(data))
+        raise exception.ConcurrentUpdate(what=f"Migration {migration_id}",
+                                         expected=" or ".join(sorted(statuses)),
+                                         found="step data changing under us")
 
     # --------------------------------------------------------------- slots
     def migration_take_slot(self, migration, limit=SOURCE_LIMIT):

@@ -258,8 +258,10 @@ def test_live_migrate_wait_shows_progress_on_a_terminal(unshared, godwit, monkey
     # Once it ended, no stale figures from the last sample.
     assert updates[-1].startswith(f"live-migration {mid}: completed  ") and \
         "%" not in updates[-1], updates[-1]
-    # Nothing the API does not give (no downtime, no dirty rate).
-    assert not any("downtime" in u or "dirty" in u for u in updates)
+    # The dirty rate (none here) and the max downtime (the first of the
+    # monitor's steps: 500 ms / 10), from the timeline's progress samples.
+    assert any("dirty 0 B/s" in u and "max downtime 50 ms" in u for u in running), \
+        running
 
 
 def test_live_migrate_wait_without_terminal_prints_phases(unshared, godwit):
@@ -511,3 +513,48 @@ def test_server_event_show(unshared, godwit):
 
     run = godwit(cloud, "server", "event", "show", sid, "req-nope")
     assert run.code == 1 and run.err.startswith("ERROR (404): Action req-nope not found"), run
+
+
+def test_live_migration_set_speed_and_set_downtime_commands(unshared, godwit):
+    # A guest dirtying 512 MiB/s over a 256 MiB/s network never converges on
+    # its own; slowed down to 128 MiB/s even less.
+    cloud = unshared(**dict(STUCK, **{"libvirt.live_migration_stall_timeout": 0}))
+    sid = _boot(cloud)
+    c = cloud.client
+    c.live_migrate(sid, host="compute2")
+    mid = str(c.wait_status(sid, "running")["id"])
+
+    run = godwit(cloud, "live-migration", "set-speed", sid, mid, "128", "--wait")
+
+    assert (run.code, run.out, run.err) == (0, "set-speed: applied on compute1\n", ""), run
+    assert c.latest_migration(sid)["status"] == "running"
+
+    # Refusals change nothing: a bad value (exit 1, the API says what to send),
+    # not a number (usage, exit 2).
+    run = godwit(cloud, "live-migration", "set-downtime", sid, mid, "0")
+    assert run.code == 1, run
+    assert run.err.startswith("ERROR (400): Invalid set-downtime: ms 0 is out of range; "
+                              'send {"set-downtime": {"ms": <an integer from 1 to 60000>}}'), \
+        run
+    run = godwit(cloud, "live-migration", "set-downtime", sid, mid, "lots")
+    assert run.code == 2 and "invalid int value: 'lots'" in run.usage, run
+    timeline = c.get(f"/servers/{sid}/migrations/{mid}/timeline")["timeline"]
+    assert [(e["name"], e["detail"]) for e in timeline if e["kind"] == "intent"] == [
+        ("set-speed", {"bandwidth_mib": 128, "status": "running"})]
+
+    # 4 s: what remains (512 MiB) at 128 MiB/s, so it converges.
+    run = godwit(cloud, "live-migration", "set-downtime", sid, mid, "4500", "--wait")
+    assert (run.code, run.out) == (0, "set-downtime: applied on compute1\n"), run
+    assert c.wait_migration(sid)["status"] == "completed"
+
+    run = godwit(cloud, "migration", "timeline", sid, mid, "-f", "json")
+    assert run.code == 0, run
+    rows = [(r["Kind"], r["What"], r["Host"], r["Detail"]) for r in run.json]
+    assert ("intent", "set-downtime", "", "max_downtime_ms=4500, status=running") in rows, rows
+    user = [r for r in rows if r[:2] == ("tuning", "user")]
+    # What the source was given each time: the user's values so far.
+    assert [(r[2], r[3]) for r in user] == [
+        ("compute1", "bandwidth_mib=128, outcome=ok, seq=1"),
+        ("compute1", "bandwidth_mib=128, max_downtime_ms=4500, outcome=ok, seq=2")], user
+    assert any("downtime_steps=stopped: the user set the max downtime" in r[3]
+               for r in rows if r[:2] == ("tuning", "monitor")), rows

@@ -10,6 +10,7 @@ the outcome. tools/ensure-host-plumbing.sh installs tmux.
 """
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -88,7 +89,9 @@ def test_live_migrate_wait_progress_line_in_a_terminal(godwit_all, tmux):
     client = Client(godwit_all)
     sid = client.create_server("vm1", flavor="1", host="compute1")["id"]
     assert client.server(sid)["status"] == "ACTIVE"
-    command = (f"{os.path.join(BIN, 'godwit')} --os-endpoint {godwit_all} server "
+    # COLUMNS: the detached pane is 120 wide, but its pty says 80 to the
+    # process (seen with tmux 3.3a), and the line is up to 105 characters.
+    command = (f"COLUMNS=120 {os.path.join(BIN, 'godwit')} --os-endpoint {godwit_all} server "
                f"live-migrate {sid} --host compute2 --wait -f value -c status; "
                "echo EXIT=$?; sleep 60")
     tmux("new-session", "-d", "-s", "move", "-x", "120", "-y", "20", command)
@@ -112,6 +115,11 @@ def test_live_migrate_wait_progress_line_in_a_terminal(godwit_all, tmux):
     fields = " ".join(running)
     assert "%" in fields and "MiB left" in fields and "MiB/s" in fields and "ETA " in fields, \
         running
+    # The dirty rate and the max downtime, from the timeline (none dirtied; the
+    # monitor's first step); each line still ends with the time waited.
+    assert "dirty 0 B/s" in fields and "max downtime 50 ms" in fields, running
+    for screen in running:
+        assert re.search(r"  \d+s$", screen.strip()), screen
     percents = [int(word[:-1]) for s in running for word in s.split() if word.endswith("%")]
     assert percents == sorted(percents) and percents[-1] > percents[0], percents
     # At the end: the last progress line, the outcome, stdout's value, the exit code.

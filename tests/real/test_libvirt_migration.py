@@ -277,3 +277,63 @@ def test_refused_when_the_destination_hypervisor_is_not_listening(deployment):
     assert "listen_tcp" in err.value.message
     assert_server_on(d, sid, a)
     assert_only_on(d, sid, a)
+
+
+def _monitor_tunings(d, sid, mid):
+    entries = d.client.get(f"/servers/{sid}/migrations/{mid}/timeline")["timeline"]
+    return [e["detail"] for e in entries if e["kind"] == "tuning" and e["name"] == "monitor"]
+
+
+def test_parallel_connections(deployment):
+    """multifd: libvirt takes VIR_MIGRATE_PARALLEL with 2 connections, the guest
+    moves, and the timeline says what was used."""
+    d = deployment(shared=True, libvirt_opts={"live_migration_parallel_connections": 2})
+    a, b = d.names
+    sid = create_server(d, a)
+    m, wall = migrate(d, sid, b)
+    print(f"migration with 2 parallel connections: {wall:.2f} s, libvirt (job ms, "
+          f"downtime ms) {arrival(d, b)}")
+    assert m["status"] == "completed", m
+    assert_server_on(d, sid, b)
+    assert_only_on(d, sid, b)
+    flags = [int(f, 16) for f in re.findall(rf"Migrating {sid} to \S+ \(flags (0x[0-9a-f]+)\)",
+                                            d.log(a))]
+    assert flags and flags[-1] & libvirt.VIR_MIGRATE_PARALLEL, flags
+    tunings = _monitor_tunings(d, sid, m["id"])
+    assert tunings and tunings[0]["parallel_connections"] == 2, tunings
+
+
+def test_set_speed_during_a_block_migration(deployment):
+    """set-speed on the slow block migration (1 MiB/s, about 8 s), through the
+    API, the conductor and the source agent to libvirt. What libvirt does with it
+    while the disks are copied: the copy under way keeps its speed (the
+    migration still takes its 6-8 s), and migrateSetMaxSpeed sometimes returns
+    only once the copy ended, so the source waits at most 2 s for it and says
+    which it was; the monitor keeps looking meanwhile, and the migration
+    completes."""
+    d = deployment(shared=False, libvirt_opts={"live_migration_bandwidth": 1,
+                                               "live_migration_stall_timeout": 0})
+    a, b = d.names
+    sid = create_server(d, a)
+    write_pattern(d, a, sid, "6M")
+    m = _slow_migration(d, sid, b)
+    time.sleep(1)
+    d.client.post(f"/servers/{sid}/migrations/{m['id']}/action",
+                  {"set-speed": {"mib_per_s": 1000}}, expect=202)
+    done = d.client.wait_migration(sid, timeout=60)
+    assert done["status"] == "completed", done
+    assert_only_on(d, sid, b)
+    assert read_pattern(disk_path(d, b, sid), "6M")
+    entries = d.client.get(f"/servers/{sid}/migrations/{m['id']}/timeline")["timeline"]
+    user = [e for e in entries if e["kind"] == "tuning" and e["name"] == "user"]
+    print("set-speed during a block migration:", [(e["host"], e["duration_ms"],
+                                                   e["detail"]["outcome"]) for e in user],
+          "libvirt (job ms, downtime ms)", arrival(d, b))
+    assert [e["host"] for e in user] == [a], user
+    outcome = user[0]["detail"]["outcome"]
+    assert outcome == "ok" or outcome.startswith("asked: the hypervisor had not taken it"), \
+        user
+    # Answered within the source's wait, not after the disk copy.
+    assert user[0]["duration_ms"] < 5000, user
+    monitor = [e["detail"] for e in entries if e["kind"] == "tuning" and e["name"] == "monitor"]
+    assert any(t.get("user_bandwidth_mib") == 1000 for t in monitor), monitor

@@ -186,3 +186,16 @@ def test_clean_message_drops_remote_tracebacks():
     assert wsgi.clean_message(text) == \
         "No valid host was found. Refused: compute1: M; compute2: M"
     assert wsgi.clean_message("plain message") == "plain message"
+
+
+@pytest.mark.parametrize("level,cap", [(None, "2.2"), ("2.2", "2.2"), ("2.1", "2.1"),
+                                       ("2.0", "2.0")])
+def test_the_apis_compute_cap(tmp_path, level, cap):
+    """What set-speed/set-downtime are checked against: [upgrade_levels] compute
+    (auto is read from the services table: tests/functional/test_live_migration_tuning.py)."""
+    from api import compute_api
+    from godwit import conf as godwit_conf
+    conf = godwit_conf.new_conf()
+    conf.set_override("state_path", str(tmp_path))
+    conf.set_override("compute", level, group="upgrade_levels")
+    assert compute_api.ComputeAPI(conf, None, None).compute_cap().current() == cap

@@ -359,19 +359,29 @@ def test_live_migrate_wait_follows_the_new_migration(nova, godwit, capsys):
         'id': 2, 'status': 'running', 'memory_total_bytes': 1024,
         'memory_processed_bytes': 256, 'memory_remaining_bytes': 768,
         'updated_at': '2024-01-01T00:00:01.000000'}}))
+    nova.add('GET', f'/servers/{SERVER_ID}/migrations/2/timeline', (200, {'timeline': [
+        {'kind': 'tuning', 'name': 'monitor', 'detail': {'max_downtime_ms': 50}},
+        {'kind': 'progress', 'name': 'sample',
+         'detail': {'dirty_rate': 3 * 2 ** 20, 'max_downtime_ms': 75}}]}))
 
     assert godwit('server', 'live-migrate', SERVER_ID, '--wait', '-f', 'json') == 0
 
-    # While it runs, its progress counters are read too.
+    # While it runs, its progress counters are read too, and its timeline for
+    # the dirty rate and the max downtime (the newest entry's).
     listing = ('GET', '/v2.1/os-migrations')
     assert nova.calls() == [listing, ('POST', f'/v2.1/servers/{SERVER_ID}/action'),
                             listing, listing,
-                            ('GET', f'/v2.1/servers/{SERVER_ID}/migrations/2'), listing]
+                            ('GET', f'/v2.1/servers/{SERVER_ID}/migrations/2'),
+                            ('GET', f'/v2.1/servers/{SERVER_ID}/migrations/2/timeline'),
+                            listing]
+    out_before, err = capsys.readouterr()
+    assert 'live-migration 2: running   25%  768 B left  dirty 3.0 MiB/s  max downtime ' \
+        '75 ms  0s' in err, err
     for req in nova.requests:
         if req.path == '/v2.1/os-migrations':
             assert req.query == {'instance_uuid': SERVER_ID,
                                  'migration_type': 'live-migration'}
-    assert _json_out(capsys) == {
+    assert json.loads(out_before) == {
         'id': 2, 'uuid': 'mig-2', 'status': 'completed', 'source_compute': 'h1',
         'dest_compute': 'h2', 'created_at': '2024-01-01T00:00:00.000000',
         'updated_at': 't2'}

@@ -102,3 +102,28 @@ def test_interrupted_wait_ends_the_line_and_says_the_move_goes_on(monkeypatch):
     assert stream.getvalue() == (
         '\rmigration 4: migrating  0s\x1b[K\n'
         'interrupted; the move goes on: `godwit migration list --instance srv-1` shows it\n')
+
+
+def test_dirty_rate_and_max_downtime_from_the_timeline_newest_first():
+    stats = progress.TransferStats()
+    stats.tuning([
+        {'kind': 'progress', 'detail': {'dirty_rate': 1 * MIB, 'max_downtime_ms': 50}},
+        {'kind': 'tuning', 'name': 'monitor', 'detail': {'max_downtime_ms': 75}},
+        {'kind': 'progress', 'detail': {'dirty_rate': 3 * MIB}},
+        {'kind': 'intent', 'detail': {'max_downtime_ms': 9999}}])   # asked, not applied
+    assert (stats.dirty_rate, stats.max_downtime_ms) == (3 * MIB, 75)
+    assert stats.fields() == ['dirty 3.0 MiB/s', 'max downtime 75 ms']
+    assert stats.fields(tuning=False) == []
+
+
+def test_a_narrow_terminal_gets_the_shorter_line(monkeypatch):
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+    monkeypatch.setattr(progress.shutil, 'get_terminal_size',
+                        lambda fallback: type('S', (), {'columns': 40})())
+    out = Tty()
+    line = progress.ProgressLine(out)
+    line.show('running', 'x' * 50 + '  3s', 'short  3s')
+    line.show('running', 'fits  4s', 'short  4s')
+    assert out.getvalue() == '\rshort  3s\x1b[K\rfits  4s\x1b[K'

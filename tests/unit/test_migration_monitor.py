@@ -274,3 +274,127 @@ def test_stopping_before_the_first_look_touches_nothing():
         mm.Monitor(make_conf(), job, INSTANCE, {}, report=lambda *a: reports.append(a),
                    clock=clock).run(stopping=stopping)
     assert job.calls == [] and reports == []
+
+
+def test_a_user_downtime_stops_the_steps():
+    conf = make_conf(live_migration_downtime=300, live_migration_downtime_steps=3,
+                     live_migration_downtime_delay=3, live_migration_completion_timeout=0,
+                     live_migration_stall_timeout=0)
+    clock = Clock()
+    job = ScriptedJob(clock, ticks=20)
+    tunings = []
+    monitor = mm.Monitor(conf, job, INSTANCE, {},
+                         report=lambda s, p, t: t is not None and tunings.append(t),
+                         clock=clock)
+    real_wait = job.wait
+
+    def wait(timeout):
+        # After the first step (6 s), the user sets 120 ms and 50 MiB/s.
+        if clock.now == 7.0:
+            monitor.set_user_tuning(bandwidth_mib=50, max_downtime_ms=120)
+        return real_wait(timeout)
+    job.wait = wait
+    monitor.run()
+    # Step 1 (166 ms) went out before; then only the user's value.
+    assert [c for c in job.calls if c[0] in ("downtime", "speed")] == [
+        ("downtime", 166), ("speed", 50), ("downtime", 120)]
+    assert tunings[-1]["max_downtime_ms"] == 120
+    assert tunings[-1]["downtime_steps"] == "stopped: the user set the max downtime"
+    assert (tunings[-1]["user_bandwidth_mib"], tunings[-1]["bandwidth_mib"]) == (50, 50)
+
+
+def test_a_resumed_monitor_keeps_the_user_s_values():
+    conf = make_conf(live_migration_stall_timeout=0, live_migration_completion_timeout=0)
+    clock = Clock()
+    job = ScriptedJob(clock, ticks=3)
+    mm.Monitor(conf, job, INSTANCE, {}, report=lambda s, p, t: None, clock=clock,
+               resume={"started_at": time.time(), "downtime_step": 2,
+                       "user_downtime_ms": 900, "user_bandwidth_mib": 10}).run()
+    assert job.calls == [("downtime", 900), ("speed", 10)]
+
+
+@pytest.mark.parametrize("action,calls,forced", [
+    ("abort", [("abort",)], None), ("pause", [("pause",)], "paused"),
+    ("post_copy", [("pause",)], "paused"),          # post-copy not permitted: paused
+    ("raise_downtime", [("downtime", 500)], None), ("none", [], None)])
+def test_a_stall_takes_its_action_once_the_window_passed(action, calls, forced):
+    conf = make_conf(live_migration_stall_timeout=5, live_migration_stall_action=action,
+                     live_migration_completion_timeout=0)
+    clock = Clock()
+    # Remaining stays at 1 GiB: no progress at all; the job lives 8 s.
+    job = ScriptedJob(clock, ticks=8)
+    monitor = mm.Monitor(conf, job, INSTANCE, {}, report=lambda s, p, t: None, clock=clock)
+    if action == "abort":
+        with pytest.raises(mm.MigrationAborted, match="no progress for 5 s"):
+            monitor.run()
+    else:
+        monitor.run()
+    assert job.calls == calls
+    assert monitor.forced == forced
+    assert monitor.stalls == 1
+
+
+def test_shrinking_remaining_data_is_no_stall():
+    conf = make_conf(live_migration_stall_timeout=3, live_migration_stall_action="abort",
+                     live_migration_completion_timeout=0)
+    clock = Clock()
+    job = ScriptedJob(clock, ticks=20)
+    real_stats = job.stats
+
+    def stats():
+        job.remaining = max(1, job.remaining - GIB // 25)   # 4 % less each look
+        return real_stats()
+    job.stats = stats
+    monitor = mm.Monitor(conf, job, INSTANCE, {}, report=lambda s, p, t: None, clock=clock)
+    monitor.run()
+    assert job.calls == [] and monitor.stalls == 0
+
+
+def test_libvirt_parallel_connections_flags_and_params():
+    libvirt = pytest.importorskip("libvirt")
+    from compute.virt.libvirt import migration
+    conf = make_conf(live_migration_parallel_connections=4)
+    params = mm.initial_params(conf, INSTANCE, {})
+    assert params["parallel_connections"] == 4
+    md = {"dest_inbound_addr": "192.0.2.7"}
+    flags = migration.migration_flags(conf, md, params)
+    assert flags & libvirt.VIR_MIGRATE_PARALLEL
+    p = migration.migration_params(conf, md, params, "<domain/>", [])
+    assert p[libvirt.VIR_MIGRATE_PARAM_PARALLEL_CONNECTIONS] == 4
+    # Off by default; and not with a tunnelled migration, which says why.
+    off = mm.initial_params(make_conf(), INSTANCE, {})
+    assert not migration.migration_flags(make_conf(), md, off) & libvirt.VIR_MIGRATE_PARALLEL
+    assert libvirt.VIR_MIGRATE_PARAM_PARALLEL_CONNECTIONS not in migration.migration_params(
+        make_conf(), md, off, "<domain/>", [])
+    tunnelled = make_conf(live_migration_parallel_connections=4,
+                          live_migration_tunnelled=True)
+    assert migration.parallel_connections(tunnelled, params) == (
+        0, "tunnelled migration cannot use parallel connections")
+    assert not migration.migration_flags(tunnelled, md, params) & libvirt.VIR_MIGRATE_PARALLEL
+
+
+def test_user_tuning_is_applied_in_order_and_a_slow_hypervisor_does_not_hold_the_caller(
+        monkeypatch):
+    monkeypatch.setattr(mm, "USER_APPLY_WAIT", 0.2)
+    conf = make_conf()
+    clock = Clock()
+    job = ScriptedJob(clock)
+    release = threading.Event()
+    real = job.set_max_speed
+
+    def slow_speed(mib):
+        if mib == 1:
+            release.wait(5)      # as libvirt during a block migration's disk copy
+        real(mib)
+    job.set_max_speed = slow_speed
+    monitor = mm.Monitor(conf, job, INSTANCE, {}, report=lambda s, p, t: None, clock=clock)
+    tuning, applied = monitor.set_user_tuning(bandwidth_mib=1)
+    assert applied is False and tuning["user_bandwidth_mib"] == 1
+    tuning, applied = monitor.set_user_tuning(bandwidth_mib=2, max_downtime_ms=300)
+    assert applied is False          # queued behind the first
+    assert (tuning["user_bandwidth_mib"], tuning["max_downtime_ms"]) == (2, 300)
+    release.set()
+    wait_until = time.monotonic() + 5
+    while len(job.calls) < 3 and time.monotonic() < wait_until:
+        time.sleep(0.01)
+    assert job.calls == [("speed", 1), ("speed", 2), ("downtime", 300)]

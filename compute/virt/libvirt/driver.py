@@ -529,6 +529,11 @@ class LibvirtDriver(LibvirtColdMigration, base.VirtDriver, base.ColdMigrationDri
         dest_uri = validate.libvirt_peer_uri(migrate_data["dest_peer_uri"])
         job = migration.LibvirtMigrationJob(self, instance, dest_uri,
                                             flags, mparams, params.get("max_downtime_ms"))
+        if params.get("parallel_connections"):
+            connections, why_not = migration.parallel_connections(self.conf, params)
+            job.used = {"parallel_connections": connections}
+            if why_not:
+                job.used["parallel_not_used"] = why_not
         job.start()
         return job
 
