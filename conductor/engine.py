@@ -58,10 +58,12 @@ class Engine:
         self.parked = {}        # migration id -> the phase it was left waiting in
         self.waiting_for = {}   # migration id -> a host it could not ask last time
         self.steps = {}         # migration id -> host steps for its timeline, not yet written
-        # (migration id, epoch) -> the instance, VIFs and BDMs a live migration's host
-        # steps are sent; read once per hold instead of once per step (the instance
-        # is claimed for the move, so only the move itself changes it).
-        self.infos = {}
+        # migration id -> (epoch, the instance, VIFs and BDMs a live migration's host
+        # steps are sent): read once while this conductor holds the move instead of
+        # once per step (the instance is claimed for the move, so only the move
+        # itself changes it). Kept only while held (dropped with ``held``).
+        self._infos = {}
+        self._claiming = set()  # instances a request of this process is claiming
         self._lock = threading.Lock()
         self._scheduled = set()
         self._again = set()
@@ -88,6 +90,11 @@ class Engine:
         """The row to drive, taking it first if this conductor does not hold it."""
         if self.holds(migration):
             return migration
+        with self._lock:
+            if migration["status"] == states.ACCEPTED and \
+                    migration.get("owner") == self.host and \
+                    migration["instance_uuid"] in self._claiming:
+                return None     # its request, in this process, is about to adopt it
         force = migration["status"] == states.ERROR_MIGRATION
         taken = self.db.migration_take(migration["id"], self.host,
                                        self.conf.migration_lease_time, force=force)
@@ -113,24 +120,51 @@ class Engine:
             with self._lock:
                 self.steps[migration_id] = entries + self.steps.get(migration_id, [])
 
+    def _release(self, migration_id):
+        """No longer held by this process (call with the lock)."""
+        self.held.pop(migration_id, None)
+        self._infos.pop(migration_id, None)
+
+    # --- what a live migration's host steps are sent -------------------------------
+    def info_of(self, migration):
+        """The kept instance/VIFs/BDMs of a held move at its epoch, or None."""
+        with self._lock:
+            kept = self._infos.get(migration["id"])
+        return kept[1] if kept is not None and kept[0] == migration["epoch"] else None
+
+    def keep_info(self, migration, info):
+        """Keep ``info`` for the move while this process holds it at its epoch
+        (not for a move it does not hold or that ended: a deferred clean-up)."""
+        with self._lock:
+            if self.held.get(migration["id"]) == migration["epoch"] and \
+                    not phases.is_final(migration["status"]):
+                self._infos[migration["id"]] = (migration["epoch"], info)
+
+    @contextlib.contextmanager
+    def claiming(self, instance_uuid):
+        """A request of this process claims ``instance_uuid`` for a move: its new
+        migration row is this conductor's before :meth:`adopt` says so, and the
+        sweep must not take it back meanwhile (as a move of a dead process)."""
+        with self._lock:
+            self._claiming.add(instance_uuid)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._claiming.discard(instance_uuid)
+
     def forget(self, migration):
         with self._lock:
             self.steps.pop(migration["id"], None)
-            self._drop_infos(migration["id"])
-            self.held.pop(migration["id"], None)
+            self._release(migration["id"])
             self.outcomes.pop(migration["id"], None)
             self.job_marks.pop(migration["id"], None)
             self.parked.pop(migration["id"], None)
             self.waiting_for.pop(migration["id"], None)
 
-    def _drop_infos(self, migration_id):
-        for key in [k for k in self.infos if k[0] == migration_id]:
-            self.infos.pop(key, None)
-
     def let_go(self, migration):
         with self._lock:
-            self._drop_infos(migration["id"])
-            self.held.pop(migration["id"], None)
+            self._release(migration["id"])
             self.outcomes.pop(migration["id"], None)
         self.db.migration_release(migration, self.host)
 
@@ -189,7 +223,7 @@ class Engine:
                 except exception.MigrationFenced as e:
                     LOG.warning("%s", e)
                     with self._lock:
-                        self.held.pop(migration_id, None)
+                        self._release(migration_id)
                 except base.Stopping:
                     return
                 except Exception:
@@ -217,6 +251,8 @@ class Engine:
             else:
                 if m.get("owner") == self.host:
                     self.let_go(m)
+                else:
+                    self.forget(m)    # ended under another conductor: nothing of it here
                 return
         m = self._own(m)
         if m is None:
@@ -302,7 +338,7 @@ class Engine:
         with self._lock:
             for mid in list(self.held):
                 if mid not in still:
-                    self.held.pop(mid, None)
+                    self._release(mid)
         for m in self.db.migrations_to_take(self.host):
             self.kick(m["id"])
         now = utcnow()

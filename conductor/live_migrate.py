@@ -116,31 +116,33 @@ class LiveMigrationTask:
         # room is claimed in the same transaction: the migration row naming it is
         # what holds it.)
         self.need = need
-        try:
-            claimed, action, self.migration = self.db.instance_claim_move(
-                self.ctxt, self.instance_uuid, {"task_state": states.MIGRATING},
-                {"task_state": None, "vm_state": (states.ACTIVE, states.PAUSED)},
-                states.ACTION_LIVE_MIGRATION, {
-                    "instance_uuid": self.instance_uuid,
-                    "migration_type": states.LIVE_MIGRATION,
-                    "source_compute": source, "source_node": instance["node"],
-                    "dest_compute": self.requested_host,
-                    "dest_node": self.requested_host,
-                    "old_instance_type_id": instance["instance_type_id"],
-                    "new_instance_type_id": instance["instance_type_id"],
-                    "user_id": self.ctxt.user_id, "project_id": self.ctxt.project_id,
-                    **move_owner(self.conductor), "step_data": json.dumps(
-                        {"context": self.ctxt.to_saved_dict()})},
-                room=(need, self.conf) if self.requested_host else None)
-        except exception.HostCapacityExceeded as e:
-            raise checks.no_room(e) from None
         engine = self.conductor.engine
-        engine.adopt(self.migration)
+        # The new row is this conductor's before it is adopted: the sweep leaves it.
+        with engine.claiming(self.instance_uuid):
+            try:
+                claimed, action, self.migration = self.db.instance_claim_move(
+                    self.ctxt, self.instance_uuid, {"task_state": states.MIGRATING},
+                    {"task_state": None, "vm_state": (states.ACTIVE, states.PAUSED)},
+                    states.ACTION_LIVE_MIGRATION, {
+                        "instance_uuid": self.instance_uuid,
+                        "migration_type": states.LIVE_MIGRATION,
+                        "source_compute": source, "source_node": instance["node"],
+                        "dest_compute": self.requested_host,
+                        "dest_node": self.requested_host,
+                        "old_instance_type_id": instance["instance_type_id"],
+                        "new_instance_type_id": instance["instance_type_id"],
+                        "user_id": self.ctxt.user_id, "project_id": self.ctxt.project_id,
+                        **move_owner(self.conductor), "step_data": json.dumps(
+                            {"context": self.ctxt.to_saved_dict()})},
+                    room=(need, self.conf) if self.requested_host else None)
+            except exception.HostCapacityExceeded as e:
+                raise checks.no_room(e) from None
+            engine.adopt(self.migration)
         self.instance_info = dict(info, instance=claimed)
         # The engine leaves the move alone while this request runs its checks
         # (its deadline may pass meanwhile), and drives it once they are done.
         # The hosts' steps are sent what the checks read (the claimed instance).
-        engine.infos[(self.migration["id"], self.migration["epoch"])] = self.instance_info
+        engine.keep_info(self.migration, self.instance_info)
         with engine.hold(self.migration["id"]) as handed:
             try:
                 with self.conductor.event(self.ctxt, self.instance_uuid,

@@ -288,7 +288,8 @@ class ConductorManager:
             return False
         if self.engine.holds(m):
             self.engine.outcomes[m["id"]] = outcome
-            self.engine.kick(m["id"], m)
+            # Not handed the row: a worker may have moved the move on since it was read.
+            self.engine.kick(m["id"])
         elif m["owner"] and m["owner"] != self.host:
             self.self_rpc.wake(ctxt, m["id"], owner=m["owner"])
         else:

@@ -100,30 +100,32 @@ class MigrationTask:
         # Claim (compare-and-swap), action, migration row and the destination's
         # room in one transaction; a candidate whose room went meanwhile gives
         # way to the next.
-        for i, dest in enumerate(candidates):
-            try:
-                _, _, migration = self.db.instance_claim_move(
-                    self.ctxt, self.instance_uuid, {"task_state": states.RESIZE_PREP},
-                    {"task_state": None, "vm_state": (states.ACTIVE, states.STOPPED)},
-                    states.ACTION_RESIZE if resize else states.ACTION_MIGRATE, {
-                        "instance_uuid": self.instance_uuid,
-                        "migration_type": states.RESIZE if resize else states.COLD_MIGRATION,
-                        "source_compute": source, "source_node": instance["node"],
-                        "dest_compute": dest, "dest_node": dest,
-                        "old_instance_type_id": instance["instance_type_id"],
-                        "new_instance_type_id": flavor["id"],
-                        "old_vm_state": instance["vm_state"],
-                        "alternates": json.dumps(candidates[i + 1:]),
-                        "user_id": self.ctxt.user_id, "project_id": self.ctxt.project_id,
-                        **live_migrate.move_owner(self.conductor),
-                        "step_data": json.dumps({"context": self.ctxt.to_saved_dict()})},
-                    room=(need, self.conf))
-                break
-            except exception.HostCapacityExceeded as e:
-                refusals[dest] = str(e)
-        else:
-            raise exception.NoValidHost(reason=scheduler_mod.explain(refusals))
-        self.conductor.engine.adopt(migration)
+        # The new row is this conductor's before it is adopted: the sweep leaves it.
+        with self.conductor.engine.claiming(self.instance_uuid):
+            for i, dest in enumerate(candidates):
+                try:
+                    _, _, migration = self.db.instance_claim_move(
+                        self.ctxt, self.instance_uuid, {"task_state": states.RESIZE_PREP},
+                        {"task_state": None, "vm_state": (states.ACTIVE, states.STOPPED)},
+                        states.ACTION_RESIZE if resize else states.ACTION_MIGRATE, {
+                            "instance_uuid": self.instance_uuid,
+                            "migration_type": states.RESIZE if resize else states.COLD_MIGRATION,
+                            "source_compute": source, "source_node": instance["node"],
+                            "dest_compute": dest, "dest_node": dest,
+                            "old_instance_type_id": instance["instance_type_id"],
+                            "new_instance_type_id": flavor["id"],
+                            "old_vm_state": instance["vm_state"],
+                            "alternates": json.dumps(candidates[i + 1:]),
+                            "user_id": self.ctxt.user_id, "project_id": self.ctxt.project_id,
+                            **live_migrate.move_owner(self.conductor),
+                            "step_data": json.dumps({"context": self.ctxt.to_saved_dict()})},
+                        room=(need, self.conf))
+                    break
+                except exception.HostCapacityExceeded as e:
+                    refusals[dest] = str(e)
+            else:
+                raise exception.NoValidHost(reason=scheduler_mod.explain(refusals))
+            self.conductor.engine.adopt(migration)
         self.conductor.engine.faults.check("advance.accepted", self.instance_uuid)
         self.conductor.engine.kick(migration["id"])
         return migration

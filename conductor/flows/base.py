@@ -81,8 +81,13 @@ class Flow:
             self.engine.put_back_steps(m["id"], steps)
             raise
         LOG.info("Migration %s: %s -> %s (%s)", m["id"], m["status"], new["status"], event)
+        self.advanced(m, new, kwargs)
         self.engine.faults.check(f"advance.{event}", m["instance_uuid"])
         return new
+
+    def advanced(self, m, new, kwargs):
+        """``m`` moved on to ``new`` (committed), with ``kwargs`` of the advance:
+        for what a flow keeps in memory (before any fault after the write)."""
 
     def save(self, m, data, **values):
         steps = self.engine.take_steps(m["id"])

@@ -40,21 +40,23 @@ class LiveFlow(base.Flow):
         """The instance, VIFs and BDMs the host steps are sent: read once while
         this conductor holds the move (the request path leaves what its checks
         read), then kept up to date with what the move writes to the instance."""
-        key = (m["id"], m["epoch"])
-        info = self.engine.infos.get(key)
+        info = self.engine.info_of(m)
         if info is None:
             c = self.db.migration_context(m["id"], with_nodes_and_flavors=False)
             info = {"instance": c["instance"], "network_info": c["network_info"],
                     "block_device_info": c["block_device_info"]}
-            self.engine.infos[key] = info
+            self.engine.keep_info(m, info)
         return info
+
+    def advanced(self, m, new, kwargs):
+        # What the move wrote to its instance, in the kept copy too.
+        info = self.engine.info_of(m)
+        if info is not None and kwargs.get("instance_values"):
+            self.engine.keep_info(new, dict(
+                info, instance=dict(info["instance"], **kwargs["instance_values"])))
 
     def advance(self, m, event, **kwargs):
         new = super().advance(m, event, **kwargs)
-        info = self.engine.infos.get((m["id"], m["epoch"]))
-        if info is not None and kwargs.get("instance_values"):
-            self.engine.infos[(new["id"], new["epoch"])] = dict(
-                info, instance=dict(info["instance"], **kwargs["instance_values"]))
         if m["status"] in moves.SLOT_HOLDERS and new["status"] not in moves.SLOT_HOLDERS:
             # A slot on the source is free: the next queued migration may start.
             for q in self.db.migrations_queued_on(m["source_compute"]):

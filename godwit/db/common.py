@@ -63,7 +63,8 @@ def _all(conn, stmt, params=None):
 def updated_row(conn, stmt, table, reread, params, set_values=None):
     """Run the UPDATE ``stmt`` meant for one row of ``table``; the row as it is
     now, or None if no row matched. One round trip where the backend has
-    UPDATE ... RETURNING (PostgreSQL, SQLite); MariaDB reads it back with
+    UPDATE ... RETURNING (PostgreSQL, SQLite); MariaDB, which has RETURNING
+    only for INSERT and DELETE, reads it back with
     ``reread`` (a SELECT taking ``params``).
 
     ``set_values``: a statement built once (its WHERE in bind parameters) is
@@ -80,7 +81,8 @@ def updated_row(conn, stmt, table, reread, params, set_values=None):
 def inserted_row(conn, stmt, table, reread):
     """Run the single-row INSERT ``stmt`` into ``table``; the row as written
     (defaults included). One round trip with INSERT ... RETURNING where the
-    backend has it; otherwise ``reread`` (a SELECT taking ``id``) reads it back."""
+    backend has it (PostgreSQL, SQLite, MariaDB 10.5+); otherwise ``reread`` (a
+    SELECT taking ``id``) reads it back."""
     if conn.dialect.insert_returning:
         return dict(conn.execute(stmt.returning(*table.c)).first()._mapping)
     new_id = conn.execute(stmt).inserted_primary_key[0]

@@ -47,6 +47,22 @@ SLOT_HOLDERS = (states.PREPARING, states.RUNNING_MIGRATION, states.POST_MIGRATIN
                 states.ROLLING_BACK)
 
 
+_MIG_COLUMNS = frozenset(_MIG.c.keys())
+
+
+def _check_columns(values):
+    """What an advance sets: columns of migrations and plain values (the
+    statement is built once and run with them as parameters, where a wrong
+    name would be dropped and an SQL expression sent as text)."""
+    unknown = set(values) - _MIG_COLUMNS
+    if unknown:
+        raise ValueError(f"not columns of migrations: {', '.join(sorted(unknown))}")
+    for column, value in values.items():
+        if isinstance(value, sa.sql.ClauseElement):
+            raise ValueError(f"migrations.{column}: an advance sets values, not SQL "
+                             "expressions")
+
+
 @functools.cache
 def _advance_statement(fenced, resuming, unless_aborted):
     """The compare-and-swap of an advance, built once per kind: its WHERE takes
@@ -165,6 +181,7 @@ class MoveStore:
             values.update(owner=None, lease_until=None)
             if event != phases.UNRESOLVED:
                 values.setdefault("awaiting_hosts", None)
+        _check_columns(values)
         q = _advance_statement(fenced, event.startswith(phases.RESUME), unless_aborted)
         values.update(w_id=migration["id"], w_status=old)
         if fenced:

@@ -383,3 +383,23 @@ def test_every_phase_holds_only_known_kinds_on_its_two_hosts():
                 assert role in ("source", "dest") and kind in ledger.KINDS
                 assert state in (ledger.PLANNED, ledger.PRESENT)
             assert not (phase.final and phase.holds)
+
+
+# ------------------------------------------------ what an advance may set
+def test_an_advance_sets_only_columns_and_plain_values(db, inst):
+    """The advance's statement is built once and run with its values as
+    parameters: a misspelt column or an SQL expression is refused, not dropped
+    or sent as text, and nothing is written."""
+    from godwit.db.common import _MIG
+    mig = db.migration_take(_migration(db, inst)["id"], "c1", 60)
+    with pytest.raises(ValueError, match="eror_message"):
+        db.migration_advance(mig, "checked", values={"eror_message": "typo"})
+    with pytest.raises(ValueError, match="memory_total"):
+        db.migration_advance(mig, "checked", values={"memory_total": _MIG.c.epoch + 1})
+    assert _get(db, mig) == mig
+    new = db.migration_advance(mig, "checked", values={"memory_total": 5,
+                                                       "block_migration": True},
+                               instance_values={"progress": 5})
+    assert new == _get(db, mig)         # the row RETURNING gave is the row as read
+    assert (new["status"], new["memory_total"], new["block_migration"]) == \
+        (states.QUEUED, 5, True)
