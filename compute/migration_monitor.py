@@ -16,7 +16,8 @@ operator's policy to it (``[libvirt]`` options, Nova's names and meaning):
   API's set-speed and set-downtime) is applied at once; once the user set the
   downtime, the steps stop (the tuning says so);
 * a stall, no progress for ``live_migration_stall_timeout`` seconds (the data
-  remaining did not drop 1 % below its lowest), takes
+  remaining did not drop 1 %, or 64 MiB, below where it stood at the last
+  progress; a user's tuning starts a new window), takes
   ``live_migration_stall_action``: raise the downtime to its maximum, switch
   to post-copy, pause, abort, or only record it;
 * its tuning (when the job started, the downtime step reached, whether it
@@ -79,8 +80,11 @@ def initial_params(conf, instance, migrate_data, tuning=None):
             "parallel_connections": lv.live_migration_parallel_connections}
 
 
-# How much the data remaining must drop below its lowest to count as progress.
+# How much the data remaining must drop below its lowest to count as progress:
+# 1 %, but never more than STALL_BYTES, so that a large migration going slowly
+# and steadily (64 GiB at 1 MiB/s moves 0.5 % in 300 s) is not called stalled.
 STALL_MARGIN = 0.01
+STALL_BYTES = 64 * 1024 * 1024
 STALL_ACTIONS = ("raise_downtime", "post_copy", "pause", "abort", "none")
 # How long a user's tuning waits for the hypervisor before the answer says so.
 USER_APPLY_WAIT = 2.0
@@ -180,6 +184,18 @@ class Monitor:
                 self.user_downtime_ms = max_downtime_ms
             self._user_changed = True
             tuning = self.tuning
+            # Queued with the recording, under one lock: two changes reach the
+            # job in the order they were recorded.
+            done = self._queue_apply_locked(bandwidth_mib, max_downtime_ms)
+        return tuning, done.wait(USER_APPLY_WAIT)
+
+    def _queue_apply(self, bandwidth_mib, max_downtime_ms):
+        with self._user_lock:
+            return self._queue_apply_locked(bandwidth_mib, max_downtime_ms)
+
+    def _queue_apply_locked(self, bandwidth_mib, max_downtime_ms):
+        """Have the applier thread set these on the job (call with _user_lock);
+        an Event set once done."""
         done = threading.Event()
 
         def apply():
@@ -189,14 +205,13 @@ class Monitor:
                 self.job.set_max_downtime(max_downtime_ms)
             LOG.info("Migration tuned by the user: bandwidth %s MiB/s, max downtime %s ms",
                      bandwidth_mib, max_downtime_ms)
-        with self._user_lock:
-            if self._applier is None:
-                # One thread applies them all, in the order asked.
-                self._applier = threading.Thread(target=self._apply_user_tuning,
-                                                 name="user-tuning", daemon=True)
-                self._applier.start()
-            self._to_apply.put((apply, done))
-        return tuning, done.wait(USER_APPLY_WAIT)
+        if self._applier is None:
+            # One thread applies them all, in the order asked.
+            self._applier = threading.Thread(target=self._apply_user_tuning,
+                                             name="user-tuning", daemon=True)
+            self._applier.start()
+        self._to_apply.put((apply, done))
+        return done
 
     def _apply_user_tuning(self):
         while True:
@@ -233,8 +248,9 @@ class Monitor:
         LOG.info("Forcing migration to complete (%s): %s", self.forced, why)
 
     def _check_stall(self, stats):
-        """A stall: the data remaining has not dropped STALL_MARGIN below its
-        lowest for ``stall_timeout`` seconds. Takes the stall action; True if it
+        """A stall: the data remaining has not dropped STALL_MARGIN (at most
+        STALL_BYTES) below where it stood at the last progress for
+        ``stall_timeout`` seconds. Takes the stall action; True if it
         changed the tuning (then the window starts again)."""
         if not self.stall_timeout or self.forced or self.abort_requested.is_set() \
                 or self.stalled_abort:
@@ -244,10 +260,11 @@ class Monitor:
         now = self.clock()
         if not total:
             return False
-        if self._lowest is None or remaining < self._lowest - STALL_MARGIN * self._lowest:
+        if self._lowest is None or \
+                remaining < self._lowest - min(STALL_MARGIN * self._lowest, STALL_BYTES):
             self._lowest, self._lowest_at = remaining, now
             return False
-        self._lowest = min(self._lowest, remaining)
+        # Not lowered by smaller drops: those would never add up to the margin.
         if now - self._lowest_at < self.stall_timeout:
             return False
         self._lowest_at = now          # a new window
@@ -304,10 +321,14 @@ class Monitor:
         """
         start = self.clock() - self.elapsed_before
         with self._user_lock:
-            if self.step or self.user_downtime_ms is not None:
+            user = (self.user_bandwidth_mib, self.user_downtime_ms)
+            if self.step and self.user_downtime_ms is None:
                 self.job.set_max_downtime(self.max_downtime_ms)
-            if self.user_bandwidth_mib is not None:
-                self.job.set_max_speed(self.user_bandwidth_mib)
+        if user != (None, None):
+            # A job found again after a restart: the user's values go through the
+            # applier like a new request (libvirt may hold a new speed a while),
+            # so this monitor's looks (an abort) never wait for them.
+            self._queue_apply(*user)
         while True:
             if self.job.wait(self.interval):
                 break
@@ -326,6 +347,8 @@ class Monitor:
                 if self._user_changed:
                     self._user_changed = False
                     tuned = True
+                    if self._lowest is not None:
+                        self._lowest_at = self.clock()   # new values get a whole window
                 # A downtime the user set stops the steps: theirs stands.
                 while self.user_downtime_ms is None and self.step + 1 < len(self.steps) \
                         and elapsed >= self.steps[self.step + 1][0]:

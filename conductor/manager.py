@@ -249,11 +249,11 @@ class ConductorManager:
         # Not columns: the rates and downtime now go to the timeline's samples.
         rates = {k: values.pop(k) for k in ("dirty_rate", "transfer_rate", "max_downtime_ms")
                  if k in values}
-        values["deadline_at"] = utcnow() + datetime.timedelta(
+        deadline = utcnow() + datetime.timedelta(
             seconds=self.conf.live_migration_progress_timeout)
         try:
             self.db.migration_update(migration_id, values, states.RUNNING_MIGRATION,
-                                     instance_progress=progress)
+                                     instance_progress=progress, deadline_if_moved=deadline)
             if tuning:
                 self.db.migration_merge_data(
                     migration_id, states.RUNNING_MIGRATION, {"tuning": tuning},

@@ -25,6 +25,7 @@ end in ``error``, resumed when the missing host returns.
 
 import time
 
+import oslo_messaging as messaging
 from oslo_log import log as logging
 
 from conductor.flows import base
@@ -171,12 +172,13 @@ class LiveFlow(base.Flow):
         """The tuning a monitor (re)attached to the job starts from: its own last
         report, with what the user set and this conductor applied."""
         tuning = dict(data.get("tuning") or {})
-        wanted = data.get("user_tuning") or {}
-        if data.get("user_tuning_applied"):
-            for key, name in (("bandwidth_mib", "user_bandwidth_mib"),
-                              ("max_downtime_ms", "user_downtime_ms")):
-                if wanted.get(key) is not None:
-                    tuning[name] = wanted[key]
+        # Only what the source took (or was still taking): a value recorded as
+        # "not applied" must not come into force when the agent restarts.
+        in_effect = data.get("user_tuning_in_effect") or {}
+        for key, name in (("bandwidth_mib", "user_bandwidth_mib"),
+                          ("max_downtime_ms", "user_downtime_ms")):
+            if in_effect.get(key) is not None:
+                tuning[name] = in_effect[key]
         return tuning or None
 
     def _tune(self, m, info, data):
@@ -214,16 +216,20 @@ class LiveFlow(base.Flow):
                 raise
             except Exception as e:  # noqa: BLE001 - an agent's refusal, an old agent
                 outcome = f"not applied: {exception.message_of(e)[:300]}"
-                if "UnsupportedVersion" in type(e).__name__ or "version" in str(e).lower():
+                if isinstance(e, messaging.UnsupportedVersion) or \
+                        getattr(e, "exc_type", None) == "UnsupportedVersion":
                     outcome = (f"not applied: the compute agent on {source} does not serve "
                                f"compute RPC 2.2 ({exception.message_of(e)[:200]}); upgrade "
                                "it")
         LOG.info("Migration %s: user tuning %s on %s: %s", m["id"], values, source, outcome)
         entry = timeline.step_entry("tuning", "user", source, asked, outcome=outcome,
                                     seq=wanted["seq"], **values)
+        patch = {"user_tuning_applied": wanted["seq"]}
+        if outcome == "ok" or outcome.startswith("asked"):
+            patch["user_tuning_in_effect"] = dict(data.get("user_tuning_in_effect") or {},
+                                                  **values)
         try:
-            self.db.migration_merge_data(m["id"], states.RUNNING_MIGRATION,
-                                         {"user_tuning_applied": wanted["seq"]},
+            self.db.migration_merge_data(m["id"], states.RUNNING_MIGRATION, patch,
                                          timeline=[entry])
         except exception.ConcurrentUpdate:
             self.db.timeline_append(m["id"], [entry])    # the job ended meanwhile

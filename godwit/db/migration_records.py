@@ -180,16 +180,28 @@ class MigrationStore:
             return _all(s, q)
 
     def migration_update(self, migration_id, values, expected_status=None,
-                         instance_progress=None):
+                         instance_progress=None, deadline_if_moved=None):
         """Update non-status fields (progress, hosts), optionally guarded by status.
 
         With ``instance_progress`` the instance's progress is set in the same
         transaction while its task_state is still MIGRATING (silently not, if
-        it is no longer).
+        it is no longer). With ``deadline_if_moved`` (a progress report) the
+        deadline moves there only if the job's bytes processed differ from
+        those recorded: a report that only says a job is stalled does not put
+        off the guard against a frozen job.
         """
         if "status" in values:
             raise ValueError("status changes go through migration_advance")
         with self.connection() as conn:
+            if deadline_if_moved is not None:
+                moved = [_MIG.c[col].is_distinct_from(values[col])
+                         for col in ("memory_processed", "disk_processed") if col in values]
+                q = update(_MIG).where(_MIG.c.id == migration_id)
+                if expected_status is not None:
+                    q = q.where(_MIG.c.status == expected_status)
+                if moved:
+                    q = q.where(or_(*moved))
+                conn.execute(q.values(deadline_at=deadline_if_moved))
             q = update(_MIG).where(_MIG.c.id == migration_id)
             if expected_status is not None:
                 q = q.where(_MIG.c.status == expected_status)

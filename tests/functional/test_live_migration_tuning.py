@@ -315,3 +315,19 @@ def test_the_user_s_downtime_survives_an_agent_restart(cloud_factory):
     tune(c, sid, mid, {"set-downtime": {"ms": 600}})
     assert c.wait_migration(sid)["status"] == "completed"
     assert_only_on(cloud, sid, "compute2")
+
+
+def test_a_tuning_recorded_as_not_applied_stays_not_applied_after_an_agent_restart(
+        cloud_factory, monkeypatch):
+    cloud = cloud_factory(**dict(STUCK, **{"fake.migration_job_runner": "process"}))
+    monkeypatch.setattr(cloud.conductor.manager.compute_rpc, "can_tune", lambda: False)
+    c, sid, mid = running(cloud)
+    tune(c, sid, mid, {"set-downtime": {"ms": 600}})
+    entry = wait_for("the conductor's answer", lambda: user_tunings(timeline(c, sid, mid)))
+    assert entry[0]["detail"]["outcome"].startswith("not applied")
+    cloud.stop_compute("compute1")
+    agent = cloud.start_compute("compute1")
+    monitor = wait_for("the monitor attached again", lambda: agent.manager.live.monitors.get(
+        mid), timeout=30)
+    # The timeline says the 600 ms were not applied; the new monitor must not use them.
+    assert monitor.user_downtime_ms is None, monitor.tuning

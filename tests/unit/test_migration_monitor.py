@@ -310,7 +310,11 @@ def test_a_resumed_monitor_keeps_the_user_s_values():
     mm.Monitor(conf, job, INSTANCE, {}, report=lambda s, p, t: None, clock=clock,
                resume={"started_at": time.time(), "downtime_step": 2,
                        "user_downtime_ms": 900, "user_bandwidth_mib": 10}).run()
-    assert job.calls == [("downtime", 900), ("speed", 10)]
+    # Set by the applier thread (never on the monitor's own), the steps' 250 ms not.
+    deadline = time.monotonic() + 5
+    while len(job.calls) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert sorted(job.calls) == [("downtime", 900), ("speed", 10)]
 
 
 @pytest.mark.parametrize("action,calls,forced", [
@@ -398,3 +402,63 @@ def test_user_tuning_is_applied_in_order_and_a_slow_hypervisor_does_not_hold_the
     while len(job.calls) < 3 and time.monotonic() < wait_until:
         time.sleep(0.01)
     assert job.calls == [("speed", 1), ("speed", 2), ("downtime", 300)]
+
+
+# -- after review: slow but steady is not a stall; a resumed monitor never blocks
+def test_steady_slow_progress_is_not_a_stall():
+    # 64 GiB left, shrinking steadily at 1 MiB/s (a user's set-speed of 1): in a
+    # 300 s window it shrinks 300 MiB, 0.46 % -- below the 1 % margin.
+    conf = make_conf(live_migration_stall_timeout=300, live_migration_stall_action="abort",
+                     live_migration_completion_timeout=0, live_migration_monitor_interval=0.01)
+    clock = Clock()
+    job = ScriptedJob(clock, ticks=400, step_s=1.0, remaining=64 * GIB)
+    real_stats = job.stats
+
+    def stats():
+        job.remaining -= 1024 * 1024          # 1 MiB sent each second
+        s = real_stats()
+        s["memory_total"] = 128 * GIB
+        return s
+    job.stats = stats
+    monitor = mm.Monitor(conf, job, INSTANCE, {}, report=lambda s, p, t: None, clock=clock)
+    monitor.run()
+    assert monitor.stalls == 0 and ("abort",) not in job.calls, (monitor.stalls, job.calls)
+
+
+def test_a_resumed_monitor_does_not_block_on_a_slow_speed_change():
+    # As set_user_tuning's docstring says, libvirt holds a new speed while a block
+    # migration copies its disks. A monitor attached again after an agent restart
+    # with the user's speed applies it in run(), under _user_lock, on its own thread.
+    conf = make_conf(live_migration_stall_timeout=0, live_migration_completion_timeout=0)
+    clock = Clock()
+    job = ScriptedJob(clock, ticks=10 ** 6)
+    release = threading.Event()
+
+    def slow_speed(mib):
+        release.wait(10)
+        job.calls.append(("speed", mib))
+    job.set_max_speed = slow_speed
+    monitor = mm.Monitor(conf, job, INSTANCE, {}, report=lambda s, p, t: None, clock=clock,
+                         resume={"started_at": time.time(), "user_bandwidth_mib": 10})
+    t = threading.Thread(target=lambda: _run(monitor), daemon=True)
+    t.start()
+    time.sleep(0.2)
+    monitor.request_abort()
+    start = time.monotonic()
+    # The user's next change: the RPC handler should answer within USER_APPLY_WAIT.
+    done = threading.Event()
+    threading.Thread(target=lambda: (monitor.set_user_tuning(max_downtime_ms=100),
+                                     done.set()), daemon=True).start()
+    answered = done.wait(mm.USER_APPLY_WAIT + 1)
+    aborted = ("abort",) in job.calls
+    release.set()
+    t.join(5)
+    assert answered, f"set_user_tuning still blocked after {time.monotonic() - start:.1f} s"
+    assert aborted, "the abort waited for the hypervisor's speed change"
+
+
+def _run(monitor):
+    try:
+        monitor.run()
+    except Exception:
+        pass

@@ -403,3 +403,30 @@ def test_an_advance_sets_only_columns_and_plain_values(db, inst):
     assert new == _get(db, mig)         # the row RETURNING gave is the row as read
     assert (new["status"], new["memory_total"], new["block_migration"]) == \
         (states.QUEUED, 5, True)
+
+
+def test_a_progress_report_that_moved_nothing_keeps_the_deadline(db, inst):
+    """migration_update(deadline_if_moved=...): the frozen-job guard's deadline
+    moves only when the job's bytes processed changed (a stall report does not
+    put it off), and only while the move is still in the expected phase."""
+    mig = _advance(db, db.migration_take(_migration(db, inst)["id"], "c1", 60),
+                   "checked", "slot", "prepared")
+    assert mig["status"] == states.RUNNING_MIGRATION
+    first, later = utcnow() + MINUTE, utcnow() + 10 * MINUTE
+    db.migration_update(mig["id"], {"memory_processed": 10, "disk_processed": 0},
+                        states.RUNNING_MIGRATION, deadline_if_moved=first)
+    assert abs(_get(db, mig)["deadline_at"] - first) < datetime.timedelta(seconds=1)
+    db.migration_update(mig["id"], {"memory_processed": 10, "disk_processed": 0,
+                                    "memory_remaining": 5},
+                        states.RUNNING_MIGRATION, deadline_if_moved=later)
+    row = _get(db, mig)
+    assert abs(row["deadline_at"] - first) < datetime.timedelta(seconds=1)
+    assert row["memory_remaining"] == 5
+    db.migration_update(mig["id"], {"memory_processed": 11}, states.RUNNING_MIGRATION,
+                        deadline_if_moved=later)
+    assert abs(_get(db, mig)["deadline_at"] - later) < datetime.timedelta(seconds=1)
+    switched = db.migration_advance(_get(db, mig), "switched")
+    with pytest.raises(exception.ConcurrentUpdate):
+        db.migration_update(mig["id"], {"memory_processed": 12}, states.RUNNING_MIGRATION,
+                            deadline_if_moved=first)
+    assert _get(db, mig)["deadline_at"] == switched["deadline_at"]

@@ -69,8 +69,10 @@ def migration_params(conf, migrate_data, params, dest_xml, copy_disks):
         # libvirt would use the destination's host name.
         addr = validate.uri_host(migrate_data["dest_inbound_addr"])
         p[libvirt.VIR_MIGRATE_PARAM_URI] = f"tcp://{addr}"
-    if params.get("bandwidth_mib"):
-        p[libvirt.VIR_MIGRATE_PARAM_BANDWIDTH] = int(params["bandwidth_mib"])
+    # Always given: libvirt and QEMU keep a domain's last migration speed, so a
+    # speed a user set on an earlier (rolled back) migration would cap this one.
+    p[libvirt.VIR_MIGRATE_PARAM_BANDWIDTH] = int(params.get("bandwidth_mib") or
+                                                 UNLIMITED_MIB)
     connections = parallel_connections(conf, params)[0]
     if connections:
         p[libvirt.VIR_MIGRATE_PARAM_PARALLEL_CONNECTIONS] = connections
