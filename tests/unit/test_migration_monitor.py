@@ -370,6 +370,12 @@ def test_libvirt_parallel_connections_flags_and_params():
     assert not migration.migration_flags(make_conf(), md, off) & libvirt.VIR_MIGRATE_PARALLEL
     assert libvirt.VIR_MIGRATE_PARAM_PARALLEL_CONNECTIONS not in migration.migration_params(
         make_conf(), md, off, "<domain/>", [])
+    # The bandwidth always goes with the job (unlimited when none is set): libvirt
+    # keeps a domain's last speed, which a user's set-speed may have lowered.
+    assert migration.migration_params(make_conf(), md, off, "<domain/>", [])[
+        libvirt.VIR_MIGRATE_PARAM_BANDWIDTH] == migration.UNLIMITED_MIB
+    assert migration.migration_params(make_conf(), md, dict(off, bandwidth_mib=30),
+                                      "<domain/>", [])[libvirt.VIR_MIGRATE_PARAM_BANDWIDTH] == 30
     tunnelled = make_conf(live_migration_parallel_connections=4,
                           live_migration_tunnelled=True)
     assert migration.parallel_connections(tunnelled, params) == (
