@@ -366,8 +366,10 @@ class Monitor:
                 self._last_reported = moved
                 # Tuning only when it changed (the first report carries it too):
                 # storing it costs the conductor a read and a write.
-                tuning = self.tuning if self.tuning != self._sent_tuning else None
-                self._sent_tuning = self.tuning
+                with self._user_lock:
+                    current = self.tuning     # once: a user's change may land meanwhile
+                tuning = current if current != self._sent_tuning else None
+                self._sent_tuning = current
                 self.report(dict(stats, max_downtime_ms=self.max_downtime_ms),
                             self._progress(stats), tuning)
             if self.completion_timeout and elapsed > self.completion_timeout \

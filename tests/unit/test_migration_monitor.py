@@ -370,6 +370,11 @@ def test_libvirt_parallel_connections_flags_and_params():
     assert not migration.migration_flags(make_conf(), md, off) & libvirt.VIR_MIGRATE_PARALLEL
     assert libvirt.VIR_MIGRATE_PARAM_PARALLEL_CONNECTIONS not in migration.migration_params(
         make_conf(), md, off, "<domain/>", [])
+    # Nor with post-copy permitted, which QEMU does not combine with multifd.
+    pc = make_conf(live_migration_parallel_connections=4, live_migration_permit_post_copy=True)
+    assert migration.parallel_connections(pc, params)[0] == 0
+    assert "post-copy" in migration.parallel_connections(pc, params)[1]
+    assert not migration.migration_flags(pc, md, params) & libvirt.VIR_MIGRATE_PARALLEL
     # The bandwidth always goes with the job (unlimited when none is set): libvirt
     # keeps a domain's last speed, which a user's set-speed may have lowered.
     assert migration.migration_params(make_conf(), md, off, "<domain/>", [])[

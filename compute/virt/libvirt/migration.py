@@ -31,6 +31,12 @@ def parallel_connections(conf, params):
         return 0, None
     if conf.libvirt.live_migration_tunnelled:
         return 0, "tunnelled migration cannot use parallel connections"
+    if conf.libvirt.live_migration_permit_post_copy:
+        # QEMU refuses the two capabilities together ("Postcopy is not yet
+        # compatible with multifd", QEMU 7.2 here); post-copy, the way a
+        # migration that does not converge still ends, is kept.
+        return 0, ("post-copy is permitted (live_migration_permit_post_copy) and QEMU "
+                   "does not combine it with parallel connections")
     if not hasattr(libvirt, "VIR_MIGRATE_PARALLEL"):
         return 0, "this libvirt-python has no VIR_MIGRATE_PARALLEL"
     return wanted, None
