@@ -283,6 +283,13 @@ class ConductorManager:
     def migration_job_ended(self, ctxt, migration_id, epoch, outcome):
         """The source's job ended. Its owner acts on it; another conductor
         passes the news on (or takes the move if nobody holds it)."""
+        if self.engine.held.get(migration_id) == epoch:
+            # Held here at the job's epoch (the usual case): the worker reads the
+            # row itself. Had another conductor just taken the move, its own
+            # look asks the source, whose journal keeps the job's outcome.
+            self.engine.outcomes[migration_id] = outcome
+            self.engine.kick(migration_id)
+            return True
         m = self.db.migration_get(migration_id)
         if m["status"] != states.RUNNING_MIGRATION:
             return False
