@@ -210,9 +210,7 @@ class LiveFlow(base.Flow):
                     outcome = ("asked: the hypervisor had not taken it after 2 s (libvirt "
                                "takes a new speed once a block migration's disk copy "
                                "ended); the source goes on applying it")
-            except exception.HostUnreachable:
-                raise
-            except (exception.MigrationFenced, base.Stopping):
+            except (exception.HostUnreachable, exception.MigrationFenced, base.Stopping):
                 raise
             except Exception as e:  # noqa: BLE001 - an agent's refusal, an old agent
                 outcome = f"not applied: {exception.message_of(e)[:300]}"

@@ -350,35 +350,15 @@ class MoveStore:
         the owner applies it on the source and records the seq it applied as
         ``user_tuning_applied`` (see :func:`tuning_pending`). The intent entry
         (``intent``, e.g. set-speed) goes to the timeline in the same
-        transaction. A compare-and-swap on the step data, retried if it changed
-        meanwhile. Returns the row; ConcurrentUpdate if the migration left
+        transaction. Returns the row; ConcurrentUpdate if the migration left
         ``statuses``."""
-        for _ in range(attempts):
-            with self.connection() as conn:
-                row = _first(conn, _MIGRATION_BY_ID, {"id": migration_id})
-                if row is None:
-                    raise exception.MigrationNotFound(migration_id=migration_id)
-                if row["status"] not in statuses:
-                    raise exception.ConcurrentUpdate(what=f"Migration {migration_id}",
-                                                     expected=" or ".join(sorted(statuses)),
-                                                     found=row["status"])
-                data = step_data(row)
-                wanted = dict(data.get("user_tuning") or {}, **changes)
-                wanted["seq"] = int(wanted.get("seq") or 0) + 1
-                data["user_tuning"] = wanted
-                old = row["step_data"]
-                q = update(_MIG).where(_MIG.c.id == migration_id,
-                                       _MIG.c.status == row["status"],
-                                       _MIG.c.step_data.is_(None) if old is None
-                                       else _MIG.c.step_data == old)
-                if conn.execute(q.values(step_data=json.dumps(data),
-                                         updated_at=utcnow())).rowcount == 1:
-                    timeline_mod.record(conn, migration_id, [timeline_mod.entry(
-                        "intent", intent, status=row["status"], **changes)])
-                    return dict(row, step_data=json.dumps(data))
-        raise exception.ConcurrentUpdate(what=f"Migration {migration_id}",
-                                         expected=" or ".join(sorted(statuses)),
-                                         found="step data changing under us")
+        def request(row, data):
+            wanted = dict(data.get("user_tuning") or {}, **changes)
+            wanted["seq"] = int(wanted.get("seq") or 0) + 1
+            data["user_tuning"] = wanted
+            return True, [timeline_mod.entry("intent", intent, status=row["status"],
+                                             **changes)]
+        return self._rewrite_data(migration_id, statuses, request, attempts, touch=True)
 
     # --------------------------------------------------------------- slots
     def migration_take_slot(self, migration, limit=SOURCE_LIMIT):
@@ -419,29 +399,48 @@ class MoveStore:
     # --------------------------------------------------------------- step data
     def migration_merge_data(self, migration_id, status, patch, attempts=5, timeline=None):
         """Merge ``patch`` into the step data of a migration still in ``status``,
-        whoever owns it: for facts a host reports (a job's tuning). A
-        compare-and-swap on the data itself, retried if it changed meanwhile."""
+        whoever owns it: for facts a host reports (a job's tuning). Only a change
+        is written, and recorded with ``timeline`` (a repeated report writes
+        nothing)."""
+        def merge(row, data):
+            if all(data.get(k) == v for k, v in patch.items()):
+                return False, None
+            data.update(patch)
+            return True, timeline
+        return self._rewrite_data(migration_id, {status}, merge, attempts)
+
+    def _rewrite_data(self, migration_id, statuses, rewrite, attempts=5, touch=False):
+        """A compare-and-swap on a migration's step data, whoever owns it, while
+        it is in one of ``statuses``; retried if the data changed meanwhile.
+        ``rewrite(row, data)`` changes ``data`` in place and returns (whether
+        to write it, the timeline entries to record with it). ``touch``: the
+        write also sets updated_at. Returns the row with its new data;
+        ConcurrentUpdate if the migration left ``statuses``."""
+        expected = " or ".join(sorted(statuses))
         for _ in range(attempts):
             with self.connection() as conn:
                 row = _first(conn, _MIGRATION_BY_ID, {"id": migration_id})
                 if row is None:
                     raise exception.MigrationNotFound(migration_id=migration_id)
-                if row["status"] != status:
+                if row["status"] not in statuses:
                     raise exception.ConcurrentUpdate(what=f"Migration {migration_id}",
-                                                     expected=status, found=row["status"])
+                                                     expected=expected, found=row["status"])
                 data = step_data(row)
-                if all(data.get(k) == v for k, v in patch.items()):
+                write, entries = rewrite(row, data)
+                if not write:
                     return row
-                data.update(patch)
                 old = row["step_data"]
-                q = update(_MIG).where(_MIG.c.id == migration_id, _MIG.c.status == status,
+                values = {"step_data": json.dumps(data)}
+                if touch:
+                    values["updated_at"] = utcnow()
+                q = update(_MIG).where(_MIG.c.id == migration_id,
+                                       _MIG.c.status == row["status"],
                                        _MIG.c.step_data.is_(None) if old is None
                                        else _MIG.c.step_data == old)
-                if conn.execute(q.values(step_data=json.dumps(data))).rowcount == 1:
-                    # Only a change is recorded (a repeated report writes nothing).
-                    timeline_mod.record(conn, migration_id, timeline)
-                    return dict(row, step_data=json.dumps(data))
-        raise exception.ConcurrentUpdate(what=f"Migration {migration_id}", expected=status,
+                if conn.execute(q.values(**values)).rowcount == 1:
+                    timeline_mod.record(conn, migration_id, entries)
+                    return dict(row, step_data=values["step_data"])
+        raise exception.ConcurrentUpdate(what=f"Migration {migration_id}", expected=expected,
                                          found="step data changing under us")
 
     def migrations_with_cleanup(self, host=None):
