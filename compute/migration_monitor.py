@@ -50,6 +50,12 @@ class MigrationAborted(exception.GodwitException):
         self.by_request = by_request
 
 
+def data_left(stats):
+    """(total, remaining) bytes of a job's memory and disks together."""
+    return ((stats.get("memory_total") or 0) + (stats.get("disk_total") or 0),
+            (stats.get("memory_remaining") or 0) + (stats.get("disk_remaining") or 0))
+
+
 def data_gb(instance, migrate_data):
     ram = max(instance["memory_mb"] / 1024, 2)
     disk = 0
@@ -255,8 +261,7 @@ class Monitor:
         if not self.stall_timeout or self.forced or self.abort_requested.is_set() \
                 or self.stalled_abort:
             return False
-        remaining = (stats.get("memory_remaining") or 0) + (stats.get("disk_remaining") or 0)
-        total = (stats.get("memory_total") or 0) + (stats.get("disk_total") or 0)
+        total, remaining = data_left(stats)
         now = self.clock()
         if not total:
             return False
@@ -306,8 +311,7 @@ class Monitor:
         return f"{window}: recorded only"
 
     def _progress(self, stats):
-        total = (stats.get("memory_total") or 0) + (stats.get("disk_total") or 0)
-        remaining = (stats.get("memory_remaining") or 0) + (stats.get("disk_remaining") or 0)
+        total, remaining = data_left(stats)
         if total:
             self.percent = max(self.percent, int(100 * (total - remaining) / total))
         return self.percent
