@@ -22,7 +22,7 @@ left what where; the reconciler (:mod:`conductor.reconciler`) names it with
 each orphan and marks what it removes released.
 """
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, func, select, update
 
 from godwit import phases, states
 from godwit.db import models
@@ -42,15 +42,57 @@ def kind_of(inventory_kind, item):
 
 _RES = models.MoveResource.__table__
 
-# Statements built once (as in godwit/db/common.py): a phase change reads the
-# move's few rows once and writes only what changed, in batches, instead of an
-# UPDATE (and perhaps an INSERT) per entry.
+# Statements built once (as in godwit/db/common.py). ``record`` reads the move's
+# few rows once and writes only what changed; a phase change (``on_phase``)
+# writes without reading: one upsert of the rows its phase holds (each its own
+# (migration, host, kind) row, unique), or one UPDATE releasing them all.
 _MINE = select(_RES.c.id, _RES.c.host, _RES.c.kind, _RES.c.state).where(
     _RES.c.migration_id == bindparam("mid"))
 # One statement per new state, not an executemany: psycopg2 and PyMySQL run an
 # executemany UPDATE as one round trip per row.
 _SET_STATE = update(_RES).where(_RES.c.id.in_(bindparam("rids", expanding=True))).values(
     state=bindparam("new_state"), updated_at=bindparam("now"))
+_RELEASE_ALL = update(_RES).where(
+    _RES.c.migration_id == bindparam("mid"), _RES.c.state != RELEASED).values(
+    state=RELEASED, updated_at=bindparam("now"))
+_RELEASE_CLAIM = _RELEASE_ALL.where(_RES.c.kind == "claim")
+_RELEASE_OTHER_CLAIMS = _RELEASE_CLAIM.where(_RES.c.host != bindparam("dest"))
+_ROW = {c: bindparam(c) for c in ("migration_id", "instance_uuid", "host", "kind", "state",
+                                  "created_at")}
+
+
+def _upsert(dialect):
+    """INSERT of one row (run as an executemany: psycopg2's and PyMySQL's are
+    one multi-row statement) that, where the (migration, host, kind) row
+    exists, sets its state instead, touching updated_at only when it changes."""
+    if dialect in ("mysql", "mariadb"):
+        from sqlalchemy.dialects.mysql import insert as dialect_insert
+        ins = dialect_insert(_RES).values(_ROW)
+        # MySQL assigns left to right: updated_at is decided on the old state.
+        return ins.on_duplicate_key_update([
+            ("updated_at", func.if_(_RES.c.state != ins.inserted.state,
+                                    ins.inserted.created_at, _RES.c.updated_at)),
+            ("state", ins.inserted.state)])
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as dialect_insert
+    elif dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as dialect_insert
+    else:
+        return None
+    ins = dialect_insert(_RES).values(_ROW)
+    return ins.on_conflict_do_update(
+        index_elements=[_RES.c.migration_id, _RES.c.host, _RES.c.kind],
+        set_={"state": ins.excluded.state, "updated_at": ins.excluded.created_at},
+        where=_RES.c.state != ins.excluded.state)
+
+
+_UPSERTS = {}
+
+
+def _upsert_for(dialect):
+    if dialect not in _UPSERTS:
+        _UPSERTS[dialect] = _upsert(dialect)
+    return _UPSERTS[dialect]
 
 
 def _write(conn, migration, rows, wanted, changes):
@@ -82,35 +124,53 @@ def _write(conn, migration, rows, wanted, changes):
 def record(conn, migration, entries):
     """Write ``entries`` [(host, kind, state)] for ``migration`` in ``conn``'s
     transaction: a row per (migration, host, kind), its state replaced."""
-    wanted = {(host, kind): state for host, kind, state in entries if host}
-    if wanted:
+    _upsert_rows(conn, migration, {(host, kind): state for host, kind, state in entries
+                                   if host}, utcnow())
+
+
+def _upsert_rows(conn, migration, wanted, now):
+    if not wanted:
+        return
+    upsert = _upsert_for(conn.dialect.name)
+    if upsert is None:   # a database without an upsert: read, then write
         _write(conn, migration, conn.execute(_MINE, {"mid": migration["id"]}).all(),
                wanted, {})
+        return
+    conn.execute(upsert, [
+        {"migration_id": migration["id"], "instance_uuid": migration["instance_uuid"],
+         "host": host, "kind": kind, "state": state, "created_at": now}
+        for (host, kind), state in wanted.items()])
 
 
-def on_phase(conn, migration):
-    """Record what ``migration`` (the row just written) holds in its new phase."""
+def on_phase(conn, migration, dest_changed=False):
+    """Record what ``migration`` (the row just written) holds in its new phase,
+    without reading the ledger first.
+
+    ``dest_changed``: the phase change also wrote the destination (or resumed
+    the move), so claims held on any other host are released as well; a claim
+    that moves otherwise (:meth:`godwit.db.claims.ClaimStore.claim_move`)
+    releases the old one itself."""
     phase = phases.phase(migration["migration_type"], migration["status"])
-    rows = conn.execute(_MINE, {"mid": migration["id"]}).all()
+    now = utcnow()
     if phase.final:
         error = migration["status"] == states.ERROR_MIGRATION
-        _write(conn, migration, rows, {}, {
-            r.id: RELEASED for r in rows
-            if r.state != RELEASED and (not error or r.kind == "claim")})
+        # An error keeps what the broken move may have left, for an operator;
+        # only its claim stops counting against the destination.
+        conn.execute(_RELEASE_CLAIM if error else _RELEASE_ALL,
+                     {"mid": migration["id"], "now": now})
         return
     hosts = {"source": migration["source_compute"], "dest": migration["dest_compute"]}
     wanted = {(hosts[role], kind): state for role, kind, state in phase.holds
               if hosts[role]}
-    changes = {}
     dest = migration["dest_compute"]
     if dest:
         # An unfinished move counts against its destination (claims.usage_on),
-        # and only that one: a resumed 'error' holds its claim again, and a move
-        # sent elsewhere no longer holds the old one.
-        changes = {r.id: RELEASED for r in rows
-                   if r.kind == "claim" and r.host != dest and r.state != RELEASED}
+        # and only that one: a resumed 'error' holds its claim again.
         wanted[(dest, "claim")] = PRESENT
-    _write(conn, migration, rows, wanted, changes)
+        if dest_changed:
+            conn.execute(_RELEASE_OTHER_CLAIMS, {"mid": migration["id"], "dest": dest,
+                                                 "now": now})
+    _upsert_rows(conn, migration, wanted, now)
 
 
 class LedgerStore:

@@ -193,7 +193,8 @@ class MoveStore:
         if instance_values:
             self._instance_cas(conn, row["instance_uuid"], instance_values,
                                instance_expected)
-        ledger_mod.on_phase(conn, row)
+        ledger_mod.on_phase(conn, row, dest_changed="dest_compute" in values
+                            or event.startswith(phases.RESUME))
         timeline_mod.record(conn, row["id"], list(timeline or ()) + [
             timeline_mod.phase_entry(old, new, event, values.get("error_message"))])
         return row

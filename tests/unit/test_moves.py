@@ -364,6 +364,30 @@ def test_a_resumed_error_holds_its_claim_again_and_only_on_its_destination(db, i
     assert (held[("h2", "claim")], held[("h3", "claim")]) == ("released", "present")
 
 
+def test_a_phase_change_writes_the_ledger_without_reading_it(db, inst):
+    """One upsert per phase change, no SELECT of move_resources first; a row
+    whose state stays keeps its updated_at."""
+    from sqlalchemy import event
+    mig = _advance(db, _migration(db, inst), "checked", "slot")
+    before = {(e["host"], e["kind"]): e for e in db.ledger(migration_id=mig["id"])}
+    seen = []
+
+    def statement(conn, cursor, text, params, context, executemany):
+        seen.append(" ".join(text.split()))
+    event.listen(db.engine, "before_cursor_execute", statement)
+    try:
+        mig = db.migration_advance(mig, "prepared")
+    finally:
+        event.remove(db.engine, "before_cursor_execute", statement)
+    on_ledger = [t for t in seen if "move_resources" in t]
+    assert on_ledger and not any(t.startswith("SELECT") for t in on_ledger), on_ledger
+    after = {(e["host"], e["kind"]): e for e in db.ledger(migration_id=mig["id"])}
+    assert after[("h2", "claim")]["updated_at"] == before[("h2", "claim")]["updated_at"]
+    assert after[("h2", "vifs")]["state"] == "present"
+    assert after[("h2", "vifs")]["updated_at"] is not None
+    assert after[("h2", "domain")]["state"] == "planned"
+
+
 def test_a_refused_advance_writes_nothing_to_the_ledger(db, inst):
     mig = _advance(db, _migration(db, inst), "checked")
     old = db.migration_take(mig["id"], "c1", 60)
