@@ -75,6 +75,10 @@ class Journal:
         self.writes = 0                # write statements (each its own commit), for the bench
         self._migration_locks = {}     # migration -> Lock (one step at a time)
 
+    def idle(self):
+        """No step runs here now (a moment for work that can wait: step events)."""
+        return not self._inflight
+
     def close(self):
         with self._lock:
             self._db.close()

@@ -62,6 +62,11 @@ class ComputeManager:
         self.step_wait = max(1.0, conf.host_step_timeout * 0.75)
         self.live = live_migration.LiveMigrations(self)
         self.resizes = resize.Resizes(self)
+        # Step events are cast to the conductor from a thread of their own once
+        # the step has answered and no other step runs (godwit.events.Deferred).
+        self._events = events.Deferred(
+            lambda ctxt, **kw: self.conductor.action_event(ctxt, **kw),
+            name=f"events-{host}", idle=self.journal.idle, min_delay=0.005)
 
     # --- service lifecycle ------------------------------------------------
     def init_host(self, attempts=60):
@@ -110,14 +115,12 @@ class ComputeManager:
 
     def cleanup_host(self):
         self.live.shutdown()
+        self._events.flush()
         self.driver.cleanup_host()
         self.journal.close()
 
     def record_event(self, ctxt, **kwargs):
-        try:
-            self.conductor.action_event(ctxt, **kwargs)
-        except Exception:  # auditing must never break the step it audits
-            LOG.exception("Could not record event %s", kwargs.get("event"))
+        self._events(ctxt=ctxt, **kwargs)
 
     def event(self, ctxt, instance_uuid, name):
         return events.step_event(lambda **kw: self.record_event(ctxt, **kw), instance_uuid,

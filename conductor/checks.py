@@ -69,8 +69,10 @@ def no_room(lacking):
                f"{k['free']} free")
 
 
-def check_destination(db, conf, instance, source_node, dest):
-    """Every database-level check of a requested destination, in order."""
+def check_destination(db, conf, instance, source_node, dest, room=True):
+    """Every database-level check of a requested destination, in order;
+    without ``room`` when the claim that follows checks it (in its own
+    transaction, with the same words)."""
     if dest == instance["host"]:
         raise exception.DestinationIsSource(host=dest)
     svc = check_service_up(db, conf, dest)
@@ -80,9 +82,10 @@ def check_destination(db, conf, instance, source_node, dest):
     node = db.compute_node_get_by_host(dest)
     if node is None:
         raise exception.DestinationHostUnknown(host=dest)
-    check_capacity(db, conf, node, {"memory_mb": instance["memory_mb"],
-                                    "vcpus": instance["vcpus"],
-                                    "disk_gb": instance["root_gb"] + instance["ephemeral_gb"]})
+    if room:
+        check_capacity(db, conf, node, {
+            "memory_mb": instance["memory_mb"], "vcpus": instance["vcpus"],
+            "disk_gb": instance["root_gb"] + instance["ephemeral_gb"]})
     check_hypervisor_compatible(source_node, node)
     return node
 

@@ -49,11 +49,13 @@ class OpeningChecks(typing.NamedTuple):
     refused_host: Exception = None   # why the requested host was refused, if it was
 
 
-def opening_checks(conductor, instance_uuid, requested_host):
+def opening_checks(conductor, instance_uuid, requested_host, room=True):
     """The checks a live migration (and its dry run) makes before asking any
     host, all read in one transaction; they write nothing. The instance's own
     state and its source's service raise; a requested destination that fails
-    its checks is returned in ``refused_host``."""
+    its checks is returned in ``refused_host``. Without ``room``, a requested
+    destination's room is left to the claim that follows (which checks it
+    again anyway, in its own transaction)."""
     db, conf = conductor.db, conductor.conf
     with db.reads():
         # The instance with its VIFs and BDMs: the hosts' checks get them with
@@ -69,7 +71,7 @@ def opening_checks(conductor, instance_uuid, requested_host):
         if requested_host:
             try:
                 dest_node = checks.check_destination(db, conf, instance, source_node,
-                                                     requested_host)
+                                                     requested_host, room=room)
             except exception.GodwitException as e:
                 return OpeningChecks(info, source, source_node, need, [], {}, e)
             return OpeningChecks(info, source, source_node, need, [dest_node["host"]], {})
@@ -100,8 +102,11 @@ class LiveMigrationTask:
         self.timeline = []          # the pre-checks, written with the next phase
 
     def execute(self):
-        # 1. Checks that write nothing, all read in one transaction.
-        found = opening_checks(self.conductor, self.instance_uuid, self.requested_host)
+        # 1. Checks that write nothing, all read in one transaction. A requested
+        # destination's room is checked by its claim (step 2) only: checked here
+        # as well, it was read twice.
+        found = opening_checks(self.conductor, self.instance_uuid, self.requested_host,
+                               room=False)
         if found.refused_host is not None:
             raise found.refused_host
         if not found.candidates:

@@ -75,6 +75,10 @@ class ConductorManager:
         self.notifier.follow_moves(self.db)
         self.engine = engine.Engine(self)
         self.drains = drain.Drainer(self, transport)
+        # Step events, this conductor's own and the agents', are written from a
+        # thread of their own when no move handler runs (godwit.events.Deferred).
+        self._events = events.Deferred(lambda ctxt, **kw: self._record_event(ctxt, **kw),
+                                       name="events", idle=self.engine.idle)
 
     # --- service lifecycle ------------------------------------------------
     def init_host(self):
@@ -165,10 +169,12 @@ class ConductorManager:
         running."""
         self._ping_pool.shutdown(wait=False)
         self.drains.stop()
-        return self.engine.stop(grace)
+        running = self.engine.stop(grace)
+        self._events.flush()
+        return running
 
     def event(self, ctxt, instance_uuid, name):
-        return events.step_event(lambda **kw: self.action_event(ctxt, **kw), instance_uuid,
+        return events.step_event(lambda **kw: self._events(ctxt=ctxt, **kw), instance_uuid,
                                  name, self.host)
 
     def notify(self, ctxt, event_type, payload):
@@ -305,6 +311,13 @@ class ConductorManager:
 
     def action_event(self, ctxt, instance_uuid, event, host, start_time, finish_time,
                      result, traceback=None):
+        """An agent's step event (a cast): written by the events thread."""
+        self._events(ctxt=ctxt, instance_uuid=instance_uuid, event=event, host=host,
+                     start_time=start_time, finish_time=finish_time, result=result,
+                     traceback=traceback)
+
+    def _record_event(self, ctxt, instance_uuid, event, host, start_time, finish_time,
+                      result, traceback=None):
         # The action id is remembered per request: a migration records about
         # eight events under the same one.
         action_id = self.db.action_id_for_request(instance_uuid, ctxt.request_id)

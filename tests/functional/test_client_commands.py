@@ -15,6 +15,7 @@ import threading
 import pytest
 
 from api.client import common, progress, shell
+from godwit.testing import wait_for
 
 HOSTS = ("compute1", "compute2", "compute3")
 # A live migration that takes about two seconds for m1.tiny (512 MiB) ...
@@ -496,6 +497,10 @@ def test_server_event_show(unshared, godwit):
     assert cloud.client.wait_migration(sid)["status"] == "completed"
     actions = cloud.client.get(f"/servers/{sid}/os-instance-actions")["instanceActions"]
     request_id = next(a["request_id"] for a in actions if a["action"] == "live-migration")
+    # Step events may land just after the final status (godwit.events.Deferred):
+    # the two conductor steps' and the six hosts'.
+    wait_for("the live migration's eight step events",
+             lambda: len(cloud.client.events(sid)) >= 8)
 
     run = godwit(cloud, "server", "event", "show", sid, request_id, "-f", "json")
 

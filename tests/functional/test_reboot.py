@@ -37,7 +37,8 @@ def test_soft_and_hard_reboot_of_an_active_server(cloud):
     c.action(sid, "reboot", {"type": "hard"})  # Nova accepts the three spellings
     idle(c, sid)
     assert domain(cloud, sid)["reboots_hard"] == 1
-    events = c.events(sid, action="reboot")
+    # Step events may land just after the step (godwit.events.Deferred).
+    events = wait_for("the reboot's event", lambda: c.events(sid, action="reboot"))
     assert [(e["event"], e["result"]) for e in events] == [
         ("compute_reboot_instance", "Success")]
 

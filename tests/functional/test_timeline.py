@@ -2,9 +2,12 @@
 GET /servers/{id}/migrations/{mid}/timeline: every phase with its time, every
 host step with host, duration and outcome, intents, tuning and progress."""
 
+from datetime import datetime
+
 import pytest
 
 from godwit.testing import SETTLED_COLD, APIError, Client, wait_for
+from godwit.testkit import fault
 
 HOSTS = ("compute1", "compute2", "compute3")
 SLOW = {"fake.migration_bandwidth_mb": 256, "fake.migration_dirty_rate_mb": 0,
@@ -61,6 +64,32 @@ def test_a_live_migration_s_phases_steps_and_progress(make_cloud):
     assert names.index("pre_live_migration") < names.index("running")
     samples = [e for e in entries if e["kind"] == "progress"]
     assert samples and samples[0]["detail"]["memory_total"] > 0, samples
+
+
+def test_the_two_post_steps_are_asked_together(make_cloud):
+    """Decision 33: the source's and the destination's post steps do not depend
+    on each other, so they run at the same time: each held 1.5 s here, the
+    phase takes about 1.5 s, not 3."""
+    cloud = make_cloud()
+    c = cloud.client
+    sid = c.create_server("vm", host="compute1")["id"]
+    cloud.host("compute1").arm(fault("post_live_migration_at_source", "delay", 1.5))
+    cloud.host("compute2").arm(fault("post_live_migration_at_destination", "delay", 1.5))
+    c.live_migrate(sid, host="compute2")
+    m = c.wait_migration(sid)
+    assert m["status"] == "completed", m
+    entries = timeline(c, sid, m["id"])["timeline"]
+
+    def at(e):
+        return datetime.fromisoformat(e["at"]).timestamp()
+    spans = {e["name"]: (at(e), at(e) + e["duration_ms"] / 1000.0) for e in entries
+             if e["kind"] == "step" and e["name"].startswith("post_live_migration")}
+    src = spans["post_live_migration_at_source"]
+    dst = spans["post_live_migration_at_destination"]
+    assert src[1] - src[0] >= 1.5 and dst[1] - dst[0] >= 1.5, spans
+    assert src[0] < dst[1] and dst[0] < src[1], spans     # they overlap
+    entered = {e["name"]: at(e) for e in entries if e["kind"] == "phase"}
+    assert entered["completed"] - entered["post-migrating"] < 3.0, entered
 
 
 def test_an_abort_and_the_monitor_s_tuning(make_cloud):

@@ -1,0 +1,89 @@
+"""godwit.events.Deferred: step events written off the critical path."""
+
+import threading
+import time
+
+from godwit import events, states
+
+
+class Sink:
+    def __init__(self):
+        self.got = []
+        self.threads = []
+
+    def __call__(self, **event):
+        self.got.append(event)
+        self.threads.append(threading.current_thread().name)
+
+
+def ok(name):
+    return {"event": name, "result": states.EVENT_SUCCESS}
+
+
+def test_events_wait_for_a_quiet_moment_and_keep_their_order():
+    sink, busy = Sink(), threading.Event()
+    busy.set()
+    d = events.Deferred(sink, name="ev-test", idle=lambda: not busy.is_set(), max_delay=5)
+    d(**ok("a"))
+    d(**ok("b"))
+    time.sleep(0.1)
+    assert sink.got == []            # something is being driven: not yet
+    busy.clear()
+    deadline = time.monotonic() + 5
+    while len(sink.got) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert [e["event"] for e in sink.got] == ["a", "b"]
+    assert set(sink.threads) == {"ev-test"}
+    d.flush()
+
+
+def test_under_constant_load_an_event_is_written_after_max_delay():
+    sink = Sink()
+    d = events.Deferred(sink, idle=lambda: False, max_delay=0.2)
+    t0 = time.monotonic()
+    d(**ok("a"))
+    while not sink.got and time.monotonic() - t0 < 5:
+        time.sleep(0.01)
+    took = time.monotonic() - t0
+    assert sink.got and 0.2 <= took < 2, took
+    d.flush()
+
+
+def test_min_delay_holds_an_event_back_even_when_idle():
+    sink = Sink()
+    d = events.Deferred(sink, min_delay=0.2)
+    t0 = time.monotonic()
+    d(**ok("a"))
+    time.sleep(0.1)
+    assert sink.got == []
+    while not sink.got and time.monotonic() - t0 < 5:
+        time.sleep(0.01)
+    assert time.monotonic() - t0 >= 0.2
+    d.flush()
+
+
+def test_an_error_event_is_written_at_once_in_the_callers_thread():
+    sink = Sink()
+    d = events.Deferred(sink, idle=lambda: False, max_delay=60)
+    d(event="x", result=states.EVENT_ERROR)
+    assert [e["event"] for e in sink.got] == ["x"]
+    assert sink.threads == [threading.current_thread().name]
+
+
+def test_flush_writes_what_is_queued_without_waiting_and_a_failing_sink_is_survived():
+    calls = []
+
+    def sink(**event):
+        calls.append(event["event"])
+        if event["event"] == "bad":
+            raise RuntimeError("database away")
+
+    d = events.Deferred(sink, idle=lambda: False, max_delay=60)
+    d(**ok("bad"))
+    d(**ok("good"))
+    t0 = time.monotonic()
+    d.flush(timeout=5)
+    assert calls == ["bad", "good"] and time.monotonic() - t0 < 2
+    d(**ok("later"))                 # a later event starts the thread again
+    d.flush(timeout=5)
+    assert calls[-1] == "later"
