@@ -4,8 +4,9 @@
 refusal reaches the user as an error:
 
 1. Database-level checks (instance state, source up, requested destination
-   exists/up/enabled/has room/compatible). Nothing has been written yet,
-   so a refusal changes nothing.
+   exists/up/enabled/compatible). Nothing has been written yet, so a refusal
+   changes nothing. (A requested destination's room is checked by its claim,
+   step 2; the dry run checks it here.)
 2. Claim the instance: task_state None -> MIGRATING by compare-and-swap (the
    loser of two concurrent requests gets 409), record the instance action
    and the migration row (``accepted``).

@@ -50,9 +50,12 @@ class Deferred:
     Events go out in the order they finished.
 
     Failed steps' events are written at once, in the caller's thread: an error
-    is what a user looks for right after a refusal. A process that dies loses
-    the events still queued (at most ``max_delay`` seconds' worth), as a cast
-    lost with the broker always could; :meth:`flush` on a clean stop.
+    is what a user looks for right after a refusal (so it may be listed before
+    success events that finished earlier and are still queued). A process that
+    dies loses the events still queued (at most ``max_delay`` seconds' worth),
+    as a cast lost with the broker always could. On a clean stop, :meth:`flush`
+    writes what is queued; events that come after it (a request still being
+    answered as the service stops) are written at once, in their own thread.
     """
 
     _STOP = object()
@@ -66,6 +69,7 @@ class Deferred:
         self.max_delay = max_delay
         self._queue = queue.SimpleQueue()
         self._thread = None
+        self._closed = False
         self._lock = threading.Lock()
         self._flushing = threading.Event()
 
@@ -74,11 +78,15 @@ class Deferred:
             self._write(event)
             return
         with self._lock:
-            if self._thread is None:
-                self._flushing.clear()
-                self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
-                self._thread.start()
-        self._queue.put((time.monotonic(), event))
+            if not self._closed:
+                if self._thread is None:
+                    self._thread = threading.Thread(target=self._run, name=self.name,
+                                                    daemon=True)
+                    self._thread.start()
+                # Under the lock: never behind the STOP of a flush.
+                self._queue.put((time.monotonic(), event))
+                return
+        self._write(event)   # after flush(): at once
 
     def _write(self, event):
         try:
@@ -103,11 +111,12 @@ class Deferred:
             self._write(event)
 
     def flush(self, timeout=5.0):
-        """Write what is queued now (waiting at most ``timeout`` s) and stop the
-        thread; a later event starts it again."""
+        """Write what is queued now (waiting at most ``timeout`` s for it) and stop
+        the thread; later events are written at once by their callers."""
         with self._lock:
-            thread, self._thread = self._thread, None
+            thread, self._thread, self._closed = self._thread, None, True
+            if thread is not None:
+                self._flushing.set()
+                self._queue.put(self._STOP)
         if thread is not None:
-            self._flushing.set()
-            self._queue.put(self._STOP)
             thread.join(timeout)

@@ -34,6 +34,9 @@ from godwit.db import moves, timeline
 
 LOG = logging.getLogger(__name__)
 
+# What LiveFlow._post_at_source returns when the source cannot be asked.
+_SOURCE_AWAY = object()
+
 
 class LiveFlow(base.Flow):
 
@@ -341,11 +344,14 @@ class LiveFlow(base.Flow):
                 dest_error = e
         finally:
             source_result = at_source.result() if at_source is not None else None
-        if source_result == "deferred":
+        if source_result is _SOURCE_AWAY:
             self.defer(data, source, "post_live_migration_at_source")
         elif source_result is not None:
             problems.append(source_result)
         if isinstance(dest_error, exception.HostUnreachable):
+            # What the move waits for is the destination (the source's thread
+            # may have written its own name there last).
+            self.engine.waiting_for[m["id"]] = dest
             if not self.overdue(m):
                 return None
             return self.unresolved(m, [dest], f"the destination {dest} could not finish the "
@@ -376,14 +382,14 @@ class LiveFlow(base.Flow):
         return new
 
     def _post_at_source(self, m, source, md, info):
-        """The source's post step (in a side thread): None once done, "deferred"
+        """The source's post step (in a side thread): None once done, _SOURCE_AWAY
         when the source is away (its clean-up waits for it), else the problem.
         A fence or a stop is raised, as from the handler's own thread."""
         try:
             self.call(m, source, "post_live_migration_at_source", m["id"], m["epoch"], md,
                       info)
         except exception.HostUnreachable:
-            return "deferred"
+            return _SOURCE_AWAY
         except (exception.MigrationFenced, base.Stopping):
             raise
         except Exception as e:   # GuestRunningHere too: its message says why

@@ -86,8 +86,19 @@ def main(argv=None):
         print(f"  server now on {server['OS-EXT-SRV-ATTR:host']}, status {server['status']}, "
               f"task_state {server['OS-EXT-STS:task_state']}")
         actions = s.get(f"{api}/servers/{sid}/os-instance-actions").json()["instanceActions"]
-        action = s.get(f"{api}/servers/{sid}/os-instance-actions/"
-                       f"{actions[0]['request_id']}").json()["instanceAction"]
+
+        def action_now():
+            return s.get(f"{api}/servers/{sid}/os-instance-actions/"
+                         f"{actions[0]['request_id']}").json()["instanceAction"]
+        # Step events are written just after the steps, when nothing is being
+        # driven (decision 33): wait until no more arrive.
+        action, deadline = action_now(), time.monotonic() + 3
+        while time.monotonic() < deadline:
+            time.sleep(0.3)
+            again = action_now()
+            if len(again["events"]) == len(action["events"]):
+                break
+            action = again
         print("  steps recorded:")
         for e in sorted(action["events"], key=lambda e: e["start_time"]):
             print(f"    {e['start_time']}  {e['event']:<45} {e['host']:<10} {e['result']}")
