@@ -335,13 +335,12 @@ class LiveFlow(base.Flow):
                                                          info)
             except RuntimeError:   # the side pool is shut down: this conductor stops
                 raise base.Stopping() from None
+        dest_error = None
         try:
-            dest_error = None
-            try:
-                self.call(m, dest, "post_live_migration_at_destination", m["id"], m["epoch"],
-                          md, info)
-            except Exception as e:   # handled once the source's step is over too
-                dest_error = e
+            self.call(m, dest, "post_live_migration_at_destination", m["id"], m["epoch"],
+                      md, info)
+        except Exception as e:   # handled once the source's step is over too
+            dest_error = e
         finally:
             source_result = at_source.result() if at_source is not None else None
         if source_result is _SOURCE_AWAY:

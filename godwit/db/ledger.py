@@ -22,6 +22,8 @@ left what where; the reconciler (:mod:`conductor.reconciler`) names it with
 each orphan and marks what it removes released.
 """
 
+import functools
+
 from sqlalchemy import bindparam, func, select, update
 
 from godwit import phases, states
@@ -42,16 +44,9 @@ def kind_of(inventory_kind, item):
 
 _RES = models.MoveResource.__table__
 
-# Statements built once (as in godwit/db/common.py). ``record`` reads the move's
-# few rows once and writes only what changed; a phase change (``on_phase``)
-# writes without reading: one upsert of the rows its phase holds (each its own
-# (migration, host, kind) row, unique), or one UPDATE releasing them all.
-_MINE = select(_RES.c.id, _RES.c.host, _RES.c.kind, _RES.c.state).where(
-    _RES.c.migration_id == bindparam("mid"))
-# One statement per new state, not an executemany: psycopg2 and PyMySQL run an
-# executemany UPDATE as one round trip per row.
-_SET_STATE = update(_RES).where(_RES.c.id.in_(bindparam("rids", expanding=True))).values(
-    state=bindparam("new_state"), updated_at=bindparam("now"))
+# Statements built once (as in godwit/db/common.py): the ledger is written
+# without reading it first, with one upsert of the rows wanted (each its own
+# (migration, host, kind) row, unique), or one UPDATE releasing them.
 _RELEASE_ALL = update(_RES).where(
     _RES.c.migration_id == bindparam("mid"), _RES.c.state != RELEASED).values(
     state=RELEASED, updated_at=bindparam("now"))
@@ -61,6 +56,7 @@ _ROW = {c: bindparam(c) for c in ("migration_id", "instance_uuid", "host", "kind
                                   "created_at")}
 
 
+@functools.cache
 def _upsert(dialect):
     """INSERT of one row (run as an executemany: psycopg2's and PyMySQL's are
     one multi-row statement) that, where the (migration, host, kind) row
@@ -78,47 +74,13 @@ def _upsert(dialect):
     elif dialect == "sqlite":
         from sqlalchemy.dialects.sqlite import insert as dialect_insert
     else:
-        return None
+        raise ValueError(f"no ledger upsert for database {dialect!r}; Godwit runs on "
+                         "SQLite, PostgreSQL, MySQL and MariaDB")
     ins = dialect_insert(_RES).values(_ROW)
     return ins.on_conflict_do_update(
         index_elements=[_RES.c.migration_id, _RES.c.host, _RES.c.kind],
         set_={"state": ins.excluded.state, "updated_at": ins.excluded.created_at},
         where=_RES.c.state != ins.excluded.state)
-
-
-_UPSERTS = {}
-
-
-def _upsert_for(dialect):
-    if dialect not in _UPSERTS:
-        _UPSERTS[dialect] = _upsert(dialect)
-    return _UPSERTS[dialect]
-
-
-def _write(conn, migration, rows, wanted, changes):
-    """Bring the move's ``rows`` to ``wanted`` {(host, kind): state} on top of
-    ``changes`` {row id: state}: changed rows updated, missing ones inserted."""
-    by_key = {(r.host, r.kind): r.id for r in rows}
-    current = {r.id: r.state for r in rows}
-    new = []
-    for (host, kind), state in wanted.items():
-        rid = by_key.get((host, kind))
-        if rid is None:
-            new.append((host, kind, state))
-        else:
-            changes[rid] = state
-    changes = {rid: state for rid, state in changes.items() if state != current[rid]}
-    now = utcnow()
-    by_state = {}
-    for rid, state in changes.items():
-        by_state.setdefault(state, []).append(rid)
-    for state, rids in sorted(by_state.items()):
-        conn.execute(_SET_STATE, {"rids": sorted(rids), "new_state": state, "now": now})
-    if new:
-        conn.execute(_RES.insert(), [
-            {"migration_id": migration["id"], "instance_uuid": migration["instance_uuid"],
-             "host": host, "kind": kind, "state": state, "created_at": now}
-            for host, kind, state in new])
 
 
 def record(conn, migration, entries):
@@ -129,17 +91,11 @@ def record(conn, migration, entries):
 
 
 def _upsert_rows(conn, migration, wanted, now):
-    if not wanted:
-        return
-    upsert = _upsert_for(conn.dialect.name)
-    if upsert is None:   # a database without an upsert: read, then write
-        _write(conn, migration, conn.execute(_MINE, {"mid": migration["id"]}).all(),
-               wanted, {})
-        return
-    conn.execute(upsert, [
-        {"migration_id": migration["id"], "instance_uuid": migration["instance_uuid"],
-         "host": host, "kind": kind, "state": state, "created_at": now}
-        for (host, kind), state in wanted.items()])
+    if wanted:
+        conn.execute(_upsert(conn.dialect.name), [
+            {"migration_id": migration["id"], "instance_uuid": migration["instance_uuid"],
+             "host": host, "kind": kind, "state": state, "created_at": now}
+            for (host, kind), state in wanted.items()])
 
 
 def on_phase(conn, migration, dest_changed=False):
