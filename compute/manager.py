@@ -26,6 +26,15 @@ from godwit.timeutils import utcnow
 
 LOG = logging.getLogger(__name__)
 
+# How long a step's event waits at least before it is cast (at most
+# godwit.events.Deferred's max_delay, a quarter of a second). The conductor
+# takes each cast in the process that drives the move's next steps; cast right
+# after the step, it lands in the middle of them and delays them. A tenth of a
+# second later a quick move's remaining steps are done (a move between fake
+# hosts takes about that long end to end), and a slow one's conductor waits
+# for its hypervisor job meanwhile. The user sees the event that much later.
+EVENT_DELAY = 0.1
+
 
 class ComputeManager:
     target = messaging.Target(version=compute_rpcapi.VERSION)
@@ -63,10 +72,11 @@ class ComputeManager:
         self.live = live_migration.LiveMigrations(self)
         self.resizes = resize.Resizes(self)
         # Step events are cast to the conductor from a thread of their own once
-        # the step has answered and no other step runs (godwit.events.Deferred).
+        # the step has answered and no other step runs (godwit.events.Deferred),
+        # and not before EVENT_DELAY: see there.
         self._events = events.Deferred(
             lambda ctxt, **kw: self.conductor.action_event(ctxt, **kw),
-            name=f"events-{host}", idle=self.journal.idle, min_delay=0.005)
+            name=f"events-{host}", idle=self.journal.idle, min_delay=EVENT_DELAY)
 
     # --- service lifecycle ------------------------------------------------
     def init_host(self, attempts=60):

@@ -159,10 +159,11 @@ class LiveMigrationTask:
                 self._refused(e)
                 self.db.action_finish(action["id"], message="Error")
                 raise
-            # 4. Queue it with what the checks found, and hand it to the engine.
+            # 4. Queue it with what the checks found, started at once if its
+            # source has a slot free, and hand it to the engine.
             data = {"context": self.ctxt.to_saved_dict(), "migrate_data": migrate_data}
-            self.migration = self.db.migration_advance(
-                self.migration, "checked", data=data, timeline=self.timeline,
+            self.migration = self.db.migration_queue(
+                self.migration, data=data, timeline=self.timeline,
                 values={"dest_compute": dest, "dest_node": dest,
                         "dest_host": migrate_data.get("dest_host_ip"),
                         "block_migration": bool(migrate_data.get("block_migration"))})

@@ -95,6 +95,11 @@ class Deferred:
             LOG.exception("Could not record event %s", event.get("event"))
 
     def _wait_for_a_quiet_moment(self, queued):
+        # min_delay in one sleep, not in POLL-long ones (each wakes the thread
+        # and takes the interpreter's lock); a flush cuts it short.
+        early = self.min_delay - (time.monotonic() - queued)
+        if early > 0:
+            self._flushing.wait(early)
         while not self._flushing.is_set():
             age = time.monotonic() - queued
             if age >= self.max_delay or (age >= self.min_delay and self.idle()):

@@ -46,6 +46,15 @@ SOURCE_LIMIT = object()
 SLOT_HOLDERS = (states.PREPARING, states.RUNNING_MIGRATION, states.POST_MIGRATING,
                 states.ROLLING_BACK)
 
+# migration_take_slot's statements, built once.
+_LOCK_NODE = update(_NODE).where(_NODE.c.host == sa.bindparam("source")).values(
+    host=_NODE.c.host, updated_at=_NODE.c.updated_at)
+_LOCK_NODE_RETURNING_LIMIT = _LOCK_NODE.returning(_NODE.c.max_live_migrations)
+_NODE_LIMIT = select(_NODE.c.max_live_migrations).where(_NODE.c.host == sa.bindparam("source"))
+_SLOTS_USED = select(func.count()).select_from(_MIG).where(
+    _MIG.c.source_compute == sa.bindparam("source"),
+    _MIG.c.migration_type == states.LIVE_MIGRATION, _MIG.c.status.in_(SLOT_HOLDERS))
+
 
 _MIG_COLUMNS = frozenset(_MIG.c.keys())
 
@@ -370,26 +379,46 @@ class MoveStore:
         first, so two conductors cannot both take the last slot. Returns the
         row, or None when no slot is free."""
         with self.connection() as conn:
-            source = migration["source_compute"]
-            if limit is not None:
-                # A no-op write locks the source's node row on every backend
-                # (SQLite's driver starts its transaction only at a write, so
-                # a SELECT would not): a second taker waits until we commit.
-                conn.execute(update(_NODE).where(_NODE.c.host == source)
-                             .values(host=_NODE.c.host, updated_at=_NODE.c.updated_at))
-            if limit is SOURCE_LIMIT:
-                limit = conn.execute(select(_NODE.c.max_live_migrations)
-                                     .where(_NODE.c.host == source)).scalar()
-            if limit is not None:
-                used = conn.execute(select(func.count()).select_from(_MIG).where(
-                    _MIG.c.source_compute == source,
-                    _MIG.c.migration_type == states.LIVE_MIGRATION,
-                    _MIG.c.status.in_(SLOT_HOLDERS))).scalar()
-                if used >= limit:
-                    return None
-            row = self._advance_in(conn, migration, "slot")
-        self.phase_changed(migration, row, "slot")
+            row = self._take_slot_in(conn, migration, limit)
+        if row is not None:
+            self.phase_changed(migration, row, "slot")
         return row
+
+    def migration_queue(self, migration, limit=SOURCE_LIMIT, **advance):
+        """``accepted -> queued`` (event "checked", with migration_advance's
+        ``advance`` arguments) and, in the same transaction, on to ``preparing``
+        when the source has a slot free (as :meth:`migration_take_slot`) and no
+        abort was asked for: a move that need not wait is queued and started in
+        one transaction, not two with a hand-over between them. Returns the
+        row as it now is, 'queued' or 'preparing'."""
+        with self.connection() as conn:
+            queued = self._advance_in(conn, migration, "checked", **advance)
+            started = None if queued["abort_requested_at"] else \
+                self._take_slot_in(conn, queued, limit)
+        self.phase_changed(migration, queued, "checked")
+        if started is None:
+            return queued
+        self.phase_changed(queued, started, "slot")
+        return started
+
+    def _take_slot_in(self, conn, migration, limit):
+        if limit is not None:
+            # A no-op write locks the source's node row on every backend
+            # (SQLite's driver starts its transaction only at a write, so
+            # a SELECT would not): a second taker waits until we commit. Where
+            # the backend has UPDATE ... RETURNING, the same statement reads the
+            # node's limit.
+            source = {"source": migration["source_compute"]}
+            if limit is SOURCE_LIMIT and conn.dialect.update_returning:
+                limit = conn.execute(_LOCK_NODE_RETURNING_LIMIT, source).scalar()
+            else:
+                conn.execute(_LOCK_NODE, source)
+                if limit is SOURCE_LIMIT:
+                    limit = conn.execute(_NODE_LIMIT, source).scalar()
+            # Read after the lock: a taker that waited sees the slot just taken.
+            if limit is not None and conn.execute(_SLOTS_USED, source).scalar() >= limit:
+                return None
+        return self._advance_in(conn, migration, "slot")
 
     def migrations_queued_on(self, source):
         with self.connection() as conn:

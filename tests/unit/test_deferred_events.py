@@ -62,6 +62,17 @@ def test_min_delay_holds_an_event_back_even_when_idle():
     d.flush()
 
 
+def test_a_flush_cuts_min_delay_short():
+    sink = Sink()
+    d = events.Deferred(sink, min_delay=60)
+    d(**ok("a"))
+    time.sleep(0.05)          # the thread sleeps through its min_delay now
+    t0 = time.monotonic()
+    d.flush()
+    assert [e["event"] for e in sink.got] == ["a"]
+    assert time.monotonic() - t0 < 2
+
+
 def test_an_error_event_is_written_at_once_in_the_callers_thread():
     sink = Sink()
     d = events.Deferred(sink, idle=lambda: False, max_delay=60)

@@ -255,3 +255,27 @@ def test_a_taker_that_has_counted_cannot_be_overtaken(db):
     assert results["first"]["status"] == states.PREPARING
     assert results["second"] is None, results
     assert (_status(db, first), _status(db, second)) == (states.PREPARING, states.QUEUED)
+
+
+def test_queueing_starts_a_move_whose_source_has_a_slot_in_the_same_transaction(db):
+    """migration_queue: accepted -> queued, and -> preparing in the same
+    transaction when a slot is free; the timeline has both phases."""
+    inst = _source(db)
+    db.compute_node_upsert("h1", {"max_live_migrations": 1})
+    first = _live(db, inst, states.ACCEPTED)
+    with _Commits(db) as commits:
+        started = db.migration_queue(first, data={"k": 1})
+    assert commits.count == 1
+    assert started["status"] == states.PREPARING and _status(db, first) == states.PREPARING
+    assert [e["name"] for e in db.timeline(first["id"]) if e["kind"] == "phase"][-2:] == \
+        [states.QUEUED, states.PREPARING]
+    # The source's one slot is taken: the next one is queued, and waits.
+    second = db.migration_queue(_live(db, inst, states.ACCEPTED))
+    assert second["status"] == states.QUEUED and _status(db, second) == states.QUEUED
+
+
+def test_queueing_does_not_start_a_move_the_user_aborted(db):
+    mig = _live(db, _source(db), states.ACCEPTED)
+    db.migration_request(mig["id"], "abort", {states.ACCEPTED})
+    queued = db.migration_queue(mig)
+    assert queued["status"] == states.QUEUED and queued["abort_requested_at"] is not None
