@@ -33,8 +33,13 @@ def check_instance_can_live_migrate(instance):
             hint="The server was never placed on a host.")
 
 
-def check_service_up(db, conf, host):
-    svc = db.service_get_by_host(host)
+_READ = object()
+
+
+def check_service_up(db, conf, host, service=_READ):
+    """``host``'s compute service, if it is up; ``service``: its row, already
+    read (None: it has none)."""
+    svc = db.service_get_by_host(host) if service is _READ else service
     if svc is None:
         raise exception.DestinationHostUnknown(host=host)
     if not db.is_host_up(svc, conf.service_down_time):
@@ -69,17 +74,20 @@ def no_room(lacking):
                f"{k['free']} free")
 
 
-def check_destination(db, conf, instance, source_node, dest, room=True):
+def check_destination(db, conf, instance, source_node, dest, room=True, rows=None):
     """Every database-level check of a requested destination, in order;
     without ``room`` when the claim that follows checks it (in its own
-    transaction, with the same words)."""
+    transaction, with the same words). ``rows``: the destination's service and
+    node, already read (db.compute_hosts)."""
     if dest == instance["host"]:
         raise exception.DestinationIsSource(host=dest)
-    svc = check_service_up(db, conf, dest)
+    service, node = rows if rows is not None else (_READ, _READ)
+    svc = check_service_up(db, conf, dest, service=service)
     if svc["disabled"]:
         reason = f" ({svc['disabled_reason']})" if svc.get("disabled_reason") else ""
         raise exception.ComputeServiceDisabled(host=dest, reason=reason)
-    node = db.compute_node_get_by_host(dest)
+    if node is _READ:
+        node = db.compute_node_get_by_host(dest)
     if node is None:
         raise exception.DestinationHostUnknown(host=dest)
     if room:

@@ -69,6 +69,7 @@ class Engine:
         self._infos = {}
         self._claiming = set()  # instances a request of this process is claiming
         self._lock = threading.Lock()
+        self._claims_done = threading.Condition(self._lock)   # a claim left _claiming
         self._scheduled = set()
         self._again = set()
         self._busy = 0
@@ -161,6 +162,18 @@ class Engine:
         finally:
             with self._lock:
                 self._claiming.discard(instance_uuid)
+                self._claims_done.notify_all()
+
+    def wait_claimed(self, instance_uuid, timeout=30.0):
+        """If a request of this process is claiming ``instance_uuid``, wait (at
+        most ``timeout`` s) until it is done and return True; else False. A
+        requested destination's pre-check runs while the claim is written, so
+        a quick refusal's event may come before the action it belongs to."""
+        with self._lock:
+            if instance_uuid not in self._claiming:
+                return False
+            self._claims_done.wait_for(lambda: instance_uuid not in self._claiming, timeout)
+            return True
 
     def forget(self, migration):
         with self._lock:

@@ -65,14 +65,18 @@ def opening_checks(conductor, instance_uuid, requested_host, room=True):
         instance = info["instance"]
         source = instance["host"]
         checks.check_instance_can_live_migrate(instance)
-        checks.check_service_up(db, conf, source)
-        source_node = db.compute_node_get_by_host(source)
+        # The source's and a requested destination's service and node rows in
+        # one statement.
+        rows = db.compute_hosts({source, requested_host} - {None})
+        checks.check_service_up(db, conf, source, service=rows.get(source, (None,))[0])
+        source_node = rows[source][1]
         need = {"memory_mb": instance["memory_mb"], "vcpus": instance["vcpus"],
                 "disk_gb": instance["root_gb"] + instance["ephemeral_gb"]}
         if requested_host:
             try:
-                dest_node = checks.check_destination(db, conf, instance, source_node,
-                                                     requested_host, room=room)
+                dest_node = checks.check_destination(
+                    db, conf, instance, source_node, requested_host, room=room,
+                    rows=rows.get(requested_host, (None, None)))
             except exception.GodwitException as e:
                 return OpeningChecks(info, source, source_node, need, [], {}, e)
             return OpeningChecks(info, source, source_node, need, [dest_node["host"]], {})
@@ -123,8 +127,13 @@ class LiveMigrationTask:
         # what holds it.)
         self.need = need
         engine = self.conductor.engine
+        # A requested destination is asked its pre-check now, while the claim is
+        # written (decision 34). The check changes nothing on either host, so
+        # if the claim is refused its answer is only dropped.
+        early = self._ask_early(source, info) if self.requested_host else None
         # The new row is this conductor's before it is adopted: the sweep leaves it.
         with engine.claiming(self.instance_uuid):
+            engine.faults.check("claim", self.instance_uuid)
             try:
                 claimed, action, self.migration = self.db.instance_claim_move(
                     self.ctxt, self.instance_uuid, {"task_state": states.MIGRATING},
@@ -154,7 +163,7 @@ class LiveMigrationTask:
                 with self.conductor.event(self.ctxt, self.instance_uuid,
                                           "conductor_live_migrate_instance"):
                     dest, migrate_data = self._choose_destination(source, candidates,
-                                                                  refusals)
+                                                                  refusals, early)
             except Exception as e:
                 self._refused(e)
                 self.db.action_finish(action["id"], message="Error")
@@ -171,8 +180,23 @@ class LiveMigrationTask:
             engine.faults.check("advance.checked", self.instance_uuid)
         return self.migration
 
-    def _choose_destination(self, source, candidates, refusals):
-        """Ask each candidate in turn; ``refusals`` holds the scheduler's already."""
+    def _ask_early(self, source, info):
+        """Ask the requested destination's pre-check from a side thread: (when
+        asked, its future), or None if this conductor stops. ``info`` is what the
+        opening checks read; the claim that runs meanwhile changes only the
+        instance's task_state, which the hosts' checks do not look at."""
+        asked = time.monotonic()
+        try:
+            return asked, self.conductor.engine.side_pool.submit(
+                self.conductor.compute_rpc.check_can_live_migrate_destination, self.ctxt,
+                self.requested_host, self.instance_uuid, source, self.block_migration,
+                instance_info=info)
+        except RuntimeError:   # the side pool is shut down: ask it inline, if at all
+            return None
+
+    def _choose_destination(self, source, candidates, refusals, early=None):
+        """Ask each candidate in turn; ``refusals`` holds the scheduler's already.
+        ``early``: the requested destination's pre-check, already asked."""
         refusals = dict(refusals)
         max_retries = self.conf.migrate_max_retries
         for attempt, dest in enumerate(candidates):
@@ -190,9 +214,14 @@ class LiveMigrationTask:
                     continue
             asked = time.monotonic()
             try:
-                migrate_data = self.conductor.compute_rpc.check_can_live_migrate_destination(
-                    self.ctxt, dest, self.instance_uuid, source, self.block_migration,
-                    instance_info=self.instance_info)
+                if early is not None:
+                    asked, answer = early
+                    migrate_data = answer.result()
+                else:
+                    migrate_data = self.conductor.compute_rpc.\
+                        check_can_live_migrate_destination(
+                            self.ctxt, dest, self.instance_uuid, source,
+                            self.block_migration, instance_info=self.instance_info)
             except (messaging.MessagingTimeout, messaging.RemoteError,
                     exception.GodwitException) as e:
                 self._checked(dest, asked, exception.message_of(e)[:500])

@@ -321,6 +321,9 @@ class ConductorManager:
         # The action id is remembered per request: a migration records about
         # eight events under the same one.
         action_id = self.db.action_id_for_request(instance_uuid, ctxt.request_id)
+        if action_id is None and self.engine.wait_claimed(instance_uuid):
+            # A pre-check's event that came before its move's claim committed.
+            action_id = self.db.action_id_for_request(instance_uuid, ctxt.request_id)
         if action_id is None:
             LOG.debug("No action for request %s on %s; event %s not recorded",
                       ctxt.request_id, instance_uuid, event)

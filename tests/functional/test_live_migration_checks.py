@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from godwit.testing import APIError, fake_host
+from godwit.testing import APIError, fake_host, wait_for
 
 
 def refused(c, sid, status, *fragments, **kwargs):
@@ -64,6 +64,25 @@ def test_hypervisor_not_listening(cloud):
                    "qemu+tcp://compute2/system", host="compute2") == 1
     m = c.latest_migration(sid)
     assert m["status"] == "error" and "not listening" in m["error_message"]
+
+
+def test_a_refusal_that_comes_before_the_claim_is_recorded_with_its_action(cloud_factory):
+    """The requested destination's pre-check runs while the move is claimed
+    (decision 34). Here the claim is held 0.5 s, so the hosts' refusal reaches
+    the conductor before the action it belongs to exists: its event waits for
+    the claim instead of being dropped."""
+    cloud = cloud_factory(conductor_faults=["claim:delay:0.5"])
+    c = cloud.client
+    sid = c.create_server("vm", host="compute1")["id"]
+    path = os.path.join(fake_host(cloud.conf.fake.hosts_path, "compute2").root,
+                        "hypervisor.json")
+    with open(path, "w") as f:
+        json.dump({"listening": False, "uri": "qemu+tcp://compute2/system"}, f)
+    assert refused(c, sid, 400, "not listening for migrations", host="compute2") == 1
+    assert c.latest_migration(sid)["status"] == "error"
+    wait_for("the destination's refusal event", lambda: {
+        e["event"]: e["result"] for e in c.events(sid)}.get(
+        "compute_check_can_live_migrate_destination") == "Error", timeout=10)
 
 
 def test_scheduler_lists_why_each_candidate_was_refused(cloud):

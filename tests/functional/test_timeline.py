@@ -52,12 +52,14 @@ def test_a_live_migration_s_phases_steps_and_progress(make_cloud):
     entries = body["timeline"]
     assert phases(entries) == ["accepted", "queued", "preparing", "running",
                                "post-migrating", "completed"]
-    assert steps(entries) == [
+    assert steps(entries)[:3] == [
         ("check_can_live_migrate_destination", "compute2", "ok"),
         ("pre_live_migration", "compute2", "ok"),
-        ("live_migration_start", "compute1", "ok"),
-        ("post_live_migration_at_source", "compute1", "ok"),
-        ("post_live_migration_at_destination", "compute2", "ok")]
+        ("live_migration_start", "compute1", "ok")]
+    # Asked together (decision 33): either may be stamped first.
+    assert sorted(steps(entries)[3:]) == [
+        ("post_live_migration_at_destination", "compute2", "ok"),
+        ("post_live_migration_at_source", "compute1", "ok")]
     assert all(e["duration_ms"] >= 0 for e in entries if e["kind"] == "step")
     # The step is written with the phase it led to, before it.
     names = [e["name"] for e in entries]

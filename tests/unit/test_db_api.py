@@ -548,6 +548,30 @@ def test_service_registered_again_keeps_its_row(db):
     assert len(db.service_list()) == 1
 
 
+def test_compute_hosts_reads_services_and_nodes_in_one_statement(any_db):
+    """A move's checks read the source's and destination's service and node
+    rows together; each as service_get_by_host and compute_node_get_by_host
+    return it."""
+    for host in ("h1", "h2"):
+        any_db.service_register(host, states.SERVICE_COMPUTE, "compute", "1")
+    any_db.service_register("c1", states.SERVICE_CONDUCTOR, "conductor", "1")
+    any_db.compute_node_upsert("h1", {"hypervisor_hostname": "h1", "hypervisor_type": "fake"})
+    statements = []
+
+    def seen(_conn, _cursor, statement, *_rest):
+        statements.append(statement)
+    event.listen(any_db.engine, "before_cursor_execute", seen)
+    try:
+        found = any_db.compute_hosts(["h1", "h2", "c1", "nowhere"])
+    finally:
+        event.remove(any_db.engine, "before_cursor_execute", seen)
+    assert len([s for s in statements if s.lstrip().upper().startswith("SELECT")]) == 1
+    assert set(found) == {"h1", "h2"}      # the conductor's service is not a compute one
+    assert found["h1"] == (any_db.service_get_by_host("h1"),
+                           any_db.compute_node_get_by_host("h1"))
+    assert found["h2"] == (any_db.service_get_by_host("h2"), None)
+
+
 # ------------------------------------------------------------------ flavors
 def test_flavor_create_duplicate_name_or_id_raises(db):
     _flavor(db, "m9.x")
