@@ -51,6 +51,11 @@ class Engine:
         # post steps of a live migration): never more than one per worker.
         self.side_pool = concurrent.futures.ThreadPoolExecutor(
             self.conf.conductor_workers, thread_name_prefix="move-side")
+        # A requested destination's pre-check, asked while its request writes the
+        # claim (decision 34): a pool of its own, so that post steps held up by a
+        # slow source never hold up a user's request, nor the other way round.
+        self.check_pool = concurrent.futures.ThreadPoolExecutor(
+            self.conf.conductor_workers, thread_name_prefix="move-check")
         self.flows = {states.LIVE_MIGRATION: live.LiveFlow(self),
                       states.COLD_MIGRATION: cold.ColdFlow(self),
                       states.RESIZE: cold.ColdFlow(self)}
@@ -69,7 +74,6 @@ class Engine:
         self._infos = {}
         self._claiming = set()  # instances a request of this process is claiming
         self._lock = threading.Lock()
-        self._claims_done = threading.Condition(self._lock)   # a claim left _claiming
         self._scheduled = set()
         self._again = set()
         self._busy = 0
@@ -162,18 +166,6 @@ class Engine:
         finally:
             with self._lock:
                 self._claiming.discard(instance_uuid)
-                self._claims_done.notify_all()
-
-    def wait_claimed(self, instance_uuid, timeout=30.0):
-        """If a request of this process is claiming ``instance_uuid``, wait (at
-        most ``timeout`` s) until it is done and return True; else False. A
-        requested destination's pre-check runs while the claim is written, so
-        a quick refusal's event may come before the action it belongs to."""
-        with self._lock:
-            if instance_uuid not in self._claiming:
-                return False
-            self._claims_done.wait_for(lambda: instance_uuid not in self._claiming, timeout)
-            return True
 
     def forget(self, migration):
         with self._lock:
@@ -419,4 +411,5 @@ class Engine:
                  else "")
         self.pool.shutdown(wait=False, cancel_futures=True)
         self.side_pool.shutdown(wait=False, cancel_futures=True)
+        self.check_pool.shutdown(wait=False, cancel_futures=True)
         return left

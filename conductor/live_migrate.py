@@ -11,11 +11,14 @@ refusal reaches the user as an error:
    loser of two concurrent requests gets 409), record the instance action
    and the migration row (``accepted``).
 3. Host-level checks over RPC: check_can_live_migrate_destination on the
-   destination, which asks the source in turn. Without a requested host, the
-   scheduler's candidates are tried in order, up to ``migrate_max_retries``
-   re-tries, each refusal remembered.
+   destination, which asks the source in turn. A requested destination is
+   asked while step 2 is written (decision 34; the check changes nothing, so
+   a failed claim only drops its answer). Without a requested host, the
+   scheduler's candidates are tried in order, each once its room is claimed,
+   up to ``migrate_max_retries`` re-tries, each refusal remembered.
 4. ``accepted -> queued`` with the destination and what the checks handed
-   over (migrate_data) in one write, then the engine drives the move
+   over (migrate_data) in one write, and on to ``preparing`` in the same
+   write when the source has a slot free; then the engine drives the move
    (:mod:`conductor.flows.live`). The migration row is created owned by this
    conductor (lease and epoch 1), so from the moment it exists some conductor
    is responsible for it.
@@ -24,6 +27,8 @@ A refusal after step 2 ends the migration in ``error`` (with the reason),
 clears task_state and leaves the instance as it was.
 """
 
+import concurrent.futures
+import contextlib
 import datetime
 import json
 import time
@@ -93,6 +98,19 @@ def move_owner(conductor):
     return {"owner": conductor.host, "lease_until": until, "epoch": 1}
 
 
+@contextlib.contextmanager
+def _unless_claimed(early):
+    """An early pre-check (LiveMigrationTask._ask_early) is not needed if the
+    claim fails: cancelled if it has not started; if it has, its answer (or
+    error) is left in its future and dropped with it."""
+    try:
+        yield
+    except BaseException:
+        if early is not None:
+            early[1].cancel()
+        raise
+
+
 class LiveMigrationTask:
     def __init__(self, conductor, ctxt, instance_uuid, requested_host, block_migration):
         self.conductor = conductor
@@ -132,7 +150,7 @@ class LiveMigrationTask:
         # if the claim is refused its answer is only dropped.
         early = self._ask_early(source, info) if self.requested_host else None
         # The new row is this conductor's before it is adopted: the sweep leaves it.
-        with engine.claiming(self.instance_uuid):
+        with engine.claiming(self.instance_uuid), _unless_claimed(early):
             engine.faults.check("claim", self.instance_uuid)
             try:
                 claimed, action, self.migration = self.db.instance_claim_move(
@@ -181,17 +199,26 @@ class LiveMigrationTask:
         return self.migration
 
     def _ask_early(self, source, info):
-        """Ask the requested destination's pre-check from a side thread: (when
-        asked, its future), or None if this conductor stops. ``info`` is what the
-        opening checks read; the claim that runs meanwhile changes only the
-        instance's task_state, which the hosts' checks do not look at."""
+        """Ask the requested destination's pre-check from a thread of the engine's
+        check pool: (when asked, a future of (answer, when it came, error)), or
+        None if this conductor stops (it is then asked inline, if at all).
+        ``info`` is what the opening checks read; the claim that runs meanwhile
+        changes only the instance's task_state, which the hosts' checks do not
+        look at."""
+        rpc = self.conductor.compute_rpc
+
+        def ask():
+            try:
+                answer = rpc.check_can_live_migrate_destination(
+                    self.ctxt, self.requested_host, self.instance_uuid, source,
+                    self.block_migration, instance_info=info)
+                return answer, time.monotonic(), None
+            except Exception as e:  # noqa: BLE001 - handed to the request, as raised
+                return None, time.monotonic(), e
         asked = time.monotonic()
         try:
-            return asked, self.conductor.engine.side_pool.submit(
-                self.conductor.compute_rpc.check_can_live_migrate_destination, self.ctxt,
-                self.requested_host, self.instance_uuid, source, self.block_migration,
-                instance_info=info)
-        except RuntimeError:   # the side pool is shut down: ask it inline, if at all
+            return asked, self.conductor.engine.check_pool.submit(ask)
+        except RuntimeError:   # the pool is shut down: this conductor stops
             return None
 
     def _choose_destination(self, source, candidates, refusals, early=None):
@@ -212,11 +239,11 @@ class LiveMigrationTask:
                 except exception.HostCapacityExceeded as e:
                     refusals[dest] = str(e)
                     continue
-            asked = time.monotonic()
+            asked, answered = time.monotonic(), None
             try:
                 if early is not None:
-                    asked, answer = early
-                    migrate_data = answer.result()
+                    migrate_data, answered = self._early_answer(early)
+                    asked = early[0]
                 else:
                     migrate_data = self.conductor.compute_rpc.\
                         check_can_live_migrate_destination(
@@ -224,10 +251,10 @@ class LiveMigrationTask:
                             self.block_migration, instance_info=self.instance_info)
             except (messaging.MessagingTimeout, messaging.RemoteError,
                     exception.GodwitException) as e:
-                self._checked(dest, asked, exception.message_of(e)[:500])
+                self._checked(dest, asked, exception.message_of(e)[:500], answered)
                 refusals[dest] = self._check_refusal(dest, e)
                 continue
-            self._checked(dest, asked, "ok")
+            self._checked(dest, asked, "ok", answered)
             return dest, migrate_data
         raise exception.NoValidHost(reason=scheduler_mod.explain(refusals))
 
@@ -239,10 +266,25 @@ class LiveMigrationTask:
             raise named from None
         return reason
 
-    def _checked(self, dest, asked, outcome):
+    @staticmethod
+    def _early_answer(early):
+        """(migrate_data, when it came) of an early pre-check; its error raised."""
+        try:
+            answer, answered, error = early[1].result()
+        except concurrent.futures.CancelledError:
+            # Still queued when this conductor stopped: nothing was asked.
+            raise exception.PreCheckNoAnswer(
+                reason="the conductor stopped before the destination was asked; ask for "
+                       "the migration again") from None
+        if error is not None:
+            raise error
+        return answer, answered
+
+    def _checked(self, dest, asked, outcome, answered=None):
         """The destination's pre-check, for the move's timeline."""
         self.timeline.append(timeline.step_entry(
-            "step", "check_can_live_migrate_destination", dest, asked, outcome=outcome))
+            "step", "check_can_live_migrate_destination", dest, asked, answered,
+            outcome=outcome))
 
     def _refused(self, error):
         # message_of: a refusal from a host carries its remote traceback in

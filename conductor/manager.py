@@ -79,6 +79,11 @@ class ConductorManager:
         # thread of their own when no move handler runs (godwit.events.Deferred).
         self._events = events.Deferred(lambda ctxt, **kw: self._record_event(ctxt, **kw),
                                        name="events", idle=self.engine.idle)
+        # Events whose action was not there yet, tried once more a second later
+        # (see _record_event), in a queue of their own so they hold up no other.
+        self._events_again = events.Deferred(
+            lambda ctxt, **kw: self._record_event(ctxt, again=True, **kw),
+            name="events-again", min_delay=1.0, max_delay=1.0)
 
     # --- service lifecycle ------------------------------------------------
     def init_host(self):
@@ -171,6 +176,7 @@ class ConductorManager:
         self.drains.stop()
         running = self.engine.stop(grace)
         self._events.flush()
+        self._events_again.flush()
         return running
 
     def event(self, ctxt, instance_uuid, name):
@@ -317,13 +323,20 @@ class ConductorManager:
                      traceback=traceback)
 
     def _record_event(self, ctxt, instance_uuid, event, host, start_time, finish_time,
-                      result, traceback=None):
+                      result, traceback=None, again=False):
         # The action id is remembered per request: a migration records about
         # eight events under the same one.
         action_id = self.db.action_id_for_request(instance_uuid, ctxt.request_id)
-        if action_id is None and self.engine.wait_claimed(instance_uuid):
-            # A pre-check's event that came before its move's claim committed.
-            action_id = self.db.action_id_for_request(instance_uuid, ctxt.request_id)
+        if action_id is None and not again:
+            # A requested destination's pre-check runs while its move's claim
+            # (which writes the action) commits (decision 34), in this conductor
+            # or another: a quick refusal's event, written at once, may come
+            # first. Once more, a second later.
+            self._events_again.later(ctxt=ctxt, instance_uuid=instance_uuid, event=event,
+                                     host=host, start_time=start_time,
+                                     finish_time=finish_time, result=result,
+                                     traceback=traceback)
+            return
         if action_id is None:
             LOG.debug("No action for request %s on %s; event %s not recorded",
                       ctxt.request_id, instance_uuid, event)

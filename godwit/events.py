@@ -77,6 +77,10 @@ class Deferred:
         if event.get("result") == states.EVENT_ERROR:
             self._write(event)
             return
+        self.later(**event)
+
+    def later(self, **event):
+        """Queue ``event`` whatever its result (written at once after flush())."""
         with self._lock:
             if not self._closed:
                 if self._thread is None:
@@ -97,7 +101,7 @@ class Deferred:
     def _wait_for_a_quiet_moment(self, queued):
         # min_delay in one sleep, not in POLL-long ones (each wakes the thread
         # and takes the interpreter's lock); a flush cuts it short.
-        early = self.min_delay - (time.monotonic() - queued)
+        early = min(self.min_delay, self.max_delay) - (time.monotonic() - queued)
         if early > 0:
             self._flushing.wait(early)
         while not self._flushing.is_set():

@@ -83,7 +83,8 @@ DEFAULT_OPTS = [
                      "itself, each '<point>:<action>[:<seconds>][:once]' as in [fake] "
                      "faults, where point is 'advance.<event>' (just after the write that "
                      "takes a phase's event, before anything follows it) or "
-                     "'call.<host step>' (just before asking a host for the step). Also "
+                     "'call.<host step>' (just before asking a host for the step) or "
+                     "'claim' (a live migration's, just before its transaction). Also "
                      "read from <state_path>/conductor-faults/<host>/faults.json."),
     cfg.IntOpt("reconcile_interval", default=3600, min=0,
                 help="Seconds between two looks of the reconciler over every host that is "

@@ -52,11 +52,15 @@ def entry(kind, name, host=None, duration_ms=None, at=None, detail=None, **more)
             "detail": json.dumps(detail, default=str) if detail else None}
 
 
-def step_entry(kind, name, host, started_monotonic, **detail):
-    """A step that began at ``started_monotonic`` (time.monotonic()) and just ended."""
-    took = time.monotonic() - started_monotonic
+def step_entry(kind, name, host, started_monotonic, ended_monotonic=None, **detail):
+    """A step that began at ``started_monotonic`` (time.monotonic()) and just
+    ended, or ended at ``ended_monotonic``."""
+    now = time.monotonic()
+    ended = now if ended_monotonic is None else ended_monotonic
+    took = ended - started_monotonic
     return entry(kind, name, host=host, duration_ms=took * 1000,
-                 at=utcnow() - datetime.timedelta(seconds=took), **detail)
+                 at=utcnow() - datetime.timedelta(seconds=now - started_monotonic),
+                 **detail)
 
 
 def record(conn, migration_id, entries):

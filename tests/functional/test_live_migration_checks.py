@@ -69,8 +69,8 @@ def test_hypervisor_not_listening(cloud):
 def test_a_refusal_that_comes_before_the_claim_is_recorded_with_its_action(cloud_factory):
     """The requested destination's pre-check runs while the move is claimed
     (decision 34). Here the claim is held 0.5 s, so the hosts' refusal reaches
-    the conductor before the action it belongs to exists: its event waits for
-    the claim instead of being dropped."""
+    the conductor before the action it belongs to exists: its event is tried
+    again a second later instead of being dropped."""
     cloud = cloud_factory(conductor_faults=["claim:delay:0.5"])
     c = cloud.client
     sid = c.create_server("vm", host="compute1")["id"]

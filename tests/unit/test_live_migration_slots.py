@@ -279,3 +279,23 @@ def test_queueing_does_not_start_a_move_the_user_aborted(db):
     db.migration_request(mig["id"], "abort", {states.ACCEPTED})
     queued = db.migration_queue(mig)
     assert queued["status"] == states.QUEUED and queued["abort_requested_at"] is not None
+
+
+def test_a_queuer_and_a_taker_racing_for_the_last_slot_of_the_sources_own_limit(db):
+    """migration_queue against migration_take_slot, both with the source node's
+    own limit (read with the lock, by UPDATE ... RETURNING where there is one):
+    exactly one of them starts its move."""
+    for round_ in range(RACE_ROUNDS):
+        inst = _source(db, f"q{round_}")
+        db.compute_node_upsert(f"q{round_}", {"max_live_migrations": 2})
+        _live(db, inst, states.RUNNING_MIGRATION)     # one of the two slots is held
+        queued, accepted = _live(db, inst), _live(db, inst, states.ACCEPTED)
+
+        outcomes = _run_together(functools.partial(db.migration_take_slot, queued),
+                                 functools.partial(db.migration_queue, accepted))
+        assert not [o for o in outcomes if isinstance(o, Exception)], outcomes
+        taken, queued_now = outcomes
+        started = [taken is not None, queued_now["status"] == states.PREPARING]
+        assert started.count(True) == 1, f"round {round_}: {outcomes}"
+        assert sorted([_status(db, queued), _status(db, accepted)]) == sorted(
+            [states.PREPARING, states.QUEUED])
