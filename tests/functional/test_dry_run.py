@@ -96,7 +96,9 @@ def test_the_prediction_matches_the_move(cloud_factory):
     at = {e["name"]: e["at"] for e in entries if e["kind"] == "phase"}
     took = (datetime.fromisoformat(at["post-migrating"]) -
             datetime.fromisoformat(at["running"])).total_seconds()
-    assert predicted * 0.8 <= took <= predicted * 1.5, (predicted, took)
+    # The fake transfer advances by 10 ms sleeps: on a loaded machine (the whole
+    # suite on 2 cores) each lasts longer and the move with it, never shorter.
+    assert predicted * 0.8 <= took <= predicted * 2, (predicted, took)
 
 
 def test_refusals_in_the_answer_and_of_the_request(cloud_factory):
