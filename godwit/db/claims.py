@@ -70,10 +70,20 @@ _USED_BY_INCOMING = (
            or_(_INST.c.host.is_(None), _INST.c.host != sa.bindparam("host"))))
 
 
+# Both in one statement, so one snapshot: a move that switches its instance to
+# the host between two statements would be counted in neither (read as incoming
+# before the switch was committed, and in the instances after it, it was seen
+# as neither), and a claim racing it could take the room the move holds. The
+# generation guards only against other claims; a switch does not bump it.
+_ON_HOST = _USED_BY_INSTANCES.subquery("on_host")
+_INCOMING = _USED_BY_INCOMING.subquery("incoming")
+_USAGE = select(_ON_HOST, _INCOMING).select_from(_ON_HOST.join(_INCOMING, sa.true()))
+
+
 def usage_on(conn, host):
     """Resources held on ``host``: its instances plus moves heading there."""
-    on_host = conn.execute(_USED_BY_INSTANCES, {"host": host}).one()
-    incoming = conn.execute(_USED_BY_INCOMING, {"host": host}).one()
+    row = conn.execute(_USAGE, {"host": host}).one()
+    on_host, incoming = row[:4], row[4:]
     return {"memory_mb": int(on_host[0]) + int(incoming[0]),
             "vcpus": int(on_host[1]) + int(incoming[1]),
             "disk_gb": int(on_host[2]) + int(incoming[2]),
