@@ -107,7 +107,7 @@ def _unless_claimed(early):
         yield
     except BaseException:
         if early is not None:
-            early[1].cancel()
+            early.cancel()
         raise
 
 
@@ -200,24 +200,25 @@ class LiveMigrationTask:
 
     def _ask_early(self, source, info):
         """Ask the requested destination's pre-check from a thread of the engine's
-        check pool: (when asked, a future of (answer, when it came, error)), or
-        None if this conductor stops (it is then asked inline, if at all).
+        check pool: a future of (when it was sent, when it was answered, the
+        answer, the error), or None if this conductor stops (it is then asked
+        inline, if at all).
         ``info`` is what the opening checks read; the claim that runs meanwhile
         changes only the instance's task_state, which the hosts' checks do not
         look at."""
         rpc = self.conductor.compute_rpc
 
         def ask():
+            sent = time.monotonic()   # not when queued: the step's own time
             try:
                 answer = rpc.check_can_live_migrate_destination(
                     self.ctxt, self.requested_host, self.instance_uuid, source,
                     self.block_migration, instance_info=info)
-                return answer, time.monotonic(), None
+                return sent, time.monotonic(), answer, None
             except Exception as e:  # noqa: BLE001 - handed to the request, as raised
-                return None, time.monotonic(), e
-        asked = time.monotonic()
+                return sent, time.monotonic(), None, e
         try:
-            return asked, self.conductor.engine.check_pool.submit(ask)
+            return self.conductor.engine.check_pool.submit(ask)
         except RuntimeError:   # the pool is shut down: this conductor stops
             return None
 
@@ -242,8 +243,9 @@ class LiveMigrationTask:
             asked, answered = time.monotonic(), None
             try:
                 if early is not None:
-                    migrate_data, answered = self._early_answer(early)
-                    asked = early[0]
+                    asked, answered, migrate_data, error = self._early_answer(early)
+                    if error is not None:
+                        raise error
                 else:
                     migrate_data = self.conductor.compute_rpc.\
                         check_can_live_migrate_destination(
@@ -268,17 +270,15 @@ class LiveMigrationTask:
 
     @staticmethod
     def _early_answer(early):
-        """(migrate_data, when it came) of an early pre-check; its error raised."""
+        """(sent, answered, migrate_data, error) of an early pre-check."""
         try:
-            answer, answered, error = early[1].result()
+            return early.result()
         except concurrent.futures.CancelledError:
             # Still queued when this conductor stopped: nothing was asked.
-            raise exception.PreCheckNoAnswer(
+            now = time.monotonic()
+            return now, now, None, exception.PreCheckNoAnswer(
                 reason="the conductor stopped before the destination was asked; ask for "
-                       "the migration again") from None
-        if error is not None:
-            raise error
-        return answer, answered
+                       "the migration again")
 
     def _checked(self, dest, asked, outcome, answered=None):
         """The destination's pre-check, for the move's timeline."""

@@ -49,7 +49,7 @@ class _Lost(Exception):
     """Another claim bumped the generation first: read again."""
 
 
-# usage_on's two statements, built once (they take ``host``).
+# The two halves of usage_on's statement, built once (they take ``host``).
 _USED_BY_INSTANCES = (
     select(func.coalesce(func.sum(_INST.c.memory_mb), 0),
            func.coalesce(func.sum(_INST.c.vcpus), 0),

@@ -79,7 +79,15 @@ def test_a_refusal_that_comes_before_the_claim_is_recorded_with_its_action(cloud
     with open(path, "w") as f:
         json.dump({"listening": False, "uri": "qemu+tcp://compute2/system"}, f)
     assert refused(c, sid, 400, "not listening for migrations", host="compute2") == 1
-    assert c.latest_migration(sid)["status"] == "error"
+    m = c.latest_migration(sid)
+    assert m["status"] == "error"
+    # The refusal's timeline entry is the check's own time, stamped when it was
+    # sent: before the move was recorded, and without the 0.5 s the claim took.
+    entries = c.get(f"/servers/{sid}/migrations/{m['id']}/timeline")["timeline"]
+    [check] = [e for e in entries if e["name"] == "check_can_live_migrate_destination"]
+    accepted = next(e for e in entries if e["kind"] == "phase" and e["name"] == "accepted")
+    assert "not listening" in check["detail"]["outcome"], check
+    assert check["duration_ms"] < 400 and check["at"] < accepted["at"], (check, accepted)
     wait_for("the destination's refusal event", lambda: {
         e["event"]: e["result"] for e in c.events(sid)}.get(
         "compute_check_can_live_migrate_destination") == "Error", timeout=10)
