@@ -73,8 +73,8 @@ def opening_checks(conductor, instance_uuid, requested_host, room=True):
         # The source's and a requested destination's service and node rows in
         # one statement.
         rows = db.compute_hosts({source, requested_host} - {None})
-        checks.check_service_up(db, conf, source, service=rows.get(source, (None,))[0])
-        source_node = rows[source][1]
+        source_service, source_node = rows.get(source, (None, None))
+        checks.check_service_up(db, conf, source, service=source_service)
         need = {"memory_mb": instance["memory_mb"], "vcpus": instance["vcpus"],
                 "disk_gb": instance["root_gb"] + instance["ephemeral_gb"]}
         if requested_host:

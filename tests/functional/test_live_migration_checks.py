@@ -52,13 +52,17 @@ def test_already_migrating_is_409(cloud_factory):
     assert c.wait_migration(sid)["status"] == "cancelled"
 
 
+def _stop_listening(cloud, host):
+    """The fake hypervisor on ``host`` no longer listens for migrations."""
+    path = os.path.join(fake_host(cloud.conf.fake.hosts_path, host).root, "hypervisor.json")
+    with open(path, "w") as f:
+        json.dump({"listening": False, "uri": f"qemu+tcp://{host}/system"}, f)
+
+
 def test_hypervisor_not_listening(cloud):
     c = cloud.client
     sid = c.create_server("vm", host="compute1")["id"]
-    path = os.path.join(fake_host(cloud.conf.fake.hosts_path, "compute2").root,
-                        "hypervisor.json")
-    with open(path, "w") as f:
-        json.dump({"listening": False, "uri": "qemu+tcp://compute2/system"}, f)
+    _stop_listening(cloud, "compute2")
     # Refused by the hosts themselves: the migration is recorded as error.
     assert refused(c, sid, 400, "not listening for migrations",
                    "qemu+tcp://compute2/system", host="compute2") == 1
@@ -74,10 +78,7 @@ def test_a_refusal_that_comes_before_the_claim_is_recorded_with_its_action(cloud
     cloud = cloud_factory(conductor_faults=["claim:delay:0.5"])
     c = cloud.client
     sid = c.create_server("vm", host="compute1")["id"]
-    path = os.path.join(fake_host(cloud.conf.fake.hosts_path, "compute2").root,
-                        "hypervisor.json")
-    with open(path, "w") as f:
-        json.dump({"listening": False, "uri": "qemu+tcp://compute2/system"}, f)
+    _stop_listening(cloud, "compute2")
     assert refused(c, sid, 400, "not listening for migrations", host="compute2") == 1
     m = c.latest_migration(sid)
     assert m["status"] == "error"

@@ -556,16 +556,9 @@ def test_compute_hosts_reads_services_and_nodes_in_one_statement(any_db):
         any_db.service_register(host, states.SERVICE_COMPUTE, "compute", "1")
     any_db.service_register("c1", states.SERVICE_CONDUCTOR, "conductor", "1")
     any_db.compute_node_upsert("h1", {"hypervisor_hostname": "h1", "hypervisor_type": "fake"})
-    statements = []
-
-    def seen(_conn, _cursor, statement, *_rest):
-        statements.append(statement)
-    event.listen(any_db.engine, "before_cursor_execute", seen)
-    try:
+    with _Statements(any_db) as statements:
         found = any_db.compute_hosts(["h1", "h2", "c1", "nowhere"])
-    finally:
-        event.remove(any_db.engine, "before_cursor_execute", seen)
-    assert len([s for s in statements if s.lstrip().upper().startswith("SELECT")]) == 1
+    assert len([s for s in statements.texts if s.upper().startswith("SELECT")]) == 1
     assert set(found) == {"h1", "h2"}      # the conductor's service is not a compute one
     assert found["h1"] == (any_db.service_get_by_host("h1"),
                            any_db.compute_node_get_by_host("h1"))
@@ -577,17 +570,9 @@ def test_a_hosts_usage_is_read_in_one_statement(any_db):
     the host between them was counted in neither, and a claim could take the
     room it held (seen in the suite: two of six racing moves won the last room)."""
     from godwit.db import claims
-    statements = []
-
-    def seen(_conn, _cursor, statement, *_rest):
-        statements.append(statement)
-    with any_db.engine.connect() as conn:
-        event.listen(any_db.engine, "before_cursor_execute", seen)
-        try:
-            used = claims.usage_on(conn, "h1")
-        finally:
-            event.remove(any_db.engine, "before_cursor_execute", seen)
-    assert len(statements) == 1, statements
+    with any_db.engine.connect() as conn, _Statements(any_db) as statements:
+        used = claims.usage_on(conn, "h1")
+    assert len(statements.texts) == 1, statements.texts
     assert used == {"memory_mb": 0, "vcpus": 0, "disk_gb": 0, "running_vms": 0}
 
 
@@ -632,6 +617,25 @@ class _Commits:
 
     def __exit__(self, *exc):
         event.remove(self.engine, "commit", self._commit)
+
+
+class _Statements:
+    """Records the SQL statements run on the database's engine (whitespace
+    folded), in ``texts``."""
+
+    def __init__(self, database):
+        self.engine = database.engine
+        self.texts = []
+
+    def _seen(self, _conn, _cursor, statement, *_rest):
+        self.texts.append(" ".join(statement.split()))
+
+    def __enter__(self):
+        event.listen(self.engine, "before_cursor_execute", self._seen)
+        return self
+
+    def __exit__(self, *exc):
+        event.remove(self.engine, "before_cursor_execute", self._seen)
 
 
 def _with_devices(database):

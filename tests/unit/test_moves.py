@@ -21,6 +21,7 @@ from tests.unit.test_db_api import (  # noqa: F401 (the fixtures any_db uses)
     _instance,
     _migration,
     _run_together,
+    _Statements,
     any_db,
     mariadb_url,
     sqlite_url,
@@ -367,19 +368,11 @@ def test_a_resumed_error_holds_its_claim_again_and_only_on_its_destination(db, i
 def test_a_phase_change_writes_the_ledger_without_reading_it(db, inst):
     """One upsert per phase change, no SELECT of move_resources first; a row
     whose state stays keeps its updated_at."""
-    from sqlalchemy import event
     mig = _advance(db, _migration(db, inst), "checked", "slot")
     before = {(e["host"], e["kind"]): e for e in db.ledger(migration_id=mig["id"])}
-    seen = []
-
-    def statement(conn, cursor, text, params, context, executemany):
-        seen.append(" ".join(text.split()))
-    event.listen(db.engine, "before_cursor_execute", statement)
-    try:
+    with _Statements(db) as statements:
         mig = db.migration_advance(mig, "prepared")
-    finally:
-        event.remove(db.engine, "before_cursor_execute", statement)
-    on_ledger = [t for t in seen if "move_resources" in t]
+    on_ledger = [t for t in statements.texts if "move_resources" in t]
     assert on_ledger and not any(t.startswith("SELECT") for t in on_ledger), on_ledger
     after = {(e["host"], e["kind"]): e for e in db.ledger(migration_id=mig["id"])}
     assert after[("h2", "claim")]["updated_at"] == before[("h2", "claim")]["updated_at"]
