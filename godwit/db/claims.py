@@ -1,8 +1,9 @@
 """Claims on a host's capacity, without races.
 
 Mixed into :class:`godwit.db.api.Database`. What a host holds is derived
-(decision 4): the instances whose ``host`` it is, plus the unfinished moves
-heading to it. A claim is therefore the write that makes a guest count there
+(decision 4): the instances whose ``host`` it is, adjusted by the unfinished
+moves heading to it or (a cold move's source) able to come back to it; see
+:func:`usage_on`. A claim is therefore the write that makes a guest count there
 (a build's ``instances.host``, a move's ``dest_compute``); a move that ends or a
 guest that is deleted stops counting at once, so a claim is released exactly
 once, by the same write that ends what held it.
@@ -29,7 +30,7 @@ import time
 import sqlalchemy as sa
 from sqlalchemy import func, or_, select, update
 
-from godwit import exception, phases
+from godwit import exception, phases, states
 from godwit.db import ledger
 from godwit.db.common import _FLAVOR, _INST, _MIG, _NODE
 
@@ -49,25 +50,69 @@ class _Lost(Exception):
     """Another claim bumped the generation first: read again."""
 
 
-# The two halves of usage_on's statement, built once (they take ``host``).
+# What a host holds, in one statement of two halves (built once; they take
+# ``host``). The instances whose host it is count at their current flavor;
+# each unfinished move heading to it or leaving it then adjusts that:
+#
+# * its destination holds the new flavor (the instance's own for a move that
+#   keeps it) from the claim until the move ends. Once the instance has been
+#   switched to the destination it already counts there, at the flavor its row
+#   has, so the move adds only the difference: a resize switches the host at
+#   ``copied`` but writes the new flavor only at ``finished``, and in between a
+#   larger flavor would otherwise be under-counted and a claim could take the
+#   difference.
+# * a cold migration's or resize's source holds the old flavor until the move
+#   ends, though the instance has left it, because a revert or a rollback
+#   brings the guest back (Nova keeps the source's allocation on the migration
+#   until confirm or revert for the same reason). With a resize to the same
+#   host this makes old plus new, as the claim asked for. A live migration's
+#   source holds nothing once switched over: the guest cannot return.
+_NEW_FLAVOR = _FLAVOR.alias("new_flavor")
+_OLD_FLAVOR = _FLAVOR.alias("old_flavor")
+_HOST = sa.bindparam("host")
+_COLD_TYPES = (states.COLD_MIGRATION, states.RESIZE)
+
+
+def _held(flavor, column):
+    return func.coalesce(flavor.c[column], _INST.c[column])
+
+
+def _by_moves(current, new, old):
+    """The moves' adjustment of one resource on the host (see above).
+
+    A NULL (no destination yet, no host) makes a condition unknown, which a
+    CASE takes as false: such a move adds nothing there.
+    """
+    to_host = _MIG.c.dest_compute == _HOST
+    at_dest = sa.case((sa.and_(to_host, _INST.c.host == _HOST), new - current),
+                      (to_host, new), else_=0)
+    at_source = sa.case((sa.and_(_MIG.c.source_compute == _HOST,
+                                 _MIG.c.migration_type.in_(_COLD_TYPES),
+                                 or_(_MIG.c.dest_compute == _HOST,
+                                     func.coalesce(_INST.c.host, "") != _HOST)), old),
+                        else_=0)
+    return func.coalesce(func.sum(at_dest + at_source), 0)
+
+
 _USED_BY_INSTANCES = (
     select(func.coalesce(func.sum(_INST.c.memory_mb), 0),
            func.coalesce(func.sum(_INST.c.vcpus), 0),
            func.coalesce(func.sum(_INST.c.root_gb + _INST.c.ephemeral_gb), 0),
            func.count(_INST.c.id))
-    .where(_INST.c.host == sa.bindparam("host"), _INST.c.deleted_at.is_(None)))
-_USED_BY_INCOMING = (
-    select(func.coalesce(func.sum(func.coalesce(_FLAVOR.c.memory_mb, _INST.c.memory_mb)), 0),
-           func.coalesce(func.sum(func.coalesce(_FLAVOR.c.vcpus, _INST.c.vcpus)), 0),
-           func.coalesce(func.sum(func.coalesce(_FLAVOR.c.root_gb, _INST.c.root_gb)
-                                  + func.coalesce(_FLAVOR.c.ephemeral_gb,
-                                                  _INST.c.ephemeral_gb)), 0))
+    .where(_INST.c.host == _HOST, _INST.c.deleted_at.is_(None)))
+_USED_BY_MOVES = (
+    select(*(_by_moves(current, new, old) for current, new, old in (
+        (_INST.c.memory_mb, _held(_NEW_FLAVOR, "memory_mb"), _held(_OLD_FLAVOR, "memory_mb")),
+        (_INST.c.vcpus, _held(_NEW_FLAVOR, "vcpus"), _held(_OLD_FLAVOR, "vcpus")),
+        (_INST.c.root_gb + _INST.c.ephemeral_gb,
+         _held(_NEW_FLAVOR, "root_gb") + _held(_NEW_FLAVOR, "ephemeral_gb"),
+         _held(_OLD_FLAVOR, "root_gb") + _held(_OLD_FLAVOR, "ephemeral_gb")))))
     .select_from(_MIG)
     .join(_INST, _INST.c.uuid == _MIG.c.instance_uuid)
-    .outerjoin(_FLAVOR, _FLAVOR.c.id == _MIG.c.new_instance_type_id)
-    .where(_MIG.c.dest_compute == sa.bindparam("host"),
-           _MIG.c.status.in_(sorted(phases.IN_PROGRESS)),
-           or_(_INST.c.host.is_(None), _INST.c.host != sa.bindparam("host"))))
+    .outerjoin(_NEW_FLAVOR, _NEW_FLAVOR.c.id == _MIG.c.new_instance_type_id)
+    .outerjoin(_OLD_FLAVOR, _OLD_FLAVOR.c.id == _MIG.c.old_instance_type_id)
+    .where(or_(_MIG.c.dest_compute == _HOST, _MIG.c.source_compute == _HOST),
+           _MIG.c.status.in_(sorted(phases.IN_PROGRESS))))
 
 
 # Both in one statement, so one snapshot: a move that switches its instance to
@@ -76,17 +121,17 @@ _USED_BY_INCOMING = (
 # as neither), and a claim racing it could take the room the move holds. The
 # generation guards only against other claims; a switch does not bump it.
 _ON_HOST = _USED_BY_INSTANCES.subquery("on_host")
-_INCOMING = _USED_BY_INCOMING.subquery("incoming")
-_USAGE = select(_ON_HOST, _INCOMING).select_from(_ON_HOST.join(_INCOMING, sa.true()))
+_MOVES = _USED_BY_MOVES.subquery("moves")
+_USAGE = select(_ON_HOST, _MOVES).select_from(_ON_HOST.join(_MOVES, sa.true()))
 
 
 def usage_on(conn, host):
-    """Resources held on ``host``: its instances plus moves heading there."""
+    """Resources held on ``host``: its instances, adjusted by the moves to and from it."""
     row = conn.execute(_USAGE, {"host": host}).one()
-    on_host, incoming = row[:4], row[4:]
-    return {"memory_mb": int(on_host[0]) + int(incoming[0]),
-            "vcpus": int(on_host[1]) + int(incoming[1]),
-            "disk_gb": int(on_host[2]) + int(incoming[2]),
+    on_host, moves = row[:4], row[4:]
+    return {"memory_mb": int(on_host[0]) + int(moves[0]),
+            "vcpus": int(on_host[1]) + int(moves[1]),
+            "disk_gb": int(on_host[2]) + int(moves[2]),
             "running_vms": int(on_host[3])}
 
 

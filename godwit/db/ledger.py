@@ -120,8 +120,10 @@ def on_phase(conn, migration, dest_changed=False):
               if hosts[role]}
     dest = migration["dest_compute"]
     if dest:
-        # An unfinished move counts against its destination (claims.usage_on),
-        # and only that one: a resumed 'error' holds its claim again.
+        # An unfinished move counts against its destination (claims.usage_on;
+        # a cold move's source keeps counting its guest too, without a claim
+        # entry: nothing was claimed there), and only that one: a resumed
+        # 'error' holds its claim again.
         wanted[(dest, "claim")] = PRESENT
         if dest_changed:
             conn.execute(_RELEASE_OTHER_CLAIMS, {"mid": migration["id"], "dest": dest,

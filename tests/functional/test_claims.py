@@ -11,7 +11,7 @@ import concurrent.futures
 
 import pytest
 
-from godwit.testing import APIError, wait_for
+from godwit.testing import SETTLED_COLD, APIError, wait_for
 from tests.unit.test_db_api import mariadb_url  # noqa: F401 - a fixture
 
 HOSTS = ("compute1", "compute2", "compute3")
@@ -92,3 +92,32 @@ def test_a_build_with_no_room_anywhere_says_so_per_host(cloud_factory):
     assert message.startswith("No valid host was found"), message
     for host in HOSTS:
         assert f"{host}: " in message and "lacks" in message, message
+
+
+def test_a_resized_servers_source_keeps_its_room_until_confirm_or_revert(cloud_factory):
+    """Between the copy and the user's decision the guest has left its source,
+    but a revert brings it back: the source's room stays held, so another move
+    cannot take it and make the revert overfill the host."""
+    cloud = cloud_factory(hosts=("compute1", "compute2"), **{"fake.memory_mb": 4096})
+    c = cloud.client
+    resized = c.create_server("resized", host="compute1")["id"]
+    for i in range(7):
+        c.create_server(f"fill-{i}", host="compute1")
+    other = c.create_server("other", host="compute2")["id"]
+    c.action(resized, "resize", {"flavorRef": "2"})
+    m = c.wait_migration(resized, until=SETTLED_COLD)
+    assert (m["status"], m["dest_compute"]) == ("finished", "compute2")
+    assert c.server(resized)["OS-EXT-SRV-ATTR:host"] == "compute2"
+    assert cloud.db.host_usage("compute1")["memory_mb"] == 4096
+    assert cloud.db.host_usage("compute2")["memory_mb"] == 512 + 2048
+
+    with pytest.raises(APIError) as refused:
+        c.live_migrate(other, host="compute1")
+    assert refused.value.status == 400
+    assert "compute1 lacks RAM: 512 MiB needed, 0 MiB free" in refused.value.message
+    assert c.migrations(instance_uuid=other) == []
+
+    c.action(resized, "revertResize")
+    assert c.wait_migration(resized)["status"] == "reverted"
+    assert cloud.db.host_usage("compute1")["memory_mb"] == 4096
+    assert cloud.db.host_usage("compute2")["memory_mb"] == 512

@@ -394,6 +394,77 @@ def test_host_usage_counts_resize_at_the_new_flavor(db):
                                    "running_vms": 0}
 
 
+def test_a_resize_holds_the_new_flavor_on_its_destination_and_the_old_on_its_source(any_db):
+    """At 'copied' the instance is switched to the destination but keeps its old
+    flavor until 'finished': the destination must still count the new one, or a
+    claim in between could take the difference. The source keeps the old flavor
+    until the move ends, for a revert."""
+    small = _flavor(any_db, "small", memory_mb=512, vcpus=1, root_gb=1)
+    big = _flavor(any_db, "big", memory_mb=2048, vcpus=4, root_gb=20, ephemeral_gb=5)
+    inst = _instance(any_db, small, host="h1")
+    mig = _migration(any_db, inst, dest="h2", mtype=states.RESIZE,
+                     old_instance_type_id=small["id"], new_instance_type_id=big["id"])
+    old = {"memory_mb": 512, "vcpus": 1, "disk_gb": 1}
+    new = {"memory_mb": 2048, "vcpus": 4, "disk_gb": 25}
+
+    def held(host):
+        used = any_db.host_usage(host)
+        return {k: used[k] for k in ("memory_mb", "vcpus", "disk_gb")}
+
+    mig = _advance(any_db, mig, "prepped", "copy")
+    assert (held("h1"), held("h2")) == (old, new)
+    mig = any_db.migration_advance(mig, "copied", instance_values={"host": "h2"})
+    assert any_db.host_usage("h2")["running_vms"] == 1
+    assert (held("h1"), held("h2")) == (old, new)
+    mig = any_db.migration_advance(mig, "finished", instance_values=_flavor_values(big))
+    assert (held("h1"), held("h2")) == (old, new)
+    mig = _advance(any_db, mig, "confirm", "confirmed")
+    assert mig["status"] == states.CONFIRMED
+    assert (held("h1"), held("h2")) == ({"memory_mb": 0, "vcpus": 0, "disk_gb": 0}, new)
+
+
+def test_a_reverted_resize_holds_only_the_old_flavor_on_its_source(any_db):
+    small = _flavor(any_db, "small", memory_mb=512, vcpus=1, root_gb=1)
+    big = _flavor(any_db, "big", memory_mb=2048, vcpus=4, root_gb=20)
+    inst = _instance(any_db, big, host="h1")
+    # a resize down: the destination holds the smaller flavor once switched
+    mig = _migration(any_db, inst, dest="h2", mtype=states.RESIZE,
+                     old_instance_type_id=big["id"], new_instance_type_id=small["id"])
+    mig = _advance(any_db, mig, "prepped", "copy")
+    mig = any_db.migration_advance(mig, "copied", instance_values={"host": "h2"})
+    assert any_db.host_usage("h2")["memory_mb"] == 512
+    assert any_db.host_usage("h1")["memory_mb"] == 2048
+    mig = any_db.migration_advance(mig, "finished", instance_values=_flavor_values(small))
+    mig = any_db.migration_advance(mig, "revert")
+    assert (any_db.host_usage("h1")["memory_mb"], any_db.host_usage("h2")["memory_mb"]) == \
+        (2048, 512)
+    mig = any_db.migration_advance(mig, "reverted",
+                                   instance_values=dict(_flavor_values(big), host="h1"))
+    assert (any_db.host_usage("h1")["memory_mb"], any_db.host_usage("h2")["memory_mb"]) == \
+        (2048, 0)
+
+
+def test_a_resize_to_the_same_host_holds_both_flavors_there(db):
+    small = _flavor(db, "small", memory_mb=512, vcpus=1, root_gb=1)
+    big = _flavor(db, "big", memory_mb=2048, vcpus=2, root_gb=20)
+    inst = _instance(db, small, host="h1")
+    mig = _migration(db, inst, dest="h1", mtype=states.RESIZE,
+                     old_instance_type_id=small["id"], new_instance_type_id=big["id"])
+    assert db.host_usage("h1")["memory_mb"] == 2560
+    mig = _advance(db, mig, "prepped", "copy", "copied")
+    mig = db.migration_advance(mig, "finished", instance_values=_flavor_values(big))
+    assert db.host_usage("h1") == {"memory_mb": 2560, "vcpus": 3, "disk_gb": 21,
+                                   "running_vms": 1}
+    _advance(db, mig, "confirm", "confirmed")
+    assert db.host_usage("h1")["memory_mb"] == 2048
+
+
+def _flavor_values(flavor):
+    return {"instance_type_id": flavor["id"], "memory_mb": flavor["memory_mb"],
+            "vcpus": flavor["vcpus"], "root_gb": flavor["root_gb"],
+            "ephemeral_gb": flavor["ephemeral_gb"]}
+
+
 # ------------------------------------------------------------- migration_list
 def _ids(rows):
     return [r["id"] for r in rows]
