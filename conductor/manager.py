@@ -25,10 +25,20 @@ from conductor import scheduler as scheduler_mod
 from godwit import context as godwit_context
 from godwit import events, exception, notifications, phases, rpc, states, upgrade
 from godwit.db import api as db_api
-from godwit.db import timeline
+from godwit.db import claims, timeline
 from godwit.timeutils import utcnow
 
 LOG = logging.getLogger(__name__)
+
+#: Events that can reach a conductor before the action they belong to: the
+#: requested destination's pre-check (which asks the source's) is sent while
+#: the move is claimed (decision 34), so its events may come before the claim
+#: commits; a refusal's at once.
+EVENTS_BEFORE_THEIR_ACTION = frozenset({"compute_check_can_live_migrate_destination",
+                                        "compute_check_can_live_migrate_source"})
+#: How long such an event is tried again: as long as a claim keeps trying
+#: under contention (godwit.db.claims.CLAIM_PATIENCE), and a little more.
+EVENT_RETRY_SECONDS = claims.CLAIM_PATIENCE + 5.0
 
 _DATETIME_FIELDS = ("launched_at", "terminated_at", "start_time", "finish_time")
 
@@ -79,10 +89,11 @@ class ConductorManager:
         # thread of their own when no move handler runs (godwit.events.Deferred).
         self._events = events.Deferred(lambda ctxt, **kw: self._record_event(ctxt, **kw),
                                        name="events", idle=self.engine.idle)
-        # Events whose action was not there yet, tried once more a second later
-        # (see _record_event), in a queue of their own so they hold up no other.
+        # Pre-check events whose action was not there yet, tried again every
+        # second (see _record_event), in a queue of their own so they hold up
+        # no other.
         self._events_again = events.Deferred(
-            lambda ctxt, **kw: self._record_event(ctxt, again=True, **kw),
+            lambda ctxt, **kw: self._record_event(ctxt, **kw),
             name="events-again", min_delay=1.0, max_delay=1.0)
 
     # --- service lifecycle ------------------------------------------------
@@ -323,20 +334,25 @@ class ConductorManager:
                      traceback=traceback)
 
     def _record_event(self, ctxt, instance_uuid, event, host, start_time, finish_time,
-                      result, traceback=None, again=False):
+                      result, traceback=None, retry_until=None):
         # The action id is remembered per request: a migration records about
         # eight events under the same one.
         action_id = self.db.action_id_for_request(instance_uuid, ctxt.request_id)
-        if action_id is None and not again:
+        if action_id is None and event in EVENTS_BEFORE_THEIR_ACTION:
             # A requested destination's pre-check runs while its move's claim
             # (which writes the action) commits (decision 34), in this conductor
             # or another: a quick refusal's event, written at once, may come
-            # first. Once more, a second later.
-            self._events_again.later(ctxt=ctxt, instance_uuid=instance_uuid, event=event,
-                                     host=host, start_time=start_time,
-                                     finish_time=finish_time, result=result,
-                                     traceback=traceback)
-            return
+            # first. Tried again every second for as long as a claim may wait;
+            # on a clean stop once more, at once (the requests in flight have
+            # been answered by then, their actions written).
+            now = time.monotonic()
+            retry_until = now + EVENT_RETRY_SECONDS if retry_until is None else retry_until
+            if now < retry_until and not self._events_again.closed:
+                self._events_again.later(ctxt=ctxt, instance_uuid=instance_uuid, event=event,
+                                         host=host, start_time=start_time,
+                                         finish_time=finish_time, result=result,
+                                         traceback=traceback, retry_until=retry_until)
+                return
         if action_id is None:
             LOG.debug("No action for request %s on %s; event %s not recorded",
                       ctxt.request_id, instance_uuid, event)

@@ -79,6 +79,11 @@ class Deferred:
             return
         self.later(**event)
 
+    @property
+    def closed(self):
+        """flush() has run: events given now are written at once."""
+        return self._closed
+
     def later(self, **event):
         """Queue ``event`` whatever its result (written at once after flush())."""
         with self._lock:

@@ -70,12 +70,15 @@ def test_hypervisor_not_listening(cloud):
     assert m["status"] == "error" and "not listening" in m["error_message"]
 
 
-def test_a_refusal_that_comes_before_the_claim_is_recorded_with_its_action(cloud_factory):
+@pytest.mark.parametrize("claim_s", [0.5, 2.5])
+def test_a_refusal_that_comes_before_the_claim_is_recorded_with_its_action(cloud_factory,
+                                                                           claim_s):
     """The requested destination's pre-check runs while the move is claimed
-    (decision 34). Here the claim is held 0.5 s, so the hosts' refusal reaches
-    the conductor before the action it belongs to exists: its event is tried
-    again a second later instead of being dropped."""
-    cloud = cloud_factory(conductor_faults=["claim:delay:0.5"])
+    (decision 34). Here the claim is held, so the hosts' refusal reaches the
+    conductor before the action it belongs to exists: its event is tried again
+    every second, for as long as a claim may take, instead of being dropped
+    (2.5 s: longer than the one retry a second later there used to be)."""
+    cloud = cloud_factory(conductor_faults=[f"claim:delay:{claim_s}"])
     c = cloud.client
     sid = c.create_server("vm", host="compute1")["id"]
     _stop_listening(cloud, "compute2")
