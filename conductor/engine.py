@@ -56,6 +56,10 @@ class Engine:
         # slow source never hold up a user's request, nor the other way round.
         self.check_pool = concurrent.futures.ThreadPoolExecutor(
             self.conf.conductor_workers, thread_name_prefix="move-check")
+        # A check sent early cannot be recalled once it runs, even when its claim
+        # was refused: when every thread of the pool is taken, a request asks its
+        # check after the claim instead of queueing behind checks nobody awaits.
+        self.check_slots = threading.BoundedSemaphore(self.conf.conductor_workers)
         self.flows = {states.LIVE_MIGRATION: live.LiveFlow(self),
                       states.COLD_MIGRATION: cold.ColdFlow(self),
                       states.RESIZE: cold.ColdFlow(self)}

@@ -201,8 +201,8 @@ class LiveMigrationTask:
     def _ask_early(self, source, info):
         """Ask the requested destination's pre-check from a thread of the engine's
         check pool: a future of (when it was sent, when it was answered, the
-        answer, the error), or None if this conductor stops (it is then asked
-        inline, if at all).
+        answer, the error), or None if every thread of the pool is taken or this
+        conductor stops (it is then asked after the claim, if at all).
         ``info`` is what the opening checks read; the claim that runs meanwhile
         changes only the instance's task_state, which the hosts' checks do not
         look at."""
@@ -217,10 +217,17 @@ class LiveMigrationTask:
                 return sent, time.monotonic(), answer, None
             except Exception as e:  # noqa: BLE001 - handed to the request, as raised
                 return sent, time.monotonic(), None, e
-        try:
-            return self.conductor.engine.check_pool.submit(ask)
-        except RuntimeError:   # the pool is shut down: this conductor stops
+        engine = self.conductor.engine
+        if not engine.check_slots.acquire(blocking=False):
             return None
+        try:
+            early = engine.check_pool.submit(ask)
+        except RuntimeError:   # the pool is shut down: this conductor stops
+            engine.check_slots.release()
+            return None
+        # Answered, failed or cancelled before it ran: the slot is free again.
+        early.add_done_callback(lambda _done: engine.check_slots.release())
+        return early
 
     def _choose_destination(self, source, candidates, refusals, early=None):
         """Ask each candidate in turn; ``refusals`` holds the scheduler's already.

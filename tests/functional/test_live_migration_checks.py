@@ -2,6 +2,7 @@
 
 import json
 import os
+import time
 
 import pytest
 
@@ -177,3 +178,27 @@ def test_block_migration_requested_on_shared_storage_is_refused(cloud):
     sid = c.create_server("vm", host="compute1")["id"]
     refused(c, sid, 400, "share the instance directory", host="compute2",
             block_migration=True)
+
+
+def test_a_check_left_running_by_a_refused_claim_holds_up_no_other_request(cloud_factory):
+    """An early pre-check cannot be recalled once sent (decision 34). With one
+    check thread, a request refused for room leaves its check hanging on
+    compute2 for 10 s; the next request asks its own check after its claim
+    instead of queueing behind one nobody awaits (it took 10 s)."""
+    cloud = cloud_factory(conductor_workers=1, **{"fake.memory_mb": 1024})
+    c = cloud.client
+    for i in range(2):
+        c.create_server(f"fill-{i}", host="compute2")
+    first = c.create_server("first", host="compute1")["id"]
+    second = c.create_server("second", host="compute1")["id"]
+    with open(os.path.join(fake_host(cloud.conf.fake.hosts_path, "compute2").root,
+                           "faults.json"), "w") as f:
+        json.dump(["check_can_live_migrate_destination:delay:10"], f)
+    with pytest.raises(APIError) as full:
+        c.live_migrate(first, host="compute2")
+    assert full.value.status == 400 and "compute2 lacks RAM" in full.value.message
+    started = time.monotonic()
+    c.live_migrate(second, host="compute3")
+    assert c.wait_migration(second)["status"] == "completed"
+    assert time.monotonic() - started < 5, time.monotonic() - started
+    assert c.server(first)["OS-EXT-SRV-ATTR:host"] == "compute1"
