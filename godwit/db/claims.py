@@ -67,6 +67,10 @@ class _Lost(Exception):
 #   until confirm or revert for the same reason). With a resize to the same
 #   host this makes old plus new, as the claim asked for. A live migration's
 #   source holds nothing once switched over: the guest cannot return.
+#
+# A move counts while it is unfinished, and also while it is an 'error' that
+# waits for a host (decision 17): it resumes when the host returns, with no
+# claim of its own, so its room must not be taken meanwhile.
 _NEW_FLAVOR = _FLAVOR.alias("new_flavor")
 _OLD_FLAVOR = _FLAVOR.alias("old_flavor")
 _HOST = sa.bindparam("host")
@@ -112,7 +116,12 @@ _USED_BY_MOVES = (
     .outerjoin(_NEW_FLAVOR, _NEW_FLAVOR.c.id == _MIG.c.new_instance_type_id)
     .outerjoin(_OLD_FLAVOR, _OLD_FLAVOR.c.id == _MIG.c.old_instance_type_id)
     .where(or_(_MIG.c.dest_compute == _HOST, _MIG.c.source_compute == _HOST),
-           _MIG.c.status.in_(sorted(phases.IN_PROGRESS))))
+           or_(_MIG.c.status.in_(sorted(phases.IN_PROGRESS)),
+               # an 'error' that waits for a host resumes when it returns
+               sa.and_(_MIG.c.status == states.ERROR_MIGRATION,
+                       _MIG.c.awaiting_hosts.is_not(None))),
+           # a deleted guest holds nothing, whatever became of its move
+           _INST.c.deleted_at.is_(None)))
 
 
 # Both in one statement, so one snapshot: a move that switches its instance to

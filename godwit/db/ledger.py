@@ -108,7 +108,11 @@ def on_phase(conn, migration, dest_changed=False):
     releases the old one itself."""
     phase = phases.phase(migration["migration_type"], migration["status"])
     now = utcnow()
-    if phase.final:
+    # An 'error' that waits for a host resumes when the host returns: it keeps
+    # its claim (claims.usage_on counts it) and everything else, as an error does.
+    unresolved = (migration["status"] == states.ERROR_MIGRATION
+                  and bool(migration.get("awaiting_hosts")))
+    if phase.final and not unresolved:
         error = migration["status"] == states.ERROR_MIGRATION
         # An error keeps what the broken move may have left, for an operator;
         # only its claim stops counting against the destination.
@@ -120,10 +124,10 @@ def on_phase(conn, migration, dest_changed=False):
               if hosts[role]}
     dest = migration["dest_compute"]
     if dest:
-        # An unfinished move counts against its destination (claims.usage_on;
-        # a cold move's source keeps counting its guest too, without a claim
-        # entry: nothing was claimed there), and only that one: a resumed
-        # 'error' holds its claim again.
+        # An unfinished move (or an unresolved error) counts against its
+        # destination (claims.usage_on; a cold move's source keeps counting its
+        # guest too, without a claim entry: nothing was claimed there), and only
+        # that one.
         wanted[(dest, "claim")] = PRESENT
         if dest_changed:
             conn.execute(_RELEASE_OTHER_CLAIMS, {"mid": migration["id"], "dest": dest,

@@ -459,6 +459,34 @@ def test_a_resize_to_the_same_host_holds_both_flavors_there(db):
     assert db.host_usage("h1")["memory_mb"] == 2048
 
 
+def test_a_move_waiting_for_a_host_holds_its_room_and_a_deleted_guest_none(any_db):
+    """An 'error' that waits for a host resumes when the host returns (decision
+    17), so its room stays held; one that does not wait, and any move of a
+    deleted guest (a server deleted in VERIFY_RESIZE), hold nothing."""
+    small = _flavor(any_db, "small", memory_mb=512, vcpus=1, root_gb=1)
+    big = _flavor(any_db, "big", memory_mb=2048, vcpus=2, root_gb=20)
+    waiting = _migration(any_db, _instance(any_db, small, host="h1"), dest="h2")
+    waiting = _advance(any_db, waiting, "checked", "slot", "prepared")
+    waiting = any_db.migration_advance(waiting, "unresolved",
+                                       values={"awaiting_hosts": '["h2"]'})
+    assert waiting["status"] == states.ERROR_MIGRATION
+    assert any_db.host_usage("h2")["memory_mb"] == 512
+    given_up = _migration(any_db, _instance(any_db, small, host="h1"), dest="h3")
+    assert any_db.migration_advance(given_up, "refused")["status"] == states.ERROR_MIGRATION
+    assert any_db.host_usage("h3")["memory_mb"] == 0
+
+    inst = _instance(any_db, small, host="h4")
+    resize = _migration(any_db, inst, dest="h5", mtype=states.RESIZE,
+                        old_instance_type_id=small["id"], new_instance_type_id=big["id"])
+    resize = _advance(any_db, resize, "prepped", "copy")
+    any_db.migration_advance(resize, "copied", instance_values={"host": "h5"})
+    assert (any_db.host_usage("h4")["memory_mb"], any_db.host_usage("h5")["memory_mb"]) == \
+        (512, 2048)
+    any_db.instance_update(inst["uuid"], {"deleted_at": datetime.datetime(2026, 1, 1)})
+    assert (any_db.host_usage("h4")["memory_mb"], any_db.host_usage("h5")["memory_mb"]) == \
+        (0, 0)
+
+
 def _flavor_values(flavor):
     return {"instance_type_id": flavor["id"], "memory_mb": flavor["memory_mb"],
             "vcpus": flavor["vcpus"], "root_gb": flavor["root_gb"],
