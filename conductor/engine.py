@@ -171,6 +171,12 @@ class Engine:
             with self._lock:
                 self._claiming.discard(instance_uuid)
 
+    def wait_for_claims(self, timeout):
+        """Wait up to ``timeout`` s until no request of this process is claiming."""
+        deadline = time.monotonic() + timeout
+        while self._claiming and time.monotonic() < deadline:
+            time.sleep(0.05)
+
     def forget(self, migration):
         with self._lock:
             self.steps.pop(migration["id"], None)

@@ -95,6 +95,10 @@ class ConductorManager:
         self._events_again = events.Deferred(
             lambda ctxt, **kw: self._record_event(ctxt, **kw),
             name="events-again", min_delay=1.0, max_delay=1.0)
+        # Requests of this process that ended without writing an action (a dry
+        # run, a move refused before its claim): their events stop being retried.
+        self._no_action = {}
+        self._no_action_lock = threading.Lock()
 
     # --- service lifecycle ------------------------------------------------
     def init_host(self):
@@ -187,6 +191,10 @@ class ConductorManager:
         self.drains.stop()
         running = self.engine.stop(grace)
         self._events.flush()
+        # The RPC server is stopped but its handlers may still run: a request in
+        # its claim writes its action in a moment, and an event waiting for it
+        # is tried once more at the flush.
+        self.engine.wait_for_claims(min(grace, 5.0))
         self._events_again.flush()
         return running
 
@@ -342,12 +350,13 @@ class ConductorManager:
             # A requested destination's pre-check runs while its move's claim
             # (which writes the action) commits (decision 34), in this conductor
             # or another: a quick refusal's event, written at once, may come
-            # first. Tried again every second for as long as a claim may wait;
-            # on a clean stop once more, at once (the requests in flight have
-            # been answered by then, their actions written).
+            # first. Tried again every second for as long as a claim may wait,
+            # unless its request ended here without an action; on a clean stop
+            # once more, at once, after the claims in flight here are written.
             now = time.monotonic()
             retry_until = now + EVENT_RETRY_SECONDS if retry_until is None else retry_until
-            if now < retry_until and not self._events_again.closed:
+            if now < retry_until and not self._events_again.closed and \
+                    ctxt.request_id not in self._no_action:
                 self._events_again.later(ctxt=ctxt, instance_uuid=instance_uuid, event=event,
                                          host=host, start_time=start_time,
                                          finish_time=finish_time, result=result,
@@ -416,13 +425,27 @@ class ConductorManager:
                               block_migration="auto"):
         task = live_migrate.LiveMigrationTask(self, ctxt, instance_uuid, requested_host,
                                               block_migration)
-        return task.execute()
+        try:
+            return task.execute()
+        finally:
+            if task.migration is None:   # refused before its claim: no action
+                self._ended_without_action(ctxt.request_id)
 
     @rpc.refusals
     def live_migration_dry_run(self, ctxt, instance_uuid, requested_host=None,
                                block_migration="auto"):
         """2.1: see conductor.dry_run."""
-        return dry_run.run(self, ctxt, instance_uuid, requested_host, block_migration)
+        try:
+            return dry_run.run(self, ctxt, instance_uuid, requested_host, block_migration)
+        finally:
+            self._ended_without_action(ctxt.request_id)
+
+    def _ended_without_action(self, request_id, keep=1024):
+        """No event of ``request_id`` will find an action: stop retrying them."""
+        with self._no_action_lock:
+            self._no_action[request_id] = True
+            while len(self._no_action) > keep:
+                del self._no_action[next(iter(self._no_action))]
 
     def wake(self, ctxt, migration_id):
         """A user's intent was recorded on the migration: look at it now."""

@@ -169,3 +169,21 @@ def test_a_conductor_pinned_to_compute_rpc_2_0_checks_but_cannot_predict(cloud_f
     # Everything else still goes out as 2.0: a live migration completes.
     c.live_migrate(sid, host="compute2")
     assert c.wait_migration(sid)["status"] == "completed"
+
+
+def test_a_dry_runs_check_events_are_not_looked_up_again(make_cloud):
+    """A dry run writes no action, so its hosts' check events find none. Events
+    of a pre-check may come before their action (decision 34) and are looked up
+    again every second, but not those of a request that ended without one."""
+    import time
+
+    from tests.unit.test_db_api import _Statements
+    cloud = make_cloud()
+    c = cloud.client
+    sid = c.create_server("vm", host="compute1")["id"]
+    assert sum(h["accepted"] for h in dry_run(c, sid)["hosts"]) == 2
+    time.sleep(1.5)     # the events' first lookups, and any retry of one that came early
+    with _Statements(cloud.db) as statements:
+        time.sleep(3.0)
+    lookups = [t for t in statements.texts if "FROM instance_actions" in t]
+    assert lookups == [], lookups
