@@ -22,6 +22,7 @@ from api import schemas
 from compute import fault_injection
 from compute import rpcapi as compute_rpcapi
 from godwit import exception, phases, states, upgrade
+from godwit.db import moves as moves_mod
 from godwit.db import timeline
 
 LOG = logging.getLogger(__name__)
@@ -161,6 +162,8 @@ class ComputeAPI:
     def delete_server(self, ctxt, server_id):
         instance = self.get_server(ctxt, server_id)
         self.authorize(ctxt, "os_compute_api:servers:delete", instance)
+        if instance["vm_state"] == states.RESIZED:
+            return self._delete_resized(ctxt, server_id)
         if instance["vm_state"] == states.ERROR:
             self._refuse_if_unresolved(server_id, "delete")
         expected = {"task_state": None}
@@ -173,6 +176,34 @@ class ComputeAPI:
                                          task_state=instance["task_state"]) from None
         self.db.action_start(ctxt, server_id, states.ACTION_DELETE)
         self.conductor.delete_instance(ctxt, server_id)
+
+    def _delete_resized(self, ctxt, server_id):
+        """A server in VERIFY_RESIZE is deleted by confirming its resize first, as
+        Nova does: the source's copy is removed, then the server. Both intents are
+        recorded in one write (the move 'confirming', the server 'deleting'), and
+        the move's owner carries out the delete once the source is clean, so a
+        crash in between loses neither. While a confirm or revert runs, 409."""
+        moves = self.db.migration_list({"instance_uuid": server_id,
+                                        "status": sorted(phases.IN_PROGRESS)})
+        busy = [m for m in moves if m["status"] != states.FINISHED]
+        if busy or not moves:
+            raise exception.InstanceBusy(instance_id=server_id,
+                                         task_state=busy[0]["status"] if busy
+                                         else "none (no finished migration found)")
+        migration = moves[0]
+        data = dict(moves_mod.step_data(migration), delete_context=ctxt.to_saved_dict())
+        try:
+            migration = self.db.migration_advance(
+                migration, "confirm", fenced=False, data=data,
+                instance_values={"task_state": states.DELETING},
+                instance_expected={"vm_state": states.RESIZED, "task_state": None},
+                timeline=[timeline.entry("intent", "confirm", user_id=ctxt.user_id,
+                                         detail={"why": "the server is deleted"})])
+        except exception.ConcurrentUpdate:
+            raise exception.InstanceBusy(instance_id=server_id,
+                                         task_state="confirming or reverting") from None
+        self.db.action_start(ctxt, server_id, states.ACTION_DELETE)
+        self._wake(ctxt, migration)
 
     # --- live migration ---------------------------------------------------------
     def live_migrate(self, ctxt, server_id, host, block_migration):

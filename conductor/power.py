@@ -17,6 +17,7 @@ from oslo_log import log as logging
 
 from godwit import context as godwit_context
 from godwit import exception, states
+from godwit.db import moves
 from godwit.timeutils import utcnow
 
 LOG = logging.getLogger(__name__)
@@ -102,3 +103,23 @@ def sweep(conductor, ctxt):
                      request["request_id"])
             conductor.engine.pool.submit(run, conductor, rctxt, inst["uuid"], action,
                                          REBOOT_TASKS.get(task_state))
+    _deletes_after_confirm(conductor, cutoff)
+
+
+def _deletes_after_confirm(conductor, cutoff):
+    """A server deleted in VERIFY_RESIZE is deleted by its move's owner once the
+    resize is confirmed (conductor.flows.cold): one whose move ended while the
+    server is still 'deleting' lost that conductor in between."""
+    for inst in conductor.db.instance_list({"task_state": states.DELETING}):
+        if (inst["updated_at"] or inst["created_at"]) > cutoff:
+            continue
+        found = conductor.db.migration_list({"instance_uuid": inst["uuid"]}, limit=1)
+        if not found or found[0]["status"] not in (states.CONFIRMED, states.ERROR_MIGRATION):
+            continue
+        saved = moves.step_data(found[0]).get("delete_context")
+        if not saved:
+            continue      # deleted the usual way: the API's cast carries it out
+        LOG.info("Deleting %s, whose resize was confirmed for its delete", inst["uuid"])
+        conductor.engine.pool.submit(conductor.delete_instance,
+                                     godwit_context.RequestContext.from_dict(saved),
+                                     inst["uuid"])

@@ -30,6 +30,7 @@ from oslo_log import log as logging
 
 from conductor import checks
 from conductor.flows import base
+from godwit import context as godwit_context
 from godwit import exception, states
 from godwit.timeutils import utcnow
 
@@ -163,23 +164,40 @@ class ColdFlow(base.Flow):
     def confirming(self, m):
         source = m["source_compute"]
         data = self.data(m)
-        vm_values = {"vm_state": m["old_vm_state"] or states.ACTIVE, "task_state": None}
+        context = self.context(m)
+        # Deleted in VERIFY_RESIZE (api: _delete_resized): the server is left to
+        # its delete, carried out here once the source is clean.
+        deleting = context["instance"]["task_state"] == states.DELETING
+        vm_values = None if deleting else {"vm_state": m["old_vm_state"] or states.ACTIVE,
+                                           "task_state": None}
         try:
-            self.call(m, source, "confirm_resize", m["id"], m["epoch"], self.context(m))
+            self.call(m, source, "confirm_resize", m["id"], m["epoch"], context)
         except exception.HostUnreachable:
             # The guest runs on the destination: the source is cleaned when it returns.
             self.defer(data, source, "confirm_resize")
         except (exception.MigrationFenced, base.Stopping):
             raise
         except Exception as e:
-            return self.advance(m, "fail", values={"error_message":
-                                                   exception.message_of(e)[:4000]},
-                                instance_values=vm_values)
+            row = self.advance(m, "fail", values={"error_message":
+                                                  exception.message_of(e)[:4000]},
+                               instance_values=vm_values)
+            return self._delete_if_asked(row, deleting)
         values = self.deferred_values(data)
         if data.get("deferred"):
             values["error_message"] = f"{source} was down; its copy is removed when it returns"
-        return self.advance(m, "confirmed", data=data, values=values,
-                            instance_values=vm_values)
+        row = self.advance(m, "confirmed", data=data, values=values, instance_values=vm_values)
+        return self._delete_if_asked(row, deleting)
+
+    def _delete_if_asked(self, m, deleting):
+        """The move that a delete confirmed has ended: delete the server now, in
+        the name of whoever asked. A conductor that dies before this leaves the
+        server 'deleting', which the power sweep carries out."""
+        if deleting:
+            saved = self.data(m).get("delete_context")
+            ctxt = (godwit_context.RequestContext.from_dict(saved) if saved
+                    else godwit_context.get_admin_context())
+            self.engine.conductor.delete_instance(ctxt, m["instance_uuid"])
+        return m
 
     # --- reverting ------------------------------------------------------------------------
     def reverting(self, m):

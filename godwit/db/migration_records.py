@@ -119,7 +119,10 @@ class MigrationStore:
     def _migration_context(cls, conn, migration_id, with_nodes_and_flavors=None):
         migration = cls._migration_get(conn, migration_id)
         uuid = migration["instance_uuid"]
-        context = {"migration": migration, "instance": cls._instance_get(conn, uuid),
+        # A deleted instance too: a server deleted in VERIFY_RESIZE has its
+        # resize confirmed after the delete was asked (api: _delete_resized).
+        context = {"migration": migration,
+                   "instance": cls._instance_get(conn, uuid, read_deleted=True),
                    "network_info": _all(conn, _VIFS_OF, {"uuid": uuid}),
                    "block_device_info": _all(conn, _BDMS_OF, {"uuid": uuid})}
         if with_nodes_and_flavors is None:

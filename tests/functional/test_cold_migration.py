@@ -127,6 +127,79 @@ def test_cold_migrate_and_confirm(cold_cloud):
         e["event"] for e in c.events(sid, action="migrate")})
 
 
+def assert_nowhere(cloud, sid):
+    for name in HOSTS:
+        fh = fake_host(cloud.conf.fake.hosts_path, name)
+        assert fh.is_empty_for(sid), (name, fh.snapshot())
+        assert [n for n in os.listdir(cloud.paths[name]) if n.startswith(sid)] == [], name
+
+
+def test_deleting_a_server_in_verify_resize_confirms_its_resize_first(cold_cloud):
+    """As Nova does: the source's copy is removed (the move ends 'confirmed'),
+    then the server; nothing is left on either host and nothing stays held."""
+    cloud = cold_cloud()
+    c = cloud.client
+    sid = boot(cloud)
+    c.action(sid, "resize", {"flavorRef": "2"})
+    m, _server = finished(c, sid)
+    assert os.path.isdir(os.path.join(cloud.paths["compute1"], sid + "_resize"))
+    c.delete_server(sid)       # 204, then waits until the server is gone
+    m = cloud.db.migration_get(m["id"])
+    assert m["status"] == "confirmed", m
+    assert set(held(cloud, m).values()) == {"released"}
+    assert_nowhere(cloud, sid)
+    for host in HOSTS:
+        assert cloud.db.host_usage(host)["memory_mb"] == 0, host
+    intents = [e for e in cloud.db.timeline(m["id"]) if e["kind"] == "intent"]
+    assert [(e["name"], e["detail"]["why"]) for e in intents] == \
+        [("confirm", "the server is deleted")], intents
+
+
+def test_a_delete_left_after_its_confirm_by_a_failed_conductor_is_swept(cold_cloud):
+    """The conductor fails right after writing 'confirmed', before the delete it
+    owes: the server stays 'deleting' with its move over, and the sweep
+    (after two host step timeouts) deletes it."""
+    cloud = cold_cloud(conductor_faults=["advance.confirmed:fail:0:once"],
+                       host_step_timeout=1, migration_lease_time=3)
+    c = cloud.client
+    sid = boot(cloud)
+    c.action(sid, "resize", {"flavorRef": "2"})
+    m, _server = finished(c, sid)
+    c.delete_server(sid, wait=False)
+    wait_for("the confirmed move", lambda: cloud.db.migration_get(m["id"])["status"]
+             == "confirmed")
+    assert c.server(sid)["OS-EXT-STS:task_state"] == "deleting"
+    wait_for("the swept delete", lambda: _gone(c, sid), timeout=30)
+    assert_nowhere(cloud, sid)
+
+
+def _gone(c, sid):
+    try:
+        c.server(sid)
+    except APIError as e:
+        return e.status == 404
+    return False
+
+
+def test_a_server_whose_resize_is_being_confirmed_cannot_be_deleted(cold_cloud):
+    cloud = cold_cloud()
+    c = cloud.client
+    sid = boot(cloud)
+    c.action(sid, "resize", {"flavorRef": "2"})
+    finished(c, sid)
+    with open(os.path.join(fake_host(cloud.conf.fake.hosts_path, "compute1").root,
+                           "faults.json"), "w") as f:
+        f.write('["confirm_migration:delay:3"]')
+    c.action(sid, "confirmResize", expect=204)
+    with pytest.raises(APIError) as busy:
+        c.delete_server(sid)
+    assert busy.value.status == 409 and "confirming" in busy.value.message, busy.value
+    assert c.wait_migration(sid)["status"] == "confirmed"
+    assert c.wait_vm(sid, "ACTIVE")["OS-EXT-STS:task_state"] is None
+    c.delete_server(sid)
+    assert_nowhere(cloud, sid)
+
+
 def test_cold_migrate_and_revert(cold_cloud):
     cloud = cold_cloud()
     c = cloud.client
