@@ -163,7 +163,7 @@ class ComputeAPI:
         instance = self.get_server(ctxt, server_id)
         self.authorize(ctxt, "os_compute_api:servers:delete", instance)
         if instance["vm_state"] == states.RESIZED:
-            return self._delete_resized(ctxt, server_id)
+            return self._delete_resized(ctxt, server_id, instance)
         if instance["vm_state"] == states.ERROR:
             self._refuse_if_unresolved(server_id, "delete")
         expected = {"task_state": None}
@@ -177,12 +177,15 @@ class ComputeAPI:
         self.db.action_start(ctxt, server_id, states.ACTION_DELETE)
         self.conductor.delete_instance(ctxt, server_id)
 
-    def _delete_resized(self, ctxt, server_id):
+    def _delete_resized(self, ctxt, server_id, instance):
         """A server in VERIFY_RESIZE is deleted by confirming its resize first, as
         Nova does: the source's copy is removed, then the server. Both intents are
         recorded in one write (the move 'confirming', the server 'deleting'), and
         the move's owner carries out the delete once the source is clean, so a
         crash in between loses neither. While a confirm or revert runs, 409."""
+        if instance["task_state"] is not None:     # deleting already, or reverting
+            raise exception.InstanceBusy(instance_id=server_id,
+                                         task_state=instance["task_state"])
         moves = self.db.migration_list({"instance_uuid": server_id,
                                         "status": sorted(phases.IN_PROGRESS)})
         busy = [m for m in moves if m["status"] != states.FINISHED]

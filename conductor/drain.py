@@ -58,7 +58,7 @@ from api import compute_api
 from conductor import controller, prediction
 from godwit import context as godwit_context
 from godwit import exception, phases, states
-from godwit.db import drains, timeline
+from godwit.db import drains, moves, timeline
 from godwit.db.drains import (
     COLD_MOVING,
     FAILED,
@@ -551,6 +551,9 @@ class Drainer:
                                         f"finished but could not be confirmed "
                                         f"({exception.message_of(e)}); confirm or revert "
                                         "it yourself")
+        elif status == states.CONFIRMED and moves.step_data(m).get("delete_context"):
+            # Deleted in VERIFY_RESIZE: the delete confirmed the resize first.
+            guest.update(state=GONE, reason="deleted while the drain ran")
         elif status == states.CONFIRMED:
             guest.update(state=MOVED, destination=m["dest_compute"])
             self._log(d, guest, "moved to %s (cold migration %s)", m["dest_compute"],

@@ -108,17 +108,26 @@ def sweep(conductor, ctxt):
 
 def _deletes_after_confirm(conductor, cutoff):
     """A server deleted in VERIFY_RESIZE is deleted by its move's owner once the
-    resize is confirmed (conductor.flows.cold): one whose move ended while the
-    server is still 'deleting' lost that conductor in between."""
+    resize is confirmed (conductor.flows.cold): one whose move ended over two
+    host step timeouts ago while the server is still 'deleting' lost that
+    conductor in between. One conductor sends it again, at most once per two
+    step timeouts: the one whose compare-and-swap on the server's updated_at
+    wins (an agent's teardown is not journaled, so two at once must not run)."""
     for inst in conductor.db.instance_list({"task_state": states.DELETING}):
         if (inst["updated_at"] or inst["created_at"]) > cutoff:
             continue
         found = conductor.db.migration_list({"instance_uuid": inst["uuid"]}, limit=1)
         if not found or found[0]["status"] not in (states.CONFIRMED, states.ERROR_MIGRATION):
             continue
-        saved = moves.step_data(found[0]).get("delete_context")
-        if not saved:
-            continue      # deleted the usual way: the API's cast carries it out
+        move = found[0]
+        saved = moves.step_data(move).get("delete_context")
+        if not saved or (move["updated_at"] or move["created_at"]) > cutoff:
+            continue      # deleted the usual way (the API's cast), or its owner is at it
+        try:
+            conductor.db.instance_update(inst["uuid"], {}, expected={
+                "task_state": states.DELETING, "updated_at": inst["updated_at"]})
+        except (exception.ConcurrentUpdate, exception.InstanceNotFound):
+            continue      # another conductor sent it, or it is gone
         LOG.info("Deleting %s, whose resize was confirmed for its delete", inst["uuid"])
         conductor.engine.pool.submit(conductor.delete_instance,
                                      godwit_context.RequestContext.from_dict(saved),

@@ -46,7 +46,13 @@ def flavor_values(flavor):
 class ColdFlow(base.Flow):
 
     def context(self, m):
-        return self.db.migration_context(m["id"], with_nodes_and_flavors=True)
+        # A deleted instance too: a server deleted in VERIFY_RESIZE has its resize
+        # confirmed (and a deferred confirm_resize run) after the delete was asked
+        # (api: _delete_resized). Every other step of a cold move runs while the
+        # server has a task, which a delete must wait for; confirm_resize only
+        # removes what the source kept.
+        return self.db.migration_context(m["id"], with_nodes_and_flavors=True,
+                                         read_deleted=True)
 
     def _ends_on_source(self, m, context, power_state=None):
         """The instance as it is when the move ends with the guest on its source."""

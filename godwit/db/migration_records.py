@@ -108,21 +108,23 @@ class MigrationStore:
             raise exception.MigrationNotFound(migration_id=migration_id)
         return mig
 
-    def migration_context(self, migration_id, with_nodes_and_flavors=None):
+    def migration_context(self, migration_id, with_nodes_and_flavors=None,
+                          read_deleted=False):
         """The migration, its instance, network_info and block_device_info in one
         transaction; for cold migrations and resizes (or when asked) also both
-        compute nodes and both flavors."""
+        compute nodes and both flavors. ``read_deleted``: a deleted instance too
+        (InstanceNotFound otherwise)."""
         with self.connection() as conn:
-            return self._migration_context(conn, migration_id, with_nodes_and_flavors)
+            return self._migration_context(conn, migration_id, with_nodes_and_flavors,
+                                           read_deleted)
 
     @classmethod
-    def _migration_context(cls, conn, migration_id, with_nodes_and_flavors=None):
+    def _migration_context(cls, conn, migration_id, with_nodes_and_flavors=None,
+                           read_deleted=False):
         migration = cls._migration_get(conn, migration_id)
         uuid = migration["instance_uuid"]
-        # A deleted instance too: a server deleted in VERIFY_RESIZE has its
-        # resize confirmed after the delete was asked (api: _delete_resized).
         context = {"migration": migration,
-                   "instance": cls._instance_get(conn, uuid, read_deleted=True),
+                   "instance": cls._instance_get(conn, uuid, read_deleted=read_deleted),
                    "network_info": _all(conn, _VIFS_OF, {"uuid": uuid}),
                    "block_device_info": _all(conn, _BDMS_OF, {"uuid": uuid})}
         if with_nodes_and_flavors is None:

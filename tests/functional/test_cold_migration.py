@@ -157,8 +157,8 @@ def test_deleting_a_server_in_verify_resize_confirms_its_resize_first(cold_cloud
 
 def test_a_delete_left_after_its_confirm_by_a_failed_conductor_is_swept(cold_cloud):
     """The conductor fails right after writing 'confirmed', before the delete it
-    owes: the server stays 'deleting' with its move over, and the sweep
-    (after two host step timeouts) deletes it."""
+    owes: the server stays 'deleting' with its move over, and the sweep (two
+    host step timeouts after the move ended) deletes it."""
     cloud = cold_cloud(conductor_faults=["advance.confirmed:fail:0:once"],
                        host_step_timeout=1, migration_lease_time=3)
     c = cloud.client
