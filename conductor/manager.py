@@ -345,6 +345,10 @@ class ConductorManager:
                       result, traceback=None, retry_until=None):
         # The action id is remembered per request: a migration records about
         # eight events under the same one.
+        if retry_until is not None and ctxt.request_id in self._no_action:
+            LOG.debug("Request %s ended without an action; event %s not recorded",
+                      ctxt.request_id, event)
+            return
         action_id = self.db.action_id_for_request(instance_uuid, ctxt.request_id)
         if action_id is None and event in EVENTS_BEFORE_THEIR_ACTION:
             # A requested destination's pre-check runs while its move's claim

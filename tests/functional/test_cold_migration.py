@@ -155,6 +155,26 @@ def test_deleting_a_server_in_verify_resize_confirms_its_resize_first(cold_cloud
         [("confirm", "the server is deleted")], intents
 
 
+def test_a_delete_whose_confirm_fails_still_deletes_and_says_what_is_left(cold_cloud):
+    """The source refuses the confirm: the move ends 'error' saying why, the
+    ledger keeps the source's copy for an operator, and the server the user
+    deleted is deleted all the same."""
+    cloud = cold_cloud()
+    c = cloud.client
+    sid = boot(cloud)
+    c.action(sid, "resize", {"flavorRef": "2"})
+    m, _server = finished(c, sid)
+    with open(os.path.join(fake_host(cloud.conf.fake.hosts_path, "compute1").root,
+                           "faults.json"), "w") as f:
+        f.write('["confirm_migration:fail"]')
+    c.delete_server(sid)
+    m = cloud.db.migration_get(m["id"])
+    assert m["status"] == "error" and "Injected fault" in m["error_message"], m
+    assert held(cloud, m)[("compute1", "resize_dir")] == "present"
+    assert os.path.isdir(os.path.join(cloud.paths["compute1"], sid + "_resize"))
+    assert not fake_host(cloud.conf.fake.hosts_path, "compute2").snapshot()["domains"]
+
+
 def test_a_delete_left_after_its_confirm_by_a_failed_conductor_is_swept(cold_cloud):
     """The conductor fails right after writing 'confirmed', before the delete it
     owes: the server stays 'deleting' with its move over, and the sweep (two
