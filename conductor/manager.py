@@ -343,12 +343,12 @@ class ConductorManager:
 
     def _record_event(self, ctxt, instance_uuid, event, host, start_time, finish_time,
                       result, traceback=None, retry_until=None):
-        # The action id is remembered per request: a migration records about
-        # eight events under the same one.
-        if retry_until is not None and ctxt.request_id in self._no_action:
+        if ctxt.request_id in self._no_action:
             LOG.debug("Request %s ended without an action; event %s not recorded",
                       ctxt.request_id, event)
             return
+        # The action id is remembered per request: a migration records about
+        # eight events under the same one.
         action_id = self.db.action_id_for_request(instance_uuid, ctxt.request_id)
         if action_id is None and event in EVENTS_BEFORE_THEIR_ACTION:
             # A requested destination's pre-check runs while its move's claim
@@ -359,8 +359,7 @@ class ConductorManager:
             # once more, at once, after the claims in flight here are written.
             now = time.monotonic()
             retry_until = now + EVENT_RETRY_SECONDS if retry_until is None else retry_until
-            if now < retry_until and not self._events_again.closed and \
-                    ctxt.request_id not in self._no_action:
+            if now < retry_until and not self._events_again.closed:
                 self._events_again.later(ctxt=ctxt, instance_uuid=instance_uuid, event=event,
                                          host=host, start_time=start_time,
                                          finish_time=finish_time, result=result,

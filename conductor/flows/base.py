@@ -58,9 +58,10 @@ class Flow:
     def data(m):
         return moves.step_data(m)
 
-    def ctxt(self, m):
-        """The requester's context, kept with the move: events go to their action."""
-        saved = self.data(m).get("context")
+    def ctxt(self, m, key="context"):
+        """The requester's context, kept with the move under ``key``: events go to
+        their action."""
+        saved = self.data(m).get(key)
         if saved:
             return godwit_context.RequestContext.from_dict(saved)
         return godwit_context.get_admin_context()

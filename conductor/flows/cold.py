@@ -30,7 +30,6 @@ from oslo_log import log as logging
 
 from conductor import checks
 from conductor.flows import base
-from godwit import context as godwit_context
 from godwit import exception, states
 from godwit.timeutils import utcnow
 
@@ -199,10 +198,8 @@ class ColdFlow(base.Flow):
         the name of whoever asked. A conductor that dies before this leaves the
         server 'deleting', which the power sweep carries out."""
         if deleting:
-            saved = self.data(m).get("delete_context")
-            ctxt = (godwit_context.RequestContext.from_dict(saved) if saved
-                    else godwit_context.get_admin_context())
-            self.engine.conductor.delete_instance(ctxt, m["instance_uuid"])
+            self.engine.conductor.delete_instance(self.ctxt(m, "delete_context"),
+                                                  m["instance_uuid"])
         return m
 
     # --- reverting ------------------------------------------------------------------------

@@ -16,6 +16,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy import event
 
+from conductor.flows.cold import flavor_values
 from godwit import exception, states
 from godwit.db import api as db_api
 from godwit.db import flavors as db_flavors
@@ -92,6 +93,12 @@ def _migration(database, instance, dest="h2", mtype=states.LIVE_MIGRATION, **val
            "source_compute": instance["host"], "dest_compute": dest}
     row.update(values)
     return database.migration_create(row)
+
+
+def _resize(database, instance, dest, old, new):
+    """A resize of ``instance`` from flavor ``old`` to ``new`` towards ``dest``."""
+    return _migration(database, instance, dest=dest, mtype=states.RESIZE,
+                      old_instance_type_id=old["id"], new_instance_type_id=new["id"])
 
 
 def _advance(database, migration, *events, **kwargs):
@@ -388,8 +395,7 @@ def test_host_usage_counts_resize_at_the_new_flavor(db):
     small = _flavor(db, "small", memory_mb=512, vcpus=1, root_gb=1)
     big = _flavor(db, "big", memory_mb=2048, vcpus=2, root_gb=20, ephemeral_gb=5)
     inst = _instance(db, small, host="h1")
-    _migration(db, inst, dest="h2", mtype=states.RESIZE, old_instance_type_id=small["id"],
-               new_instance_type_id=big["id"])
+    _resize(db, inst, "h2", small, big)
     assert db.host_usage("h2") == {"memory_mb": 2048, "vcpus": 2, "disk_gb": 25,
                                    "running_vms": 0}
 
@@ -402,8 +408,7 @@ def test_a_resize_holds_the_new_flavor_on_its_destination_and_the_old_on_its_sou
     small = _flavor(any_db, "small", memory_mb=512, vcpus=1, root_gb=1)
     big = _flavor(any_db, "big", memory_mb=2048, vcpus=4, root_gb=20, ephemeral_gb=5)
     inst = _instance(any_db, small, host="h1")
-    mig = _migration(any_db, inst, dest="h2", mtype=states.RESIZE,
-                     old_instance_type_id=small["id"], new_instance_type_id=big["id"])
+    mig = _resize(any_db, inst, "h2", small, big)
     old = {"memory_mb": 512, "vcpus": 1, "disk_gb": 1}
     new = {"memory_mb": 2048, "vcpus": 4, "disk_gb": 25}
 
@@ -416,7 +421,7 @@ def test_a_resize_holds_the_new_flavor_on_its_destination_and_the_old_on_its_sou
     mig = any_db.migration_advance(mig, "copied", instance_values={"host": "h2"})
     assert any_db.host_usage("h2")["running_vms"] == 1
     assert (held("h1"), held("h2")) == (old, new)
-    mig = any_db.migration_advance(mig, "finished", instance_values=_flavor_values(big))
+    mig = any_db.migration_advance(mig, "finished", instance_values=flavor_values(big))
     assert (held("h1"), held("h2")) == (old, new)
     mig = _advance(any_db, mig, "confirm", "confirmed")
     assert mig["status"] == states.CONFIRMED
@@ -428,18 +433,17 @@ def test_a_reverted_resize_holds_only_the_old_flavor_on_its_source(any_db):
     big = _flavor(any_db, "big", memory_mb=2048, vcpus=4, root_gb=20)
     inst = _instance(any_db, big, host="h1")
     # a resize down: the destination holds the smaller flavor once switched
-    mig = _migration(any_db, inst, dest="h2", mtype=states.RESIZE,
-                     old_instance_type_id=big["id"], new_instance_type_id=small["id"])
+    mig = _resize(any_db, inst, "h2", big, small)
     mig = _advance(any_db, mig, "prepped", "copy")
     mig = any_db.migration_advance(mig, "copied", instance_values={"host": "h2"})
     assert any_db.host_usage("h2")["memory_mb"] == 512
     assert any_db.host_usage("h1")["memory_mb"] == 2048
-    mig = any_db.migration_advance(mig, "finished", instance_values=_flavor_values(small))
+    mig = any_db.migration_advance(mig, "finished", instance_values=flavor_values(small))
     mig = any_db.migration_advance(mig, "revert")
     assert (any_db.host_usage("h1")["memory_mb"], any_db.host_usage("h2")["memory_mb"]) == \
         (2048, 512)
     mig = any_db.migration_advance(mig, "reverted",
-                                   instance_values=dict(_flavor_values(big), host="h1"))
+                                   instance_values=dict(flavor_values(big), host="h1"))
     assert (any_db.host_usage("h1")["memory_mb"], any_db.host_usage("h2")["memory_mb"]) == \
         (2048, 0)
 
@@ -448,11 +452,10 @@ def test_a_resize_to_the_same_host_holds_both_flavors_there(db):
     small = _flavor(db, "small", memory_mb=512, vcpus=1, root_gb=1)
     big = _flavor(db, "big", memory_mb=2048, vcpus=2, root_gb=20)
     inst = _instance(db, small, host="h1")
-    mig = _migration(db, inst, dest="h1", mtype=states.RESIZE,
-                     old_instance_type_id=small["id"], new_instance_type_id=big["id"])
+    mig = _resize(db, inst, "h1", small, big)
     assert db.host_usage("h1")["memory_mb"] == 2560
     mig = _advance(db, mig, "prepped", "copy", "copied")
-    mig = db.migration_advance(mig, "finished", instance_values=_flavor_values(big))
+    mig = db.migration_advance(mig, "finished", instance_values=flavor_values(big))
     assert db.host_usage("h1") == {"memory_mb": 2560, "vcpus": 3, "disk_gb": 21,
                                    "running_vms": 1}
     _advance(db, mig, "confirm", "confirmed")
@@ -476,8 +479,7 @@ def test_a_move_waiting_for_a_host_holds_its_room_and_a_deleted_guest_none(any_d
     assert any_db.host_usage("h3")["memory_mb"] == 0
 
     inst = _instance(any_db, small, host="h4")
-    resize = _migration(any_db, inst, dest="h5", mtype=states.RESIZE,
-                        old_instance_type_id=small["id"], new_instance_type_id=big["id"])
+    resize = _resize(any_db, inst, "h5", small, big)
     resize = _advance(any_db, resize, "prepped", "copy")
     any_db.migration_advance(resize, "copied", instance_values={"host": "h5"})
     assert (any_db.host_usage("h4")["memory_mb"], any_db.host_usage("h5")["memory_mb"]) == \
@@ -485,12 +487,6 @@ def test_a_move_waiting_for_a_host_holds_its_room_and_a_deleted_guest_none(any_d
     any_db.instance_update(inst["uuid"], {"deleted_at": datetime.datetime(2026, 1, 1)})
     assert (any_db.host_usage("h4")["memory_mb"], any_db.host_usage("h5")["memory_mb"]) == \
         (0, 0)
-
-
-def _flavor_values(flavor):
-    return {"instance_type_id": flavor["id"], "memory_mb": flavor["memory_mb"],
-            "vcpus": flavor["vcpus"], "root_gb": flavor["root_gb"],
-            "ephemeral_gb": flavor["ephemeral_gb"]}
 
 
 # ------------------------------------------------------------- migration_list
